@@ -1,0 +1,621 @@
+"""Stack configuration: pydantic models, semantic checks and readable errors.
+
+Every stack keeps its settings under one structured key, ``gpu-fleet:fleet``, in
+``stacks/Pulumi.<stack>.yaml``. The program parses it with :func:`parse_fleet` before it
+creates any resource, so a typo or an impossible GPU shape stops the run with one line per
+problem naming the stack file and the field, e.g.
+``stacks/Pulumi.eu-west.yaml: gpuPools[0].gpusPerNode: ...``.
+
+Two phases: pydantic checks the structure (types, ranges, unknown keys), then the semantic
+checks below look across fields (catalog look-ups, references between sections). Secrets
+(the Hugging Face token, the API key) are separate secret config values, never in here.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal, Optional, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic.alias_generators import to_camel
+
+from .gpu_catalog import CatalogError, Cloud, GpuKind, Offering, load_catalog
+
+PROJECT = "gpu-fleet"
+CONFIG_KEY = "fleet"
+FULL_CONFIG_KEY = f"{PROJECT}:{CONFIG_KEY}"
+#: Secret config values each kind of stack needs (``pulumi config set --secret gpu-fleet:<key>``).
+SECRET_KEYS: dict[str, tuple[str, ...]] = {
+    "region": ("huggingFaceToken", "apiKey"),
+    "global": (),
+}
+STACKS_DIR = "stacks"
+
+DnsLabel = Annotated[str, Field(pattern=r"^[a-z]([-a-z0-9]*[a-z0-9])?$", max_length=40)]
+
+
+class _Model(BaseModel):
+    """Base for every config section: camelCase keys, unknown keys rejected, immutable."""
+
+    model_config = ConfigDict(
+        extra="forbid", alias_generator=to_camel, populate_by_name=True, frozen=True
+    )
+
+
+# --------------------------------------------------------------------------- region
+
+
+class ExistingNetwork(_Model):
+    """An existing network to deploy into instead of creating one.
+
+    AWS: ``vpcId``, ``privateSubnetIds`` (nodes, cache) and ``publicSubnetIds`` (load
+    balancers). GCP: ``network``, ``subnetwork`` and the names of its secondary ranges
+    for pods and services.
+    """
+
+    vpc_id: Optional[str] = None
+    private_subnet_ids: list[str] = []
+    public_subnet_ids: list[str] = []
+    network: Optional[str] = None
+    subnetwork: Optional[str] = None
+    pods_range_name: Optional[str] = None
+    services_range_name: Optional[str] = None
+
+
+class NetworkConfig(_Model):
+    """The region's network. Defaults suit a new, dedicated network."""
+
+    #: AWS: the VPC CIDR. GCP: the subnetwork's primary (node) range.
+    cidr: ipaddress.IPv4Network = ipaddress.IPv4Network("10.40.0.0/16")
+    #: GCP only: secondary ranges for pods and services (VPC-native cluster).
+    pods_cidr: ipaddress.IPv4Network = ipaddress.IPv4Network("10.64.0.0/14")
+    services_cidr: ipaddress.IPv4Network = ipaddress.IPv4Network("10.68.0.0/20")
+    #: AWS only: availability zones to spread subnets over (EKS needs two or more).
+    zone_count: int = Field(3, ge=2, le=6)
+    existing: Optional[ExistingNetwork] = None
+
+
+class SystemPoolConfig(_Model):
+    """CPU nodes for cluster services (monitoring, metrics adapter, GPU operator)."""
+
+    #: Defaults: ``m7i.2xlarge`` on AWS, ``n2-standard-8`` on GCP.
+    machine_type: Optional[str] = None
+    min_nodes: int = Field(2, ge=1)
+    max_nodes: int = Field(4, ge=1)
+    disk_size_gb: int = Field(100, ge=50)
+
+
+class ClusterConfig(_Model):
+    """Cluster-wide settings."""
+
+    #: Kubernetes minor version, pinned (EKS ``version``; GKE minimum master version).
+    kubernetes_version: str = Field("1.33", pattern=r"^1\.\d+$")
+    #: GKE release channel.
+    release_channel: Literal["RAPID", "REGULAR", "STABLE"] = "REGULAR"
+    #: The API endpoint is private; these CIDRs may reach it publicly (empty: none).
+    public_access_cidrs: list[ipaddress.IPv4Network] = []
+    #: GKE: the control plane's private range.
+    master_cidr: ipaddress.IPv4Network = ipaddress.IPv4Network("172.16.0.32/28")
+    #: EKS: extra IAM principals given cluster-admin access entries, beside the deployer.
+    admin_principal_arns: list[str] = []
+    system_pool: SystemPoolConfig = SystemPoolConfig()
+
+    @field_validator("public_access_cidrs")
+    @classmethod
+    def _no_world(cls, v: list[ipaddress.IPv4Network]) -> list[ipaddress.IPv4Network]:
+        if any(n.prefixlen == 0 for n in v):
+            raise ValueError("0.0.0.0/0 would make the API endpoint public to everyone")
+        return v
+
+
+class GpuPoolConfig(_Model):
+    """One GPU node pool."""
+
+    name: DnsLabel
+    gpu: GpuKind
+    gpus_per_node: int = Field(ge=1, description="GPUs per node; must match a catalog shape")
+    #: Picks between shapes with the same GPU and count (GCP a3-highgpu-8g vs a3-megagpu-8g).
+    machine_type: Optional[str] = None
+    min_nodes: int = Field(0, ge=0)
+    max_nodes: int = Field(ge=1)
+    #: AWS managed node groups need a desired size; defaults to ``minNodes``.
+    desired_nodes: Optional[int] = Field(None, ge=0)
+    capacity_type: Literal["on-demand", "spot"] = "on-demand"
+    #: AWS capacity reservation ID (``cr-...``) or GCP reservation name.
+    reservation: Optional[str] = None
+    #: vLLM images are 10+ GB and model weights may be cached on the node.
+    disk_size_gb: int = Field(500, ge=200)
+    #: GCP node locations (zones of the region); default: GKE picks.
+    zones: list[str] = []
+    #: Overrides the catalog's on-demand price in cost figures.
+    hourly_price_usd: Optional[float] = Field(None, gt=0)
+
+
+class ScalingPolicy(_Model):
+    """An HPA rate limit: at most ``value`` pods (or percent) per ``periodSeconds``."""
+
+    type: Literal["Pods", "Percent"]
+    value: int = Field(ge=1)
+    period_seconds: int = Field(ge=1, le=1800)
+
+
+class ScalingRules(_Model):
+    """One direction of the HPA ``behavior``."""
+
+    stabilization_window_seconds: int = Field(ge=0, le=3600)
+    select_policy: Literal["Max", "Min", "Disabled"] = "Max"
+    policies: list[ScalingPolicy] = Field(min_length=1)
+
+
+class AutoscalingConfig(_Model):
+    """The HPA of one model. Defaults are the seed's HPA exactly."""
+
+    min_replicas: int = Field(2, ge=1)
+    max_replicas: int = Field(20, ge=1)
+    #: External metric ``dcgm_gpu_utilization``, AverageValue target in percent.
+    gpu_utilization_target: int = Field(75, ge=1, le=100)
+    #: External metric ``llm_pending_requests``, AverageValue target in requests.
+    pending_requests_target: int = Field(10, ge=1)
+    scale_up: ScalingRules = ScalingRules(
+        stabilization_window_seconds=60,
+        policies=[ScalingPolicy(type="Pods", value=2, period_seconds=60)],
+    )
+    scale_down: ScalingRules = ScalingRules(
+        stabilization_window_seconds=300,
+        policies=[ScalingPolicy(type="Pods", value=1, period_seconds=120)],
+    )
+
+
+class ModelArchitecture(_Model):
+    """Architecture numbers for a model the built-in model catalog does not know."""
+
+    parameters_billion: float = Field(gt=0)
+    layers: int = Field(ge=1)
+    attention_heads: int = Field(ge=1)
+    kv_heads: int = Field(ge=1)
+    head_dim: int = Field(ge=1)
+
+
+class LmcacheConfig(_Model):
+    """KV-cache offload to the regional Redis through LMCache (off by default)."""
+
+    enabled: bool = False
+    #: LMCache's vLLM image (vLLM with LMCache installed), pinned.
+    image: str = "lmcache/vllm-openai:v0.3.5"
+    #: Tokens per KV chunk stored in Redis.
+    chunk_size: int = Field(256, ge=16)
+    #: Host-memory buffer for KV offload, in GB.
+    local_cpu_gb: float = Field(5.0, ge=0)
+
+
+VLLM_IMAGE = "vllm/vllm-openai:v0.11.0"
+_UNPINNED_REVISIONS = {"main", "master", "latest", "head"}
+
+
+class ModelConfig(_Model):
+    """One served model (a vLLM Deployment with its Service, PDB and HPA)."""
+
+    name: DnsLabel
+    #: Hugging Face model id, ``org/name``.
+    model_id: str = Field(pattern=r"^[\w.-]+/[\w.-]+$")
+    #: Pinned Hugging Face revision (commit SHA or tag), never a moving branch.
+    revision: str = Field(min_length=1)
+    #: Name of the GPU pool that runs it.
+    pool: str
+    tensor_parallel_size: int = Field(1, ge=1)
+    max_model_len: int = Field(8192, ge=256)
+    dtype: Literal["auto", "bfloat16", "float16"] = "bfloat16"
+    quantization: Optional[Literal["fp8", "awq", "gptq"]] = None
+    gpu_memory_utilization: float = Field(0.9, gt=0.3, le=0.98)
+    #: Required when ``modelId`` is not in the built-in model catalog.
+    architecture: Optional[ModelArchitecture] = None
+    image: str = VLLM_IMAGE
+    extra_args: list[str] = []
+    autoscaling: AutoscalingConfig = AutoscalingConfig()
+    lmcache: LmcacheConfig = LmcacheConfig()
+
+    @field_validator("revision")
+    @classmethod
+    def _pinned(cls, v: str) -> str:
+        if v.lower() in _UNPINNED_REVISIONS:
+            raise ValueError(f"{v!r} is a moving branch; pin a commit SHA or tag")
+        return v
+
+
+class CacheConfig(_Model):
+    """The regional Redis cache (ElastiCache on AWS, Memorystore on GCP)."""
+
+    enabled: bool = True
+    #: AWS: ``redis`` (Redis OSS) or ``valkey``. GCP Memorystore is Redis.
+    engine: Literal["redis", "valkey"] = "valkey"
+    #: Pinned major.minor; defaults: valkey 8.0 / redis 7.1 on AWS, 7.2 on GCP.
+    engine_version: Optional[str] = Field(None, pattern=r"^\d+\.\d+$")
+    #: AWS node type (``cache.r7g.large`` by default).
+    node_type: Optional[str] = None
+    #: GCP memory size in GB (5 by default).
+    memory_size_gb: Optional[int] = Field(None, ge=1)
+    #: Read replicas beside the primary.
+    replicas: int = Field(1, ge=0, le=5)
+    automatic_failover: bool = True
+    eviction_policy: Literal[
+        "allkeys-lru", "allkeys-lfu", "volatile-lru", "volatile-lfu", "allkeys-random",
+        "volatile-random", "volatile-ttl", "noeviction",
+    ] = "allkeys-lru"
+    snapshot_retention_days: int = Field(7, ge=0, le=35)
+    #: ``ddd:hh:mm-ddd:hh:mm`` in UTC.
+    maintenance_window: str = Field(
+        "sun:05:00-sun:06:00", pattern=r"^(mon|tue|wed|thu|fri|sat|sun):\d\d:\d\d-(mon|tue|wed|thu|fri|sat|sun):\d\d:\d\d$"
+    )
+
+
+class EntrypointConfig(_Model):
+    """The regional entry point: a TLS load balancer in front of the models."""
+
+    #: The region's DNS name; each model is served at ``<model>.<domain>``.
+    domain: str = Field(pattern=r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?\.)+[a-z]{2,}$")
+    #: AWS: ACM certificate ARN covering ``*.<domain>``. GCP: a Google-managed
+    #: certificate is created when this is empty.
+    certificate_arn: Optional[str] = None
+    #: Source ranges allowed to reach the load balancer.
+    allowed_cidrs: list[ipaddress.IPv4Network] = [ipaddress.IPv4Network("0.0.0.0/0")]
+
+
+class AlertsConfig(_Model):
+    """Alert thresholds. Defaults follow the seed's best-practice table."""
+
+    #: Queue depth alert: more than this many pending requests ...
+    pending_requests_threshold: int = Field(20, ge=1)
+    #: ... for longer than this many minutes.
+    pending_requests_for_minutes: int = Field(2, ge=1)
+    gpu_saturation_percent: int = Field(95, ge=1, le=100)
+    gpu_saturation_for_minutes: int = Field(10, ge=1)
+
+
+class RegionConfig(_Model):
+    """A region stack: one cluster with GPU pools, models, a cache and an entry point."""
+
+    kind: Literal["region"]
+    cloud: Cloud
+    #: AWS region (``us-east-1``) or GCP region (``europe-west4``).
+    location: str
+    #: GCP project ID (required on GCP).
+    project: Optional[str] = None
+    #: Namespace the models, their secrets and the cache wiring live in.
+    namespace: DnsLabel = "llm-serving"
+    network: NetworkConfig = NetworkConfig()
+    cluster: ClusterConfig = ClusterConfig()
+    gpu_pools: list[GpuPoolConfig] = Field(min_length=1)
+    models: list[ModelConfig] = []
+    cache: CacheConfig = CacheConfig()
+    entrypoint: EntrypointConfig
+    alerts: AlertsConfig = AlertsConfig()
+
+
+# --------------------------------------------------------------------------- global
+
+ROUTE53_INTERVALS = (10, 30)
+
+
+class DnsRoutingConfig(_Model):
+    """Route 53 latency records with health checks (works across clouds)."""
+
+    #: The existing hosted zone, by ID or by name (one of the two).
+    hosted_zone_id: Optional[str] = None
+    hosted_zone_name: Optional[str] = None
+    #: Create (and own) the zone named ``hostedZoneName`` instead of looking it up.
+    create_hosted_zone: bool = False
+    #: Seconds between health checks: Route 53 accepts 10 or 30.
+    health_check_interval_seconds: int = 10
+    #: Consecutive failures before unhealthy: Route 53 accepts 1 to 10.
+    failure_threshold: int = 2
+    #: TTL of the latency records; resolvers may cache this long after failover.
+    ttl_seconds: int = Field(10, ge=0, le=86400)
+    #: Allowance for Route 53 to act on a health change (undocumented by AWS).
+    propagation_allowance_seconds: int = Field(10, ge=0)
+
+
+class AnycastRoutingConfig(_Model):
+    """AWS Global Accelerator in front of the regions' load balancers (AWS-only fleets)."""
+
+    health_check_interval_seconds: int = 10
+    threshold_count: int = 3
+    client_affinity: Literal["NONE", "SOURCE_IP"] = "NONE"
+
+
+class RoutingConfig(_Model):
+    mode: Literal["dns", "anycast"] = "dns"
+    dns: DnsRoutingConfig = DnsRoutingConfig()
+    anycast: AnycastRoutingConfig = AnycastRoutingConfig()
+    #: The seed's target: detect and switch in under this many seconds.
+    failover_target_seconds: int = Field(30, ge=1)
+
+
+class GlobalConfig(_Model):
+    """The global stack: one name in front of the region stacks."""
+
+    kind: Literal["global"]
+    #: Pulumi organization owning the region stacks (for ``StackReference``).
+    organization: str = Field(pattern=r"^[\w.-]+$")
+    #: Region stack names (each has ``stacks/Pulumi.<name>.yaml``).
+    regions: list[str] = Field(min_length=1)
+    #: The single name clients use (the fleet's domain, e.g. ``llm.example.com``).
+    domain: str = Field(pattern=r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?\.)+[a-z]{2,}$")
+    routing: RoutingConfig = RoutingConfig()
+
+
+FleetConfig = Union[RegionConfig, GlobalConfig]
+
+
+# --------------------------------------------------------------------------- errors
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a config: the field path (``gpuPools[0].gpu``) and why."""
+
+    path: str
+    message: str
+
+
+class ConfigError(Exception):
+    """Invalid stack configuration; ``str()`` gives one line per problem."""
+
+    def __init__(self, source: str, problems: list[Problem]):
+        self.source = source
+        self.problems = problems
+        super().__init__("\n".join(f"{source}: {p.path}: {p.message}" for p in problems))
+
+
+def _path(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or CONFIG_KEY
+
+
+def _known_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """The camelCase keys valid at ``loc`` (its last part is the unknown key)."""
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        field = next((f for f in model.model_fields.values() if f.alias == part), None)
+        if field is None:
+            return []
+        ann = field.annotation
+        for candidate in (ann, *getattr(ann, "__args__", ())):
+            inner = getattr(candidate, "__args__", (candidate,))
+            found = next((c for c in (candidate, *inner) if isinstance(c, type) and issubclass(c, BaseModel)), None)
+            if found is not None:
+                model = found
+                break
+        else:
+            return []
+    return [f.alias for f in model.model_fields.values() if f.alias]
+
+
+def _problems(err: ValidationError, model: type[BaseModel]) -> list[Problem]:
+    out = []
+    for e in err.errors():
+        loc = tuple(e["loc"])
+        if e["type"] == "extra_forbidden":
+            known = _known_keys(model, loc)
+            close = difflib.get_close_matches(str(loc[-1]), known, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            msg = f"unknown key{hint} (valid keys: {', '.join(known)})"
+        elif e["type"] == "missing":
+            msg = "required"
+        else:
+            msg = e["msg"].removeprefix("Value error, ")
+        out.append(Problem(_path(loc), msg))
+    return out
+
+
+# --------------------------------------------------------------------------- semantic checks
+
+_AWS_REGION = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
+_GCP_REGION = re.compile(r"^[a-z]+-[a-z]+\d+$")
+
+
+def pool_offering(cfg: RegionConfig, pool: GpuPoolConfig) -> Offering:
+    """The catalog offering a pool runs on (the config has been validated)."""
+    return load_catalog().select(cfg.cloud, cfg.location, pool.gpu, pool.gpus_per_node, pool.machine_type)
+
+
+def _check_location(cfg: RegionConfig) -> list[Problem]:
+    pattern = _AWS_REGION if cfg.cloud == "aws" else _GCP_REGION
+    problems = []
+    if not pattern.match(cfg.location):
+        example = "us-east-1" if cfg.cloud == "aws" else "europe-west4"
+        problems.append(Problem("location", f"{cfg.location!r} is not a {cfg.cloud} region name (like {example})"))
+    if cfg.cloud == "gcp" and not cfg.project:
+        problems.append(Problem("project", "required on gcp (the GCP project ID)"))
+    if cfg.cloud == "aws" and cfg.project:
+        problems.append(Problem("project", "only used on gcp"))
+    return problems
+
+
+def _check_network(cfg: RegionConfig) -> list[Problem]:
+    ex = cfg.network.existing
+    if ex is None:
+        if cfg.cloud == "gcp":
+            ranges = {"cidr": cfg.network.cidr, "podsCidr": cfg.network.pods_cidr, "servicesCidr": cfg.network.services_cidr}
+            names = list(ranges)
+            for i, a in enumerate(names):
+                for b in names[i + 1 :]:
+                    if ranges[a].overlaps(ranges[b]):
+                        return [Problem(f"network.{b}", f"{ranges[b]} overlaps network.{a} {ranges[a]}")]
+        return []
+    need = (
+        {"vpcId": ex.vpc_id, "privateSubnetIds": ex.private_subnet_ids, "publicSubnetIds": ex.public_subnet_ids}
+        if cfg.cloud == "aws"
+        else {"network": ex.network, "subnetwork": ex.subnetwork, "podsRangeName": ex.pods_range_name,
+              "servicesRangeName": ex.services_range_name}
+    )
+    problems = [Problem(f"network.existing.{k}", f"required for an existing {cfg.cloud} network") for k, v in need.items() if not v]
+    if cfg.cloud == "aws" and len(ex.private_subnet_ids) == 1:
+        problems.append(Problem("network.existing.privateSubnetIds", "EKS needs subnets in at least two availability zones"))
+    return problems
+
+
+def _check_pools(cfg: RegionConfig) -> list[Problem]:
+    problems: list[Problem] = []
+    seen: set[str] = set()
+    for i, pool in enumerate(cfg.gpu_pools):
+        at = f"gpuPools[{i}]"
+        if pool.name in seen or pool.name == "system":
+            problems.append(Problem(f"{at}.name", f"{pool.name!r} is used twice or reserved (system)"))
+        seen.add(pool.name)
+        try:
+            pool_offering(cfg, pool)
+        except CatalogError as e:
+            # An unknown region is the location's fault, reported once below.
+            if e.field != "location":
+                problems.append(Problem(f"{at}.{e.field}", str(e)))
+            elif i == 0:
+                problems.append(Problem("location", str(e)))
+        if pool.min_nodes > pool.max_nodes:
+            problems.append(Problem(f"{at}.minNodes", f"{pool.min_nodes} is above maxNodes {pool.max_nodes}"))
+        if pool.desired_nodes is not None and not pool.min_nodes <= pool.desired_nodes <= pool.max_nodes:
+            problems.append(Problem(f"{at}.desiredNodes", f"{pool.desired_nodes} is outside minNodes..maxNodes"))
+        if pool.capacity_type == "spot" and pool.reservation:
+            problems.append(Problem(f"{at}.reservation", "a capacity reservation cannot be used with spot capacity"))
+        if pool.reservation and cfg.cloud == "aws" and not pool.reservation.startswith("cr-"):
+            problems.append(Problem(f"{at}.reservation", "an AWS capacity reservation ID starts with 'cr-'"))
+        if pool.zones and cfg.cloud == "aws":
+            problems.append(Problem(f"{at}.zones", "only used on gcp (on aws the node group spans the private subnets)"))
+        for j, zone in enumerate(pool.zones):
+            if not (zone.startswith(cfg.location + "-") and len(zone) == len(cfg.location) + 2):
+                problems.append(Problem(f"{at}.zones[{j}]", f"{zone!r} is not a zone of {cfg.location}"))
+    sp = cfg.cluster.system_pool
+    if sp.min_nodes > sp.max_nodes:
+        problems.append(Problem("cluster.systemPool.minNodes", f"{sp.min_nodes} is above maxNodes {sp.max_nodes}"))
+    return problems
+
+
+def _check_models(cfg: RegionConfig) -> list[Problem]:
+    problems: list[Problem] = []
+    pools = {p.name: p for p in cfg.gpu_pools}
+    seen: set[str] = set()
+    for i, model in enumerate(cfg.models):
+        at = f"models[{i}]"
+        if model.name in seen:
+            problems.append(Problem(f"{at}.name", f"{model.name!r} is used twice"))
+        seen.add(model.name)
+        a = model.autoscaling
+        if a.min_replicas > a.max_replicas:
+            problems.append(Problem(f"{at}.autoscaling.minReplicas", f"{a.min_replicas} is above maxReplicas {a.max_replicas}"))
+        if model.pool not in pools:
+            problems.append(Problem(f"{at}.pool", f"no GPU pool named {model.pool!r}; pools: {', '.join(pools)}"))
+    return problems
+
+
+def _check_cache(cfg: RegionConfig) -> list[Problem]:
+    c = cfg.cache
+    problems: list[Problem] = []
+    if not c.enabled:
+        return problems
+    if c.automatic_failover and c.replicas == 0:
+        problems.append(Problem("cache.replicas", "automatic failover needs at least one replica"))
+    if cfg.cloud == "aws" and c.memory_size_gb is not None:
+        problems.append(Problem("cache.memorySizeGb", "only used on gcp (on aws size the cache with nodeType)"))
+    if cfg.cloud == "gcp" and c.node_type is not None:
+        problems.append(Problem("cache.nodeType", "only used on aws (on gcp size the cache with memorySizeGb)"))
+    if cfg.cloud == "gcp" and c.engine == "valkey" and "engine" in c.model_fields_set:
+        problems.append(Problem("cache.engine", "Memorystore for Redis runs redis"))
+    return problems
+
+
+REGION_CHECKS = [_check_location, _check_network, _check_pools, _check_models, _check_cache]
+
+
+def _check_global(cfg: GlobalConfig, stacks_dir: Path) -> list[Problem]:
+    problems: list[Problem] = []
+    if len(cfg.regions) < 2:
+        problems.append(Problem("regions", "failover needs at least two region stacks"))
+    if len(set(cfg.regions)) != len(cfg.regions):
+        problems.append(Problem("regions", "a region stack is listed twice"))
+    available = sorted(p.name[len("Pulumi."):-len(".yaml")] for p in stacks_dir.glob("Pulumi.*.yaml"))
+    for i, name in enumerate(cfg.regions):
+        if name not in available:
+            problems.append(Problem(f"regions[{i}]", f"no region stack {name!r}; stacks: {', '.join(available)}"))
+    dns, anycast = cfg.routing.dns, cfg.routing.anycast
+    if cfg.routing.mode == "dns":
+        if dns.health_check_interval_seconds not in ROUTE53_INTERVALS:
+            problems.append(Problem("routing.dns.healthCheckIntervalSeconds", "Route 53 accepts 10 or 30"))
+        if not 1 <= dns.failure_threshold <= 10:
+            problems.append(Problem("routing.dns.failureThreshold", "Route 53 accepts 1 to 10"))
+        if bool(dns.hosted_zone_id) == bool(dns.hosted_zone_name):
+            problems.append(Problem("routing.dns", "give exactly one of hostedZoneId and hostedZoneName"))
+        if dns.create_hosted_zone and not dns.hosted_zone_name:
+            problems.append(Problem("routing.dns.createHostedZone", "needs hostedZoneName"))
+    else:
+        if anycast.health_check_interval_seconds not in ROUTE53_INTERVALS:
+            problems.append(Problem("routing.anycast.healthCheckIntervalSeconds", "Global Accelerator accepts 10 or 30"))
+        if not 1 <= anycast.threshold_count <= 10:
+            problems.append(Problem("routing.anycast.thresholdCount", "Global Accelerator accepts 1 to 10"))
+    return problems
+
+
+# --------------------------------------------------------------------------- entry points
+
+
+def parse_fleet(raw: Any, source: str, stacks_dir: Optional[Path] = None) -> FleetConfig:
+    """Validate the ``gpu-fleet:fleet`` value of one stack.
+
+    ``source`` names the stack file in messages; ``stacks_dir`` (default: the source's
+    folder) is where a global stack's region stacks live. Raises ConfigError.
+    """
+    if not isinstance(raw, dict):
+        raise ConfigError(source, [Problem(CONFIG_KEY, f"must be a mapping with a 'kind' (region or global); got {type(raw).__name__}")])
+    kinds = {"region": RegionConfig, "global": GlobalConfig}
+    model = kinds.get(raw.get("kind"))
+    if model is None:
+        raise ConfigError(source, [Problem("kind", f"must be one of: {', '.join(kinds)}; got {raw.get('kind')!r}")])
+    try:
+        cfg = model.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(source, _problems(e, model)) from None
+    if isinstance(cfg, RegionConfig):
+        problems = [p for check in REGION_CHECKS for p in check(cfg)]
+    else:
+        problems = _check_global(cfg, stacks_dir or Path(source).parent)
+    if problems:
+        raise ConfigError(source, problems)
+    return cfg
+
+
+@dataclass(frozen=True)
+class StackFile:
+    """A stack file as read from disk: its name, raw config and which secrets it sets."""
+
+    stack: str
+    path: Path
+    config: dict[str, Any]
+    secret_keys: frozenset[str]
+
+
+def read_stack_file(path: Path) -> StackFile:
+    """Read ``Pulumi.<stack>.yaml``; ConfigError if it is not valid YAML of that shape."""
+    stack = path.name[len("Pulumi."):-len(".yaml")]
+    try:
+        doc = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as e:
+        raise ConfigError(str(path), [Problem("config", f"cannot read: {e}")]) from None
+    config = doc.get("config") if isinstance(doc, dict) else None
+    if not isinstance(config, dict):
+        raise ConfigError(str(path), [Problem("config", "the stack file needs a 'config:' mapping")])
+    secrets = frozenset(k for k, v in config.items() if isinstance(v, dict) and set(v) == {"secure"})
+    return StackFile(stack, path, config, secrets)
+
+
+def load_stack_file(path: Path | str) -> FleetConfig:
+    """Read and validate one stack file (``stacks/Pulumi.<stack>.yaml``)."""
+    sf = read_stack_file(Path(path))
+    if FULL_CONFIG_KEY not in sf.config:
+        raise ConfigError(str(path), [Problem(CONFIG_KEY, f"missing: put the stack's settings under '{FULL_CONFIG_KEY}'")])
+    return parse_fleet(sf.config[FULL_CONFIG_KEY], str(path), Path(path).parent)

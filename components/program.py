@@ -1,0 +1,62 @@
+"""The Pulumi program behind ``__main__.py``: read the stack's config, build its stack.
+
+A region stack gets a :class:`~components.region.Region`; the global stack gets a
+:class:`~components.global_routing.GlobalRouting` fed by ``StackReference``s to the
+region stacks. Invalid config stops the run before any resource, with one line per
+problem naming the stack file and field.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pulumi
+
+from .config import CONFIG_KEY, PROJECT, ConfigError, GlobalConfig, RegionConfig, parse_fleet
+
+#: Where the stack files live; ``gpu-fleet plan --config FILE`` points it elsewhere.
+STACKS_DIR_ENV = "GPU_FLEET_STACKS_DIR"
+
+
+def stack_file() -> Path:
+    return Path(os.environ.get(STACKS_DIR_ENV, "stacks")) / f"Pulumi.{pulumi.get_stack()}.yaml"
+
+
+def load_config() -> RegionConfig | GlobalConfig:
+    path = stack_file()
+    raw = pulumi.Config(PROJECT).get_object(CONFIG_KEY)
+    try:
+        if raw is None:
+            raise ConfigError(str(path), [])
+        return parse_fleet(raw, str(path), path.parent)
+    except ConfigError as e:
+        if not e.problems:
+            raise pulumi.RunError(f"{path}: {CONFIG_KEY}: missing; put the stack's settings under '{PROJECT}:{CONFIG_KEY}'") from None
+        # RunError prints the message alone, without a Python traceback.
+        raise pulumi.RunError(str(e)) from None
+
+
+def main() -> None:
+    cfg = load_config()
+    secrets = pulumi.Config(PROJECT)
+    if isinstance(cfg, RegionConfig):
+        from .region import Region, export_region
+
+        region = Region(
+            pulumi.get_stack(),
+            {
+                "config": cfg,
+                "hugging_face_token": secrets.require_secret("huggingFaceToken"),
+                "api_key": secrets.require_secret("apiKey"),
+            },
+        )
+        export_region(region)
+    else:
+        from .global_routing import GlobalRouting, export_global, region_endpoints
+
+        routing = GlobalRouting(
+            pulumi.get_stack(),
+            {"config": cfg, "regions": region_endpoints(cfg, stacks_dir=stack_file().parent)},
+        )
+        export_global(routing)

@@ -1,0 +1,157 @@
+"""A region: GPU cluster, GPU software, monitoring, models, cache and entry point.
+
+The region component only composes; each part is its own component with its own
+module. Every cloud resource goes through this region's explicit provider (passed down
+with ``providers``), and every Kubernetes object through the provider built from the
+new cluster, so nothing falls back to a default provider in the wrong region.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, TypedDict
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_gcp as gcp
+import pulumi_kubernetes as k8s
+
+from .cache import AwsCache, CacheConnection, GcpCache
+from .config import RegionConfig, pool_offering
+from .entrypoint import Entrypoint
+from .gpu_software import GpuSoftware
+from .model_deployment import ModelDeployment
+from .monitoring import AlertSettings, ModelRef, Monitoring
+
+#: The Kubernetes Secret in the serving namespace holding ``HF_TOKEN`` and ``VLLM_API_KEY``.
+SERVING_SECRET = "vllm-secrets"
+
+
+class RegionArgs(TypedDict):
+    """Arguments of :class:`Region`.
+
+    config: the validated region config (``components.config.RegionConfig``).
+    hugging_face_token: Hugging Face token for gated models (a Pulumi secret).
+    api_key: the key clients present to the models (a Pulumi secret).
+    """
+
+    config: RegionConfig
+    hugging_face_token: pulumi.Input[str]
+    api_key: pulumi.Input[str]
+
+
+class Region(pulumi.ComponentResource):
+    """Everything one region stack deploys (``gpufleet:index:Region``)."""
+
+    def __init__(self, name: str, args: RegionArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("gpufleet:index:Region", name, None, opts)
+        cfg = args["config"]
+        self.config = cfg
+        here = pulumi.ResourceOptions(parent=self)
+
+        if cfg.cloud == "aws":
+            from .aws_cluster import AwsCluster
+
+            self.cloud_provider = aws.Provider(f"{name}-aws", region=cfg.location, opts=here)
+            cloud = pulumi.ResourceOptions(parent=self, providers={"aws": self.cloud_provider})
+            self.cluster = AwsCluster(f"{name}-cluster", {"config": cfg}, opts=cloud)
+        else:
+            from .gke_cluster import GkeCluster
+
+            self.cloud_provider = gcp.Provider(f"{name}-gcp", project=cfg.project, region=cfg.location, opts=here)
+            cloud = pulumi.ResourceOptions(parent=self, providers={"gcp": self.cloud_provider})
+            self.cluster = GkeCluster(f"{name}-cluster", {"config": cfg}, opts=cloud)
+
+        kube = pulumi.ResourceOptions(parent=self, providers={"kubernetes": self.cluster.k8s_provider})
+        # Monitoring first: the GPU operator's dcgm-exporter ServiceMonitor needs its CRDs.
+        self.monitoring = Monitoring(
+            f"{name}-monitoring",
+            {
+                "models": [ModelRef(name=m.name, namespace=cfg.namespace) for m in cfg.models],
+                "alerts": AlertSettings.from_config(cfg.alerts),
+            },
+            opts=kube,
+        )
+        self.gpu_software = GpuSoftware(
+            f"{name}-gpu-software",
+            {"cloud": cfg.cloud},
+            opts=pulumi.ResourceOptions.merge(kube, pulumi.ResourceOptions(depends_on=[self.monitoring])),
+        )
+
+        self.namespace = k8s.core.v1.Namespace(
+            f"{name}-serving",
+            metadata={"name": cfg.namespace, "labels": {"app.kubernetes.io/part-of": "gpu-fleet"}},
+            opts=pulumi.ResourceOptions(parent=self, provider=self.cluster.k8s_provider),
+        )
+        self.serving_secret = k8s.core.v1.Secret(
+            f"{name}-vllm-secrets",
+            metadata={"name": SERVING_SECRET, "namespace": self.namespace.metadata["name"]},
+            type="Opaque",
+            string_data={
+                "HF_TOKEN": pulumi.Output.secret(args["hugging_face_token"]),
+                "VLLM_API_KEY": pulumi.Output.secret(args["api_key"]),
+            },
+            opts=pulumi.ResourceOptions(parent=self, provider=self.cluster.k8s_provider),
+        )
+
+        self.cache = None
+        self.cache_connection = None
+        if cfg.cache.enabled:
+            cache_cls = AwsCache if cfg.cloud == "aws" else GcpCache
+            self.cache = cache_cls(f"{name}-cache", {"config": cfg, "network": self.cluster.network}, opts=cloud)
+            self.cache_connection = CacheConnection(
+                f"{name}-cache-connection",
+                {"cache": self.cache, "namespace": self.namespace.metadata["name"]},
+                opts=kube,
+            )
+
+        pools = {p.name: p for p in cfg.gpu_pools}
+        self.models = [
+            ModelDeployment(
+                f"{name}-{m.name}",
+                {
+                    "model": m,
+                    "pool": pools[m.pool],
+                    "shape": pool_offering(cfg, pools[m.pool]).shape,
+                    "namespace": self.namespace.metadata["name"],
+                    "secret_name": self.serving_secret.metadata["name"],
+                    "cache_secret_name": self.cache_connection.secret_name if self.cache_connection else None,
+                    "weight_cache_storage_class": self.cluster.weight_cache_storage_class,
+                },
+                opts=pulumi.ResourceOptions.merge(kube, pulumi.ResourceOptions(depends_on=[self.gpu_software])),
+            )
+            for m in cfg.models
+        ]
+        self.entrypoint = Entrypoint(
+            f"{name}-entrypoint",
+            {"config": cfg, "models": self.models, "network": self.cluster.network},
+            opts=pulumi.ResourceOptions(
+                parent=self, providers={"kubernetes": self.cluster.k8s_provider, cfg.cloud: self.cloud_provider}
+            ),
+        )
+        self.register_outputs({"clusterName": self.cluster.cluster_name})
+
+
+def export_region(region: Region) -> None:
+    """The region stack's outputs (the global stack reads the entry point ones)."""
+    cfg = region.config
+    pulumi.export("cloud", cfg.cloud)
+    pulumi.export("location", cfg.location)
+    pulumi.export("clusterName", region.cluster.cluster_name)
+    pulumi.export("kubeconfig", pulumi.Output.secret(region.cluster.kubeconfig))
+    pulumi.export("gpuPools", [
+        {
+            "name": p.name,
+            "gpu": p.gpu,
+            "gpusPerNode": p.gpus_per_node,
+            "maxNodes": p.max_nodes,
+            "machineType": pool_offering(cfg, p).shape.machine_type,
+        }
+        for p in cfg.gpu_pools
+    ])
+    pulumi.export("models", [m.summary for m in region.models])
+    if region.cache is not None:
+        pulumi.export("cacheEndpoint", region.cache.host)
+        pulumi.export("cachePort", region.cache.port)
+        pulumi.export("cacheAuthToken", pulumi.Output.secret(region.cache.auth_token))
+    for key, value in region.entrypoint.exports().items():
+        pulumi.export(key, value)

@@ -1,0 +1,246 @@
+"""What the clouds would answer, offline: computed outputs and data-source results.
+
+The engine returns a resource's inputs as its state; this module adds the attributes a
+provider computes (ARNs, endpoints, load balancer hostnames...) that downstream code
+reads, and answers data-source calls for the provider's region. Values are shaped like
+the real ones (an EKS endpoint is an https URL, a zone list has that region's zones) so
+code that parses them is exercised; they are plainly placeholders, never real accounts.
+An unknown data source is an error, not an empty answer, so a new call gets an answer
+here on purpose.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+from pulumi.runtime import rpc
+
+ACCOUNT_ID = "123456789012"
+_CA = base64.b64encode(b"-----BEGIN CERTIFICATE-----\nOFFLINE-PLAN\n-----END CERTIFICATE-----\n").decode()
+
+
+class MockError(Exception):
+    """The plan asked the mock cloud something it cannot answer."""
+
+
+@dataclass(frozen=True)
+class Context:
+    """The provider a resource or call goes through."""
+
+    region: str
+    project: str
+    stack: str
+
+
+def _suffix(name: str, n: int = 7) -> str:
+    """A stable stand-in for the random suffix Pulumi auto-naming adds."""
+    return hashlib.sha256(name.encode()).hexdigest()[:n]
+
+
+def _aws_arn(service: str, ctx: Context, resource: str) -> str:
+    return f"arn:aws:{service}:{ctx.region}:{ACCOUNT_ID}:{resource}"
+
+
+def _eks_cluster(name: str, inputs: dict, ctx: Context) -> dict:
+    cluster = inputs.get("name") or f"{name}-{_suffix(name)}"
+    oidc = f"https://oidc.eks.{ctx.region}.amazonaws.com/id/{_suffix(name, 32).upper()}"
+    return {
+        "name": cluster,
+        "arn": _aws_arn("eks", ctx, f"cluster/{cluster}"),
+        "endpoint": f"https://{_suffix(name, 32).upper()}.gr7.{ctx.region}.eks.amazonaws.com",
+        "certificateAuthority": {"data": _CA},
+        "identities": [{"oidcs": [{"issuer": oidc}]}],
+        "vpcConfig": {**inputs.get("vpcConfig", {}), "clusterSecurityGroupId": f"sg-{_suffix(name + 'cluster', 17)}"},
+        "status": "ACTIVE",
+    }
+
+
+def _gke_cluster(name: str, inputs: dict, ctx: Context) -> dict:
+    return {
+        "endpoint": "172.16.0.34",
+        "masterAuth": {"clusterCaCertificate": _CA},
+        "selfLink": f"https://container.googleapis.com/v1/projects/{ctx.project}/locations/{inputs.get('location', ctx.region)}/clusters/{inputs.get('name', name)}",
+    }
+
+
+def _named_aws(service: str, kind: str) -> Callable[[str, dict, Context], dict]:
+    def compute(name: str, inputs: dict, ctx: Context) -> dict:
+        return {"arn": _aws_arn(service, ctx, f"{kind}/{inputs.get('name', name)}")}
+    return compute
+
+
+def _id(prefix: str) -> Callable[[str, dict, Context], dict]:
+    def compute(name: str, inputs: dict, ctx: Context) -> dict:
+        return {"id": f"{prefix}-{_suffix(name, 17)}"}
+    return compute
+
+
+def _iam_role(name: str, inputs: dict, ctx: Context) -> dict:
+    role = inputs.get("name") or f"{name}-{_suffix(name)}"
+    return {"name": role, "arn": f"arn:aws:iam::{ACCOUNT_ID}:role/{role}"}
+
+
+def _elasticache(name: str, inputs: dict, ctx: Context) -> dict:
+    rg = inputs.get("replicationGroupId", name)
+    return {
+        "primaryEndpointAddress": f"master.{rg}.abcdef.{ctx.region.replace('-', '')}.cache.amazonaws.com",
+        "readerEndpointAddress": f"replica.{rg}.abcdef.{ctx.region.replace('-', '')}.cache.amazonaws.com",
+        "port": inputs.get("port", 6379),
+        "arn": _aws_arn("elasticache", ctx, f"replicationgroup:{rg}"),
+    }
+
+
+def _memorystore(name: str, inputs: dict, ctx: Context) -> dict:
+    return {
+        "host": "10.60.0.4",
+        "port": 6378,
+        "currentLocationId": f"{ctx.region}-b",
+        "serverCaCerts": [{"cert": "-----BEGIN CERTIFICATE-----\nOFFLINE-PLAN\n-----END CERTIFICATE-----\n"}],
+        # Memorystore generates the AUTH string; the provider marks it secret.
+        "authString": rpc.wrap_rpc_secret(f"offline-{_suffix(name, 24)}"),
+    }
+
+
+def _k8s_service(name: str, inputs: dict, ctx: Context) -> dict:
+    spec = inputs.get("spec") or {}
+    if spec.get("type") != "LoadBalancer":
+        return {}
+    if ctx.region and "-" in ctx.region and ctx.region[-1].isdigit() and ctx.region.count("-") >= 2:
+        ingress = {"hostname": f"{_suffix(name, 32)}.elb.{ctx.region}.amazonaws.com"}
+    else:
+        ingress = {"ip": "34.90.0.10"}
+    return {"status": {"loadBalancer": {"ingress": [ingress]}}}
+
+
+def _global_accelerator(name: str, inputs: dict, ctx: Context) -> dict:
+    return {
+        "arn": f"arn:aws:globalaccelerator::{ACCOUNT_ID}:accelerator/{_suffix(name, 36)}",
+        "dnsName": f"a{_suffix(name, 16)}.awsglobalaccelerator.com",
+        "hostedZoneId": "Z2BJ6XQ5FK7U4H",
+        "ipSets": [{"ipAddresses": ["75.2.0.10", "99.83.0.10"], "ipFamily": "IPv4"}],
+    }
+
+
+def _route53_health_check(name: str, inputs: dict, ctx: Context) -> dict:
+    return {"id": f"{_suffix(name, 8)}-{_suffix(name + '1', 4)}-{_suffix(name + '2', 4)}-{_suffix(name + '3', 4)}-{_suffix(name + '4', 12)}"}
+
+
+#: Attributes a provider computes, per resource type token.
+COMPUTED: dict[str, Callable[[str, dict, Context], dict]] = {
+    "aws:eks/cluster:Cluster": _eks_cluster,
+    "aws:iam/role:Role": _iam_role,
+    "aws:ec2/vpc:Vpc": _id("vpc"),
+    "aws:ec2/subnet:Subnet": _id("subnet"),
+    "aws:ec2/securityGroup:SecurityGroup": _id("sg"),
+    "aws:ec2/internetGateway:InternetGateway": _id("igw"),
+    "aws:ec2/natGateway:NatGateway": _id("nat"),
+    "aws:ec2/eip:Eip": _id("eipalloc"),
+    "aws:ec2/routeTable:RouteTable": _id("rtb"),
+    "aws:ec2/launchTemplate:LaunchTemplate": _id("lt"),
+    "aws:eks/nodeGroup:NodeGroup": _named_aws("eks", "nodegroup"),
+    "aws:elasticache/replicationGroup:ReplicationGroup": _elasticache,
+    "aws:globalaccelerator/accelerator:Accelerator": _global_accelerator,
+    "aws:route53/healthCheck:HealthCheck": _route53_health_check,
+    "gcp:container/cluster:Cluster": _gke_cluster,
+    "gcp:redis/instance:Instance": _memorystore,
+    "kubernetes:core/v1:Service": _k8s_service,
+}
+
+
+def computed(type_: str, name: str, inputs: dict, ctx: Context) -> dict:
+    """Provider-computed outputs for one resource."""
+    fn = COMPUTED.get(type_)
+    out = fn(name, inputs, ctx) if fn else {}
+    if type_.startswith("kubernetes:") and isinstance(inputs.get("metadata"), dict) and not inputs["metadata"].get("name"):
+        # Pulumi auto-names Kubernetes objects: logical name plus a random suffix.
+        out["metadata"] = {**inputs["metadata"], "name": f"{name}-{_suffix(name, 8)}"}
+    return out
+
+
+# --------------------------------------------------------------------------- data sources
+
+_AWS_ZONE_IDS = {"us-east-1": "use1", "us-east-2": "use2", "us-west-2": "usw2", "eu-west-1": "euw1", "eu-central-1": "euc1"}
+
+
+def _aws_zones(args: dict, ctx: Context) -> dict:
+    if not ctx.region:
+        raise MockError("aws:getAvailabilityZones called without a region (no explicit provider?)")
+    letters = "abcdef"
+    short = _AWS_ZONE_IDS.get(ctx.region, ctx.region.replace("-", "")[:4])
+    return {
+        "names": [f"{ctx.region}{c}" for c in letters],
+        "zoneIds": [f"{short}-az{i + 1}" for i in range(len(letters))],
+        "state": "available",
+        "id": ctx.region,
+        "groupNames": [ctx.region],
+    }
+
+
+def _aws_caller(args: dict, ctx: Context) -> dict:
+    return {"accountId": ACCOUNT_ID, "arn": f"arn:aws:iam::{ACCOUNT_ID}:role/platform-deployer",
+            "userId": "AROAOFFLINEPLAN:deployer", "id": ACCOUNT_ID}
+
+
+def _aws_partition(args: dict, ctx: Context) -> dict:
+    return {"partition": "aws", "dnsSuffix": "amazonaws.com", "id": "aws"}
+
+
+def _aws_region(args: dict, ctx: Context) -> dict:
+    return {"name": ctx.region, "region": ctx.region, "id": ctx.region, "endpoint": f"ec2.{ctx.region}.amazonaws.com"}
+
+
+def _route53_zone(args: dict, ctx: Context) -> dict:
+    name = args.get("name") or "example.com"
+    return {"zoneId": "Z0OFFLINEPLAN", "id": "Z0OFFLINEPLAN", "name": name.rstrip(".") + "."}
+
+
+def _gcp_zones(args: dict, ctx: Context) -> dict:
+    region = args.get("region") or ctx.region
+    return {"names": [f"{region}-{c}" for c in "abc"], "project": ctx.project, "region": region, "id": region}
+
+
+def _gcp_client_config(args: dict, ctx: Context) -> dict:
+    return {"accessToken": "offline-plan-token", "project": ctx.project, "region": ctx.region, "id": ctx.project}
+
+
+def _gcp_project(args: dict, ctx: Context) -> dict:
+    return {"projectId": ctx.project, "number": "123456789012", "name": ctx.project, "id": f"projects/{ctx.project}"}
+
+
+#: Data-source answers, per function token.
+CALLS: dict[str, Callable[[dict, Context], dict]] = {
+    "aws:index/getAvailabilityZones:getAvailabilityZones": _aws_zones,
+    "aws:index/getCallerIdentity:getCallerIdentity": _aws_caller,
+    "aws:index/getPartition:getPartition": _aws_partition,
+    "aws:index/getRegion:getRegion": _aws_region,
+    "aws:route53/getZone:getZone": _route53_zone,
+    "gcp:compute/getZones:getZones": _gcp_zones,
+    "gcp:organizations/getClientConfig:getClientConfig": _gcp_client_config,
+    "gcp:organizations/getProject:getProject": _gcp_project,
+}
+
+
+def call(token: str, args: dict, ctx: Context) -> dict:
+    fn = CALLS.get(token)
+    if fn is None:
+        raise MockError(f"no offline answer for data source {token}; add one to gpu_fleet/mock_outputs.py")
+    return fn(args, ctx)
+
+
+# --------------------------------------------------------------------------- manifests
+
+def kubernetes_manifest(type_: str, name: str, inputs: dict) -> Optional[dict]:
+    """The Kubernetes object a ``kubernetes:*`` resource applies, or None if it is not one
+    (Helm releases, providers, YAML/Chart components)."""
+    if not type_.startswith("kubernetes:") or "helm.sh" in type_ or type_.startswith("kubernetes:yaml"):
+        return None
+    if "apiVersion" not in inputs or "kind" not in inputs:
+        return None
+    manifest = {k: v for k, v in inputs.items() if not k.startswith("__")}
+    meta = dict(manifest.get("metadata") or {})
+    meta.setdefault("name", f"{name}-{_suffix(name, 8)}")
+    manifest["metadata"] = meta
+    return manifest

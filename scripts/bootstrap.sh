@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Set up everything gpu-fleet's plan and tests need on a fresh Debian/Ubuntu machine:
+# promtool (Debian package prometheus) and a virtualenv at .venv with the project and
+# its dev extra. Safe to run again: it only installs what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v promtool >/dev/null 2>&1; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  # The package starts a Prometheus server; the tests need only promtool.
+  $sudo systemctl stop prometheus >/dev/null 2>&1 || true
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+fi
+if ! .venv/bin/python -c "import components, gpu_fleet, pytest, kubernetes_validate" >/dev/null 2>&1 \
+   || [ pyproject.toml -nt .venv/.installed ]; then
+  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/python -m pip install -q -e '.[dev]'
+  touch .venv/.installed
+fi

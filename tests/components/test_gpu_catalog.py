@@ -1,0 +1,95 @@
+"""The GPU catalog: every shape the issue names, every rejection, and the data file."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from components.gpu_catalog import DATA_FILE, CatalogError, load_catalog, parse_catalog
+
+# (cloud, machine type, gpu, gpus, GPU memory GB, accelerator)
+SHAPES = [
+    ("aws", "p5.48xlarge", "h100", 8, 80, None),
+    ("aws", "p4d.24xlarge", "a100-40gb", 8, 40, None),
+    ("aws", "p4de.24xlarge", "a100-80gb", 8, 80, None),
+    *[("gcp", f"a3-highgpu-{n}g", "h100", n, 80, "nvidia-h100-80gb") for n in (1, 2, 4, 8)],
+    ("gcp", "a3-megagpu-8g", "h100", 8, 80, "nvidia-h100-mega-80gb"),
+    *[("gcp", f"a2-highgpu-{n}g", "a100-40gb", n, 40, "nvidia-tesla-a100") for n in (1, 2, 4, 8)],
+    *[("gcp", f"a2-ultragpu-{n}g", "a100-80gb", n, 80, "nvidia-a100-80gb") for n in (1, 2, 4, 8)],
+]
+
+
+@pytest.mark.parametrize("cloud,machine,gpu,gpus,mem,accel", SHAPES, ids=[s[1] for s in SHAPES])
+def test_every_shape(cloud, machine, gpu, gpus, mem, accel):
+    shape = load_catalog().shapes[cloud][machine]
+    assert (shape.gpu, shape.gpus, shape.gpu_memory_gb, shape.accelerator) == (gpu, gpus, mem, accel)
+    assert shape.vcpus > 0 and shape.memory_gb > 0
+
+
+def test_catalog_has_exactly_the_named_shapes():
+    catalog = load_catalog()
+    assert {(c, m) for c, t in catalog.shapes.items() for m in t} == {(s[0], s[1]) for s in SHAPES}
+
+
+def test_data_file_records_source_and_date():
+    raw = json.loads(DATA_FILE.read_text())
+    assert "pricing" in raw["source"] and raw["retrieved"].startswith("20")
+
+
+def test_reference_prices():
+    catalog = load_catalog()
+    assert catalog.select("aws", "us-east-1", "h100", 8).hourly_usd == 55.04
+    assert catalog.select("gcp", "europe-west4", "h100", 8, "a3-highgpu-8g").hourly_usd == 112.54
+    assert catalog.select("gcp", "europe-west4", "h100", 8, "a3-megagpu-8g").hourly_usd == 118.24
+    assert catalog.select("gcp", "us-east4", "a100-80gb", 8).hourly_usd == 45.66
+
+
+def test_select_without_machine_type_takes_the_first_listed():
+    assert load_catalog().select("gcp", "europe-west4", "h100", 8).shape.machine_type == "a3-highgpu-8g"
+
+
+def test_h100_with_three_gpus_on_aws():
+    with pytest.raises(CatalogError) as exc:
+        load_catalog().select("aws", "us-east-1", "h100", 3)
+    assert exc.value.field == "gpusPerNode"
+    assert "valid GPUs per node: 8 (p5.48xlarge)" in str(exc.value)
+
+
+def test_unknown_region_lists_known_regions():
+    with pytest.raises(CatalogError) as exc:
+        load_catalog().select("gcp", "asia-south1", "h100", 8)
+    assert exc.value.field == "location"
+    assert "known regions: europe-west4, us-east4" in str(exc.value)
+
+
+def test_machine_type_of_another_gpu():
+    with pytest.raises(CatalogError) as exc:
+        load_catalog().select("gcp", "europe-west4", "h100", 8, "a2-ultragpu-8g")
+    assert exc.value.field == "machineType"
+    assert "valid: a3-highgpu-1g, a3-highgpu-2g, a3-highgpu-4g, a3-highgpu-8g, a3-megagpu-8g" in str(exc.value)
+
+
+def test_a100_80gb_in_a_region_table_without_it():
+    raw = json.loads(DATA_FILE.read_text())
+    raw["prices"]["aws"]["us-east-1"].pop("p4de.24xlarge")
+    with pytest.raises(CatalogError) as exc:
+        parse_catalog(raw).select("aws", "us-east-1", "a100-80gb", 8)
+    assert exc.value.field == "gpu"
+    assert str(exc.value) == "a100-80gb is not offered in aws us-east-1; offered there: a100-40gb, h100"
+
+
+def test_price_for_an_unknown_shape_is_rejected():
+    raw = json.loads(DATA_FILE.read_text())
+    raw["prices"]["aws"]["us-east-1"]["p6.48xlarge"] = 1.0
+    with pytest.raises(CatalogError, match="unknown aws shapes in us-east-1"):
+        parse_catalog(raw)
+
+
+def test_gcp_prices_are_linear_in_gpu_count():
+    """The derived sizes (see the data file's notes) stay within a cent per GPU of the given ones."""
+    catalog = load_catalog()
+    for region in catalog.regions("gcp"):
+        for family in ("a3-highgpu", "a2-highgpu", "a2-ultragpu"):
+            per_gpu = [catalog.prices["gcp"][region][f"{family}-{n}g"] / n for n in (1, 2, 4, 8)]
+            assert max(per_gpu) - min(per_gpu) < 0.01, (region, family, per_gpu)
