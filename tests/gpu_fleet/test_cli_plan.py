@@ -1,0 +1,114 @@
+"""``gpu-fleet plan``: exit codes, output formats, manifests and their validation."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import textwrap
+from pathlib import Path
+
+import pytest
+import yaml
+
+from gpu_fleet import cli
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _project(tmp_path: Path, program: str, fleet_config: dict, stack: str = "demo") -> Path:
+    """A throwaway Pulumi project with one stack file and the given program."""
+    shutil.copy(REPO / "Pulumi.yaml", tmp_path / "Pulumi.yaml")
+    (tmp_path / "__main__.py").write_text(textwrap.dedent(program))
+    (tmp_path / "stacks").mkdir()
+    (tmp_path / "stacks" / f"Pulumi.{stack}.yaml").write_text(
+        yaml.safe_dump({"config": {"gpu-fleet:fleet": fleet_config}}))
+    return tmp_path
+
+
+def _region_config() -> dict:
+    doc = yaml.safe_load((REPO / "stacks" / "Pulumi.us-east.yaml").read_text())
+    return doc["config"]["gpu-fleet:fleet"]
+
+
+def test_reference_stacks_plan_cleanly(fleet, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(REPO)
+    assert cli.main(["plan", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "planned 3 stack(s) in" in out
+    for stack in ("us-east", "eu-west", "global"):
+        assert f"=== stack {stack} " in out
+        assert list((tmp_path / stack).glob("*.yaml")) or stack == "global"
+    assert "INVALID" not in out
+
+
+def test_json_lists_every_resource(fleet, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(REPO)
+    assert cli.main(["plan", "us-east", "--format", "json", "--out", str(tmp_path)]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    (stack,) = doc["stacks"]
+    assert stack["stack"] == "us-east"
+    types = {r["type"] for r in stack["resources"]}
+    assert {"gpufleet:index:Region", "aws:eks/cluster:Cluster", "kubernetes:apps/v1:Deployment"} <= types
+    for r in stack["resources"]:
+        assert set(r) == {"type", "name", "parent", "provider", "inputs", "options"}
+    secret = next(r for r in stack["resources"] if r["type"] == "kubernetes:core/v1:Secret" and r["name"] == "us-east-vllm-secrets")
+    assert secret["inputs"]["stringData"] == "[secret]"
+    assert stack["outputs"]["kubeconfig"] == "[secret]"
+
+
+def test_config_error_exits_2_naming_file_and_field(fleet, tmp_path, monkeypatch, capsys):
+    cfg = _region_config()
+    cfg["gpuPools"][0]["gpusPerNode"] = 3
+    project = _project(tmp_path, "raise SystemExit('never runs')\n", cfg)
+    monkeypatch.chdir(project)
+    assert cli.main(["plan", "demo"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"{project / 'stacks' / 'Pulumi.demo.yaml'}: gpuPools[0].gpusPerNode: h100 with 3 GPUs per node "
+                   "is not offered in aws us-east-1; valid GPUs per node: 8 (p5.48xlarge)"]
+
+
+def test_unknown_stack_exits_2(fleet, monkeypatch, capsys):
+    monkeypatch.chdir(REPO)
+    assert cli.main(["plan", "ap-south"]) == 2
+    assert "Pulumi.ap-south.yaml: stack: no such stack file (stacks: eu-west, global, us-east)" in capsys.readouterr().err
+
+
+def test_program_failure_exits_1_with_one_line(fleet, tmp_path, monkeypatch, capsys):
+    project = _project(tmp_path, "raise RuntimeError('boom\\nsecond line')\n", _region_config())
+    monkeypatch.chdir(project)
+    assert cli.main(["plan"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].endswith("plan failed: RuntimeError: boom")
+
+
+def test_invalid_kubernetes_object_fails_the_plan(fleet, tmp_path, monkeypatch, capsys):
+    program = """
+        import pulumi_kubernetes as k8s
+        k8s.core.v1.ConfigMap("bad", metadata={"name": "bad"}, data={"a": "b"})
+        k8s.autoscaling.v2.HorizontalPodAutoscaler("hpa", metadata={"name": "hpa"}, spec={
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "x"},
+            "maxReplicas": 3,
+            "metrics": [{"type": "external", "external": {"metric": {"name": "m"}, "target": {"type": "AverageValue", "averageValue": "1"}}}],
+        })
+    """
+    project = _project(tmp_path, program, _region_config())
+    monkeypatch.chdir(project)
+    assert cli.main(["plan", "--out", str(tmp_path / "out")]) == 1
+    out = capsys.readouterr().out
+    assert "INVALID 002-HorizontalPodAutoscaler-hpa.yaml: spec.metrics[0].type: 'external' is not one of" in out
+    assert (tmp_path / "out" / "demo" / "001-ConfigMap-bad.yaml").exists()
+
+
+def test_strict_schema_rejects_unknown_fields(fleet, tmp_path, monkeypatch, capsys):
+    program = """
+        import pulumi_kubernetes as k8s
+        k8s.core.v1.Service("svc", metadata={"name": "svc"}, spec={"ports": [{"port": 80}], "selector": {"a": "b"}},
+                            opts=None)
+        k8s.apiextensions.CustomResource("cr", api_version="example.com/v1", kind="Thing", metadata={"name": "t"},
+                                          spec={"anything": 1})
+    """
+    project = _project(tmp_path, program, _region_config())
+    monkeypatch.chdir(project)
+    assert cli.main(["plan", "--out", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    assert "2 written" in out and "1 custom resources without a schema" in out
