@@ -251,6 +251,9 @@ class CacheConfig(_Model):
     maintenance_window: str = Field(
         "sun:05:00-sun:06:00", pattern=r"^(mon|tue|wed|thu|fri|sat|sun):\d\d:\d\d-(mon|tue|wed|thu|fri|sat|sun):\d\d:\d\d$"
     )
+    #: AWS only: ``hh:mm-hh:mm`` UTC window in which the daily snapshot starts (at least an
+    #: hour, apart from the maintenance window). Memorystore snapshots every six hours.
+    snapshot_window: str = Field("03:00-04:00", pattern=r"^\d\d:\d\d-\d\d:\d\d$")
 
 
 class EntrypointConfig(_Model):
@@ -515,6 +518,9 @@ def _check_models(cfg: RegionConfig) -> list[Problem]:
 
 
 def _check_cache(cfg: RegionConfig) -> list[Problem]:
+    # Imported here: components.cache imports this module for its types.
+    from . import cache as rules
+
     c = cfg.cache
     problems: list[Problem] = []
     if not c.enabled:
@@ -527,6 +533,57 @@ def _check_cache(cfg: RegionConfig) -> list[Problem]:
         problems.append(Problem("cache.nodeType", "only used on aws (on gcp size the cache with memorySizeGb)"))
     if cfg.cloud == "gcp" and c.engine == "valkey" and "engine" in c.model_fields_set:
         problems.append(Problem("cache.engine", "Memorystore for Redis runs redis"))
+    if cfg.cloud == "gcp" and "snapshot_window" in c.model_fields_set:
+        problems.append(Problem("cache.snapshotWindow", "only used on aws (Memorystore snapshots every six hours)"))
+
+    engine = rules.effective_engine(cfg.cloud, c)
+    supported = rules.supported_versions(cfg.cloud, engine)
+    if c.engine_version is not None and c.engine_version not in supported:
+        service = "ElastiCache" if cfg.cloud == "aws" else "Memorystore"
+        problems.append(Problem("cache.engineVersion", f"{service} has no {engine} {c.engine_version} that this fleet "
+                                f"supports; use one of: {', '.join(supported)}"))
+
+    if cfg.cloud == "aws" and c.node_type is not None:
+        reason = rules.node_type_problem(c.node_type)
+        if reason:
+            problems.append(Problem("cache.nodeType", reason))
+
+    if cfg.cloud == "gcp":
+        memory = rules.memory_size_gb(c)
+        floor = rules.MEMORYSTORE_READ_REPLICA_MIN_GB
+        if c.replicas > 0 and memory < floor:
+            problems.append(Problem("cache.memorySizeGb", f"{memory} GB is too small: read replicas need nodes of at "
+                                    f"least {floor} GB (replicas: {c.replicas}; 0 replicas allow 1 GB)"))
+        if memory > rules.MEMORYSTORE_MAX_GB:
+            problems.append(Problem("cache.memorySizeGb", f"{memory} GB is above the Memorystore maximum of "
+                                    f"{rules.MEMORYSTORE_MAX_GB} GB"))
+        if not c.automatic_failover and c.replicas > 0:
+            problems.append(Problem("cache.automaticFailover", "a Memorystore Standard instance (replicas >= 1) always "
+                                    "fails over; set replicas: 0 for a single-node Basic instance"))
+
+    try:
+        maintenance = rules.weekly_window(c.maintenance_window)
+    except ValueError as e:
+        problems.append(Problem("cache.maintenanceWindow", str(e)))
+        maintenance = None
+    if maintenance is not None and cfg.cloud == "gcp" and maintenance.minutes != 60:
+        problems.append(Problem("cache.maintenanceWindow", f"lasts {maintenance.minutes} minutes; Memorystore "
+                                "windows last exactly one hour"))
+    if maintenance is not None and cfg.cloud == "aws" and maintenance.minutes < 60:
+        problems.append(Problem("cache.maintenanceWindow", f"lasts {maintenance.minutes} minutes; ElastiCache needs "
+                                "at least 60"))
+    if cfg.cloud == "aws":
+        try:
+            snapshot = rules.daily_window(c.snapshot_window)
+        except ValueError as e:
+            problems.append(Problem("cache.snapshotWindow", str(e)))
+        else:
+            if snapshot.minutes < 60:
+                problems.append(Problem("cache.snapshotWindow", f"lasts {snapshot.minutes} minutes; ElastiCache "
+                                        "needs at least 60"))
+            elif maintenance is not None and rules.overlaps(maintenance, snapshot):
+                problems.append(Problem("cache.snapshotWindow", f"overlaps maintenanceWindow "
+                                        f"{c.maintenance_window}; ElastiCache rejects overlapping windows"))
     return problems
 
 

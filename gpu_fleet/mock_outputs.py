@@ -66,6 +66,32 @@ def _gke_cluster(name: str, inputs: dict, ctx: Context) -> dict:
     }
 
 
+def _gcp_network(name: str, inputs: dict, ctx: Context) -> dict:
+    net = inputs.get("name") or f"{name}-{_suffix(name)}"
+    path = f"projects/{ctx.project}/global/networks/{net}"
+    return {"name": net, "id": path, "selfLink": f"https://www.googleapis.com/compute/v1/{path}"}
+
+
+def _gcp_regional(collection: str) -> Callable[[str, dict, Context], dict]:
+    """Regional compute resources (subnetworks, routers): name, ``id`` path and self link."""
+    def compute(name: str, inputs: dict, ctx: Context) -> dict:
+        resource = inputs.get("name") or f"{name}-{_suffix(name)}"
+        path = f"projects/{ctx.project}/regions/{inputs.get('region') or ctx.region}/{collection}/{resource}"
+        return {"name": resource, "id": path, "selfLink": f"https://www.googleapis.com/compute/v1/{path}"}
+    return compute
+
+
+def _gcp_service_account(name: str, inputs: dict, ctx: Context) -> dict:
+    email = f"{inputs['accountId']}@{ctx.project}.iam.gserviceaccount.com"
+    return {
+        "email": email,
+        "member": f"serviceAccount:{email}",
+        "name": f"projects/{ctx.project}/serviceAccounts/{email}",
+        "id": f"projects/{ctx.project}/serviceAccounts/{email}",
+        "uniqueId": str(int(_suffix(name, 15), 16)).zfill(21)[:21],
+    }
+
+
 def _named_aws(service: str, kind: str) -> Callable[[str, dict, Context], dict]:
     def compute(name: str, inputs: dict, ctx: Context) -> dict:
         return {"arn": _aws_arn(service, ctx, f"{kind}/{inputs.get('name', name)}")}
@@ -102,6 +128,24 @@ def _memorystore(name: str, inputs: dict, ctx: Context) -> dict:
         # Memorystore generates the AUTH string; the provider marks it secret.
         "authString": rpc.wrap_rpc_secret(f"offline-{_suffix(name, 24)}"),
     }
+
+
+def _named(name: str, inputs: dict, ctx: Context) -> dict:
+    """Pulumi auto-names resources whose name the provider takes (logical name + suffix)."""
+    return {"name": inputs.get("name") or f"{name}-{_suffix(name)}"}
+
+
+def _random_password(name: str, inputs: dict, ctx: Context) -> dict:
+    # Alphanumeric and stable per name; the provider marks ``result`` secret.
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+    digest = hashlib.sha256(name.encode()).digest() * 8
+    return {"result": rpc.wrap_rpc_secret("".join(alphabet[b % len(alphabet)] for b in digest[: int(inputs.get("length", 16))]))}
+
+
+def _global_address(name: str, inputs: dict, ctx: Context) -> dict:
+    # A private services access range holds Memorystore's host (10.60.0.4 above).
+    address = "10.60.0.0" if inputs.get("purpose") == "VPC_PEERING" else "34.120.0.10"
+    return {**_named(name, inputs, ctx), "address": inputs.get("address") or address}
 
 
 def _k8s_service(name: str, inputs: dict, ctx: Context) -> dict:
@@ -142,9 +186,17 @@ COMPUTED: dict[str, Callable[[str, dict, Context], dict]] = {
     "aws:ec2/launchTemplate:LaunchTemplate": _id("lt"),
     "aws:eks/nodeGroup:NodeGroup": _named_aws("eks", "nodegroup"),
     "aws:elasticache/replicationGroup:ReplicationGroup": _elasticache,
+    "aws:elasticache/subnetGroup:SubnetGroup": _named,
+    "aws:elasticache/parameterGroup:ParameterGroup": _named,
+    "gcp:compute/globalAddress:GlobalAddress": _global_address,
+    "random:index/randomPassword:RandomPassword": _random_password,
     "aws:globalaccelerator/accelerator:Accelerator": _global_accelerator,
     "aws:route53/healthCheck:HealthCheck": _route53_health_check,
     "gcp:container/cluster:Cluster": _gke_cluster,
+    "gcp:compute/network:Network": _gcp_network,
+    "gcp:compute/subnetwork:Subnetwork": _gcp_regional("subnetworks"),
+    "gcp:compute/router:Router": _gcp_regional("routers"),
+    "gcp:serviceaccount/account:Account": _gcp_service_account,
     "gcp:redis/instance:Instance": _memorystore,
     "kubernetes:core/v1:Service": _k8s_service,
 }
@@ -210,6 +262,27 @@ def _gcp_project(args: dict, ctx: Context) -> dict:
     return {"projectId": ctx.project, "number": "123456789012", "name": ctx.project, "id": f"projects/{ctx.project}"}
 
 
+def _gcp_network_lookup(args: dict, ctx: Context) -> dict:
+    """An existing network, looked up by name in the provider's project."""
+    path = f"projects/{args.get('project') or ctx.project}/global/networks/{args['name']}"
+    return {"name": args["name"], "id": path, "selfLink": f"https://www.googleapis.com/compute/v1/{path}",
+            "project": args.get("project") or ctx.project}
+
+
+def _gcp_subnetwork_lookup(args: dict, ctx: Context) -> dict:
+    """An existing subnetwork with secondary ranges named ``pods`` and ``services``."""
+    project, region = args.get("project") or ctx.project, args.get("region") or ctx.region
+    path = f"projects/{project}/regions/{region}/subnetworks/{args['name']}"
+    return {
+        "name": args["name"], "id": path, "selfLink": f"https://www.googleapis.com/compute/v1/{path}",
+        "project": project, "region": region, "ipCidrRange": "10.90.0.0/20", "privateIpGoogleAccess": True,
+        "secondaryIpRanges": [
+            {"rangeName": "pods", "ipCidrRange": "10.92.0.0/14"},
+            {"rangeName": "services", "ipCidrRange": "10.96.0.0/20"},
+        ],
+    }
+
+
 #: Data-source answers, per function token.
 CALLS: dict[str, Callable[[dict, Context], dict]] = {
     "aws:index/getAvailabilityZones:getAvailabilityZones": _aws_zones,
@@ -220,6 +293,8 @@ CALLS: dict[str, Callable[[dict, Context], dict]] = {
     "gcp:compute/getZones:getZones": _gcp_zones,
     "gcp:organizations/getClientConfig:getClientConfig": _gcp_client_config,
     "gcp:organizations/getProject:getProject": _gcp_project,
+    "gcp:compute/getNetwork:getNetwork": _gcp_network_lookup,
+    "gcp:compute/getSubnetwork:getSubnetwork": _gcp_subnetwork_lookup,
 }
 
 

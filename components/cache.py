@@ -1,0 +1,474 @@
+"""The regional Redis cache and its wiring into the serving namespace.
+
+:class:`AwsCache` builds an ElastiCache replication group (Valkey or Redis OSS),
+:class:`GcpCache` a Memorystore for Redis instance; both are reachable only from the
+cluster's network, require TLS and an AUTH token, and are protected from deletion.
+:class:`CacheConnection` puts the connection settings into the serving namespace as the
+Secret ``redis-connection`` and limits the vLLM pods' egress with a NetworkPolicy.
+
+The pure functions below hold the decisions (versions, node types, windows, tiers,
+the Secret's keys, the policy) so they are tested without Pulumi; the config checks in
+:mod:`components.config` use the same tables.
+
+Inputs whose change makes the provider replace the cache (refused while ``protect`` is
+on, so a replacement never destroys data unnoticed):
+
+- ElastiCache replication group: ``port``, ``subnet_group_name``,
+  ``at_rest_encryption_enabled``, ``kms_key_id``, ``network_type``,
+  ``data_tiering_enabled``, ``snapshot_name``/``snapshot_arns``, the group id, and a
+  downgrade of ``engine_version`` or of ``engine`` (valkey to redis).
+- Memorystore instance: ``tier`` (so ``replicas`` between 0 and 1 or more),
+  ``authorized_network``, ``connect_mode``, ``transit_encryption_mode``,
+  ``reserved_ip_range``, zones, ``customer_managed_key``, the name, and a downgrade of
+  ``redis_version``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Optional, TypedDict, Union
+from urllib.parse import quote
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_gcp as gcp
+import pulumi_kubernetes as k8s
+import pulumi_random as random
+
+from .config import CacheConfig, RegionConfig
+from .network import AwsNetwork, GcpNetwork
+
+# --------------------------------------------------------------------------- engines and sizes
+
+#: ElastiCache engine versions this fleet supports, with their parameter group family.
+#: Redis OSS before 7.0 is left out: in-transit encryption mode needs 7.0.5 or later.
+ELASTICACHE_VERSIONS: dict[str, dict[str, str]] = {
+    "valkey": {"7.2": "valkey7", "8.0": "valkey8", "8.1": "valkey8", "8.2": "valkey8"},
+    "redis": {"7.0": "redis7", "7.1": "redis7"},
+}
+#: Memorystore for Redis versions (config ``major.minor`` to the API's enum).
+MEMORYSTORE_VERSIONS: dict[str, str] = {"7.0": "REDIS_7_0", "7.2": "REDIS_7_2"}
+DEFAULT_VERSIONS: dict[tuple[str, str], str] = {("aws", "valkey"): "8.0", ("aws", "redis"): "7.1", ("gcp", "redis"): "7.2"}
+
+DEFAULT_NODE_TYPE = "cache.r7g.large"
+#: ElastiCache node types new Valkey/Redis OSS clusters can use, by family.
+ELASTICACHE_NODE_TYPES: dict[str, tuple[str, ...]] = {
+    "t3": ("micro", "small", "medium"),
+    "t4g": ("micro", "small", "medium"),
+    "m4": ("large", "xlarge", "2xlarge", "4xlarge", "10xlarge"),
+    "m5": ("large", "xlarge", "2xlarge", "4xlarge", "12xlarge", "24xlarge"),
+    "m6g": ("large", "xlarge", "2xlarge", "4xlarge", "8xlarge", "12xlarge", "16xlarge"),
+    "m7g": ("large", "xlarge", "2xlarge", "4xlarge", "8xlarge", "12xlarge", "16xlarge"),
+    "r4": ("large", "xlarge", "2xlarge", "4xlarge", "8xlarge", "16xlarge"),
+    "r5": ("large", "xlarge", "2xlarge", "4xlarge", "12xlarge", "24xlarge"),
+    "r6g": ("large", "xlarge", "2xlarge", "4xlarge", "8xlarge", "12xlarge", "16xlarge"),
+    "r7g": ("large", "xlarge", "2xlarge", "4xlarge", "8xlarge", "12xlarge", "16xlarge"),
+}
+#: Families ElastiCache knows but this fleet cannot create, and why.
+UNSUPPORTED_NODE_FAMILIES: dict[str, str] = {
+    **{f: "previous generation: ElastiCache no longer creates clusters on it" for f in ("t1", "t2", "m1", "m2", "m3", "r3", "c1")},
+    "r6gd": "data-tiering nodes need data tiering enabled, which this fleet does not configure",
+}
+
+DEFAULT_MEMORY_GB = 5
+#: Memorystore sizes: read replicas (our Standard tier) need nodes of 5 GB or more.
+MEMORYSTORE_READ_REPLICA_MIN_GB = 5
+MEMORYSTORE_MAX_GB = 300
+#: How often Memorystore writes an RDB snapshot: bounds what a full restart loses.
+MEMORYSTORE_SNAPSHOT_PERIOD = "SIX_HOURS"
+#: The private services access range reserved for Memorystore (room for several instances).
+PSA_PREFIX_LENGTH = 24
+
+REDIS_PORT = 6379
+#: The labels of the vLLM serving pods (set by components.model_deployment).
+VLLM_POD_LABELS = {"app.kubernetes.io/name": "vllm"}
+CONNECTION_SECRET = "redis-connection"
+EGRESS_POLICY = "vllm-egress"
+_LABELS = {
+    "app.kubernetes.io/name": "redis-connection",
+    "app.kubernetes.io/component": "cache",
+    "app.kubernetes.io/part-of": "gpu-fleet",
+    "app.kubernetes.io/managed-by": "pulumi",
+}
+
+
+def effective_engine(cloud: str, cache: CacheConfig) -> str:
+    """The engine that runs: Memorystore for Redis is always redis."""
+    return "redis" if cloud == "gcp" else cache.engine
+
+
+def supported_versions(cloud: str, engine: str) -> list[str]:
+    return list(ELASTICACHE_VERSIONS[engine] if cloud == "aws" else MEMORYSTORE_VERSIONS)
+
+
+def engine_version(cloud: str, cache: CacheConfig) -> str:
+    """The pinned ``major.minor`` to deploy: the config's, else the default for the engine."""
+    return cache.engine_version or DEFAULT_VERSIONS[(cloud, effective_engine(cloud, cache))]
+
+
+def parameter_group_family(engine: str, version: str) -> str:
+    return ELASTICACHE_VERSIONS[engine][version]
+
+
+def node_type_problem(node_type: str) -> Optional[str]:
+    """Why ElastiCache cannot run ``node_type`` here, or None if it can."""
+    m = re.fullmatch(r"cache\.([a-z0-9]+)\.([a-z0-9]+)", node_type)
+    family, size = (m.group(1), m.group(2)) if m else (None, None)
+    if family in UNSUPPORTED_NODE_FAMILIES:
+        return f"{node_type}: {UNSUPPORTED_NODE_FAMILIES[family]}"
+    if family in ELASTICACHE_NODE_TYPES and size in ELASTICACHE_NODE_TYPES[family]:
+        return None
+    if family in ELASTICACHE_NODE_TYPES:
+        sizes = ", ".join(ELASTICACHE_NODE_TYPES[family])
+        return f"{node_type} is not an ElastiCache node type; cache.{family} comes in {sizes}"
+    families = ", ".join(f"cache.{f}.*" for f in ELASTICACHE_NODE_TYPES)
+    return f"{node_type} is not an ElastiCache node type; use one of {families} (like {DEFAULT_NODE_TYPE})"
+
+
+def memory_size_gb(cache: CacheConfig) -> int:
+    return cache.memory_size_gb or DEFAULT_MEMORY_GB
+
+
+def memorystore_replication(replicas: int) -> dict:
+    """Tier and replica arguments of the Memorystore instance: Basic for a single node,
+    Standard (replicated, automatic failover) otherwise.
+
+    Read replicas stay enabled on every Standard instance so the replica count can change
+    later without touching ``read_replicas_mode`` (settable at creation only).
+    """
+    if replicas == 0:
+        return {"tier": "BASIC"}
+    return {"tier": "STANDARD_HA", "replica_count": replicas, "read_replicas_mode": "READ_REPLICAS_ENABLED"}
+
+
+def memorystore_persistence(cache: CacheConfig) -> dict:
+    """RDB snapshots unless the config turns snapshots off (``snapshotRetentionDays: 0``)."""
+    if cache.snapshot_retention_days == 0:
+        return {"persistence_mode": "DISABLED"}
+    return {"persistence_mode": "RDB", "rdb_snapshot_period": MEMORYSTORE_SNAPSHOT_PERIOD}
+
+
+# --------------------------------------------------------------------------- windows
+
+_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_DAY_NAMES = ("MONDAY", "TUESDAY", "WEDNESDAY", "THURSDAY", "FRIDAY", "SATURDAY", "SUNDAY")
+_DAY_MINUTES = 24 * 60
+_WEEK_MINUTES = 7 * _DAY_MINUTES
+
+
+@dataclass(frozen=True)
+class Window:
+    """A recurring window: its start in minutes from Monday 00:00 UTC (weekly) or from
+    midnight UTC (daily), and its length in minutes."""
+
+    start: int
+    minutes: int
+
+
+def _clock(text: str, where: str) -> int:
+    hours, minutes = (int(x) for x in text.split(":"))
+    if hours > 23 or minutes > 59:
+        raise ValueError(f"{text} in {where!r} is not a time of day (00:00 to 23:59)")
+    return hours * 60 + minutes
+
+
+def weekly_window(window: str) -> Window:
+    """Parse ``ddd:hh:mm-ddd:hh:mm`` (UTC); ValueError if a time is not a time of day."""
+    begin, end = window.split("-")
+    start = _DAYS.index(begin[:3]) * _DAY_MINUTES + _clock(begin[4:], window)
+    stop = _DAYS.index(end[:3]) * _DAY_MINUTES + _clock(end[4:], window)
+    return Window(start, (stop - start) % _WEEK_MINUTES)
+
+
+def daily_window(window: str) -> Window:
+    """Parse ``hh:mm-hh:mm`` (UTC, may cross midnight)."""
+    begin, end = window.split("-")
+    start = _clock(begin, window)
+    return Window(start, (_clock(end, window) - start) % _DAY_MINUTES)
+
+
+def overlaps(weekly: Window, daily: Window) -> bool:
+    """Whether a weekly window meets any day's occurrence of a daily window."""
+    def meet(a: int, a_len: int, b: int, b_len: int) -> bool:
+        if not (a_len and b_len):
+            return False
+        return (b - a) % _WEEK_MINUTES < a_len or (a - b) % _WEEK_MINUTES < b_len
+
+    return any(meet(weekly.start, weekly.minutes, day * _DAY_MINUTES + daily.start, daily.minutes) for day in range(7))
+
+
+def memorystore_maintenance_policy(window: str) -> dict:
+    """Memorystore's weekly window from ``ddd:hh:mm-...``: the start (windows last an hour)."""
+    start = weekly_window(window).start
+    day, minute = divmod(start, _DAY_MINUTES)
+    return {
+        "weekly_maintenance_windows": [{
+            "day": _DAY_NAMES[day],
+            "start_time": {"hours": minute // 60, "minutes": minute % 60, "seconds": 0, "nanos": 0},
+        }]
+    }
+
+
+# --------------------------------------------------------------------------- connection
+
+
+def redis_url(host: str, port: int, token: str) -> str:
+    """``rediss://:<token>@host:port`` with the token URL-quoted."""
+    return f"rediss://:{quote(token, safe='')}@{host}:{port}"
+
+
+def connection_data(host: str, port: int, token: str, ca_certificate: Optional[str]) -> dict[str, str]:
+    """The keys of the ``redis-connection`` Secret."""
+    data = {
+        "REDIS_HOST": host,
+        "REDIS_PORT": str(port),
+        "REDIS_TLS": "true",
+        "REDIS_PASSWORD": token,
+        "REDIS_URL": redis_url(host, port, token),
+    }
+    if ca_certificate:
+        data["REDIS_CA_CERT"] = ca_certificate
+    return data
+
+
+def vllm_egress_policy_spec(cache_cidr: str, cache_port: int) -> dict:
+    """NetworkPolicy spec limiting the vLLM pods' egress to the cache, DNS and HTTPS.
+
+    What is enforced: on AWS the cache's security group admits only the cluster nodes'
+    security group (so only pods on cluster nodes); on GCP Memorystore answers only inside
+    the authorized VPC. Every client needs the AUTH token (in the ``redis-connection``
+    Secret) and TLS. This policy selects the vLLM pods, so they can reach nothing but the
+    cache, cluster DNS and HTTPS (Hugging Face downloads).
+
+    What is not: other pods in the cluster can still open a connection to the cache port.
+    A NetworkPolicy only restricts the pods it selects and rules only allow, so denying
+    the cache to "every other pod" would take an egress policy on all of them allowing
+    everything except the cache range; on AWS that range is the whole VPC (nodes, API
+    endpoints), so it is not attempted. Without the token those connections fail AUTH.
+    The cluster's network plugin must enforce NetworkPolicy (VPC CNI network policy
+    agent on EKS, Dataplane V2 or network policy enforcement on GKE).
+    """
+    return {
+        "podSelector": {"matchLabels": dict(VLLM_POD_LABELS)},
+        "policyTypes": ["Egress"],
+        "egress": [
+            {"to": [{"ipBlock": {"cidr": cache_cidr}}], "ports": [{"protocol": "TCP", "port": cache_port}]},
+            {
+                "to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}}}],
+                "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
+            },
+            {"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}], "ports": [{"protocol": "TCP", "port": 443}]},
+        ],
+    }
+
+
+# --------------------------------------------------------------------------- components
+
+
+class AwsCacheArgs(TypedDict):
+    """Arguments of :class:`AwsCache`.
+
+    config: the validated region config; its ``cache`` section sizes the cache.
+    network: the EKS cluster's VPC (``components.network.AwsNetwork``); the cache goes in
+        its private subnets and admits only ``node_security_group_id``.
+    """
+
+    config: RegionConfig
+    network: AwsNetwork
+
+
+class AwsCache(pulumi.ComponentResource):
+    """An ElastiCache replication group with TLS, AUTH and encryption at rest
+    (``gpufleet:index:AwsCache``). Uses the ``aws`` provider passed in ``opts``."""
+
+    host: pulumi.Output[str]
+    port: pulumi.Output[int]
+    auth_token: pulumi.Output[str]
+    ca_certificate: Optional[pulumi.Output[str]]
+    cidr: pulumi.Output[str]
+    tls: bool = True
+
+    def __init__(self, name: str, args: AwsCacheArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("gpufleet:index:AwsCache", name, None, opts)
+        cfg, net = args["config"], args["network"]
+        c = cfg.cache
+        here = pulumi.ResourceOptions(parent=self)
+        version = engine_version("aws", c)
+
+        subnets = aws.elasticache.SubnetGroup(
+            name, description=f"{name}: the cluster's private subnets", subnet_ids=net.private_subnet_ids, opts=here
+        )
+        # No egress rules: the cache only answers; the provider drops AWS's default allow-all.
+        group = aws.ec2.SecurityGroup(name, vpc_id=net.vpc_id, description=f"{name}: cluster nodes only", opts=here)
+        aws.vpc.SecurityGroupIngressRule(
+            f"{name}-from-nodes",
+            security_group_id=group.id,
+            referenced_security_group_id=net.node_security_group_id,
+            ip_protocol="tcp",
+            from_port=REDIS_PORT,
+            to_port=REDIS_PORT,
+            description="Redis over TLS from the cluster nodes",
+            opts=here,
+        )
+        params = aws.elasticache.ParameterGroup(
+            name,
+            family=parameter_group_family(c.engine, version),
+            description=f"{name}: eviction policy",
+            parameters=[{"name": "maxmemory-policy", "value": c.eviction_policy}],
+            opts=here,
+        )
+        # Alphanumeric only: ElastiCache accepts few special characters in AUTH tokens.
+        token = random.RandomPassword(f"{name}-auth-token", length=64, special=False, opts=here)
+        self.auth_token = pulumi.Output.secret(token.result)
+
+        replication = aws.elasticache.ReplicationGroup(
+            name,
+            description=f"{name}: vLLM regional cache",
+            engine=c.engine,
+            engine_version=version,
+            node_type=c.node_type or DEFAULT_NODE_TYPE,
+            port=REDIS_PORT,
+            num_cache_clusters=1 + c.replicas,
+            automatic_failover_enabled=c.automatic_failover,
+            multi_az_enabled=c.automatic_failover,
+            subnet_group_name=subnets.name,
+            security_group_ids=[group.id],
+            parameter_group_name=params.name,
+            transit_encryption_enabled=True,
+            transit_encryption_mode="required",
+            at_rest_encryption_enabled=True,
+            auth_token=self.auth_token,
+            # A new token is accepted beside the old one until pods pick up the Secret.
+            auth_token_update_strategy="ROTATE",
+            snapshot_retention_limit=c.snapshot_retention_days,
+            snapshot_window=c.snapshot_window,
+            maintenance_window=c.maintenance_window,
+            apply_immediately=False,
+            auto_minor_version_upgrade=True,
+            # Deleting the group (after unprotecting it) still leaves the data in a snapshot.
+            final_snapshot_identifier=f"{name}-final",
+            opts=pulumi.ResourceOptions(parent=self, protect=True, additional_secret_outputs=["authToken"]),
+        )
+        self.host = replication.primary_endpoint_address
+        self.port = replication.port
+        self.ca_certificate = None  # ElastiCache certificates chain to Amazon's public CAs.
+        self.cidr = net.vpc_cidr
+        self.register_outputs({"host": self.host, "port": self.port, "cidr": self.cidr})
+
+
+class GcpCacheArgs(TypedDict):
+    """Arguments of :class:`GcpCache`.
+
+    config: the validated region config; its ``cache`` section sizes the cache.
+    network: the GKE cluster's network (``components.network.GcpNetwork``); Memorystore
+        is reached through private services access on ``network_id``.
+    """
+
+    config: RegionConfig
+    network: GcpNetwork
+
+
+class GcpCache(pulumi.ComponentResource):
+    """A Memorystore for Redis instance with TLS and AUTH on the cluster's VPC through
+    private services access (``gpufleet:index:GcpCache``). Uses the ``gcp`` provider passed
+    in ``opts``."""
+
+    host: pulumi.Output[str]
+    port: pulumi.Output[int]
+    auth_token: pulumi.Output[str]
+    ca_certificate: Optional[pulumi.Output[str]]
+    cidr: pulumi.Output[str]
+    tls: bool = True
+
+    def __init__(self, name: str, args: GcpCacheArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("gpufleet:index:GcpCache", name, None, opts)
+        cfg, net = args["config"], args["network"]
+        c = cfg.cache
+        here = pulumi.ResourceOptions(parent=self)
+
+        reserved = gcp.compute.GlobalAddress(
+            f"{name}-psa",
+            purpose="VPC_PEERING",
+            address_type="INTERNAL",
+            prefix_length=PSA_PREFIX_LENGTH,
+            network=net.network_id,
+            description=f"{name}: private services access range for Memorystore",
+            opts=here,
+        )
+        peering = gcp.servicenetworking.Connection(
+            f"{name}-psa",
+            network=net.network_id,
+            service="servicenetworking.googleapis.com",
+            reserved_peering_ranges=[reserved.name],
+            opts=here,
+        )
+        instance = gcp.redis.Instance(
+            name,
+            **memorystore_replication(c.replicas),
+            memory_size_gb=memory_size_gb(c),
+            redis_version=MEMORYSTORE_VERSIONS[engine_version("gcp", c)],
+            auth_enabled=True,
+            transit_encryption_mode="SERVER_AUTHENTICATION",
+            connect_mode="PRIVATE_SERVICE_ACCESS",
+            authorized_network=net.network_id,
+            persistence_config=memorystore_persistence(c),
+            maintenance_policy=memorystore_maintenance_policy(c.maintenance_window),
+            redis_configs={"maxmemory-policy": c.eviction_policy},
+            deletion_protection=True,
+            opts=pulumi.ResourceOptions(
+                parent=self, protect=True, depends_on=[peering], additional_secret_outputs=["authString"]
+            ),
+        )
+        self.host = instance.host
+        self.port = instance.port
+        self.auth_token = pulumi.Output.secret(instance.auth_string)
+        # Clients trust every listed CA: Memorystore lists two while it rotates them.
+        self.ca_certificate = instance.server_ca_certs.apply(
+            lambda certs: "".join(cert.cert.strip() + "\n" for cert in certs or [])
+        )
+        self.cidr = pulumi.Output.concat(reserved.address, "/", str(PSA_PREFIX_LENGTH))
+        self.register_outputs({"host": self.host, "port": self.port, "cidr": self.cidr})
+
+
+class CacheConnectionArgs(TypedDict):
+    """Arguments of :class:`CacheConnection`.
+
+    cache: the region's cache (:class:`AwsCache` or :class:`GcpCache`).
+    namespace: the serving namespace the Secret and the NetworkPolicy go in.
+    """
+
+    cache: Union[AwsCache, GcpCache]
+    namespace: pulumi.Input[str]
+
+
+class CacheConnection(pulumi.ComponentResource):
+    """The Secret ``redis-connection`` and the vLLM egress NetworkPolicy in the serving
+    namespace (``gpufleet:index:CacheConnection``). Uses the ``kubernetes`` provider passed
+    in ``opts``. ``secret_name`` is what the model Deployments reference."""
+
+    secret_name: pulumi.Output[str]
+
+    def __init__(self, name: str, args: CacheConnectionArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("gpufleet:index:CacheConnection", name, None, opts)
+        cache, namespace = args["cache"], args["namespace"]
+        here = pulumi.ResourceOptions(parent=self)
+
+        data = pulumi.Output.all(cache.host, cache.port, cache.auth_token, cache.ca_certificate).apply(
+            lambda v: connection_data(*v)
+        )
+        secret = k8s.core.v1.Secret(
+            f"{name}-secret",
+            metadata={"name": CONNECTION_SECRET, "namespace": namespace, "labels": _LABELS},
+            type="Opaque",
+            string_data=pulumi.Output.secret(data),
+            opts=here,
+        )
+        k8s.networking.v1.NetworkPolicy(
+            f"{name}-vllm-egress",
+            metadata={"name": EGRESS_POLICY, "namespace": namespace, "labels": {**_LABELS, "app.kubernetes.io/name": EGRESS_POLICY}},
+            spec=pulumi.Output.all(cache.cidr, cache.port).apply(lambda v: vllm_egress_policy_spec(*v)),
+            opts=here,
+        )
+        self.secret_name = secret.metadata["name"]
+        self.register_outputs({"secretName": self.secret_name})

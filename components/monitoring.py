@@ -1,0 +1,162 @@
+"""Monitoring: kube-prometheus-stack, prometheus-adapter, the vLLM PodMonitor and the
+fleet's PrometheusRule (``gpufleet:index:Monitoring``).
+
+A thin component: every value, rule and manifest comes from the pure module
+:mod:`components.monitoring_rules`, which documents the metrics pipeline and is tested
+with ``promtool``. This module only creates the Kubernetes resources in order.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, TypedDict
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from .monitoring_rules import (
+    KUBE_PROMETHEUS_STACK_CHART_VERSION,
+    KUBE_PROMETHEUS_STACK_RELEASE,
+    MONITORING_NAMESPACE,
+    PROMETHEUS_ADAPTER_CHART_VERSION,
+    PROMETHEUS_ADAPTER_RELEASE,
+    PROMETHEUS_COMMUNITY_REPO,
+    PROMETHEUS_URL,
+    AlertSettings,
+    ModelRef,
+    gpu_operator_dcgm_values,
+    kube_prometheus_stack_values,
+    prometheus_adapter_values,
+    prometheus_rule,
+    serving_namespaces,
+    vllm_pod_monitor,
+)
+
+__all__ = ["AlertSettings", "ModelRef", "Monitoring", "MonitoringArgs"]
+
+#: Helm waits for every workload of the release; kube-prometheus-stack also installs its
+#: CRDs and an admission-webhook job, which takes a few minutes on a fresh cluster.
+KUBE_PROMETHEUS_STACK_TIMEOUT_SECONDS = 900
+PROMETHEUS_ADAPTER_TIMEOUT_SECONDS = 600
+
+
+class _MonitoringArgsRequired(TypedDict):
+    models: list[ModelRef]
+
+
+class MonitoringArgs(_MonitoringArgsRequired, total=False):
+    """Arguments of :class:`Monitoring`.
+
+    models: the served models (``ModelRef(name, namespace)``); required, may be empty.
+        A plain list, not an Output: it decides how many PodMonitors are created (one per
+        serving namespace) and the text of the recording and alert rules.
+    alerts: alert thresholds (``AlertSettings``); default ``AlertSettings()`` (more than
+        20 waiting requests per replica for 2 m, GPUs above 95 % for 10 m, HPA at
+        maxReplicas for 15 m, replicas unavailable for 15 m).
+    kube_prometheus_stack_version: chart version; default
+        ``KUBE_PROMETHEUS_STACK_CHART_VERSION`` (81.4.5).
+    prometheus_adapter_version: chart version; default
+        ``PROMETHEUS_ADAPTER_CHART_VERSION`` (5.3.0).
+    prometheus_retention: how long Prometheus keeps data; default ``"15d"``.
+    prometheus_storage_size: size of Prometheus' volume; default ``"50Gi"``.
+    prometheus_storage_class: StorageClass of that volume; default None (the cluster's
+        default StorageClass).
+    """
+
+    alerts: AlertSettings
+    kube_prometheus_stack_version: pulumi.Input[str]
+    prometheus_adapter_version: pulumi.Input[str]
+    prometheus_retention: str
+    prometheus_storage_size: str
+    prometheus_storage_class: Optional[str]
+
+
+class Monitoring(pulumi.ComponentResource):
+    """Prometheus, the External metrics API and the fleet's rules, in namespace ``monitoring``.
+
+    Creates (all children of this component, through the provider the caller passes in
+    ``opts``): the ``monitoring`` Namespace; the kube-prometheus-stack and
+    prometheus-adapter Helm releases (pinned chart versions); one vLLM PodMonitor per
+    serving namespace; one PrometheusRule with the recording and alert rules. The
+    PodMonitors and the PrometheusRule depend on the kube-prometheus-stack release, which
+    installs their CRDs.
+
+    ``gpu_operator_values`` holds the values to merge into the GPU operator release so
+    that its dcgm-exporter gets a ServiceMonitor; install that release after this one.
+    """
+
+    def __init__(self, name: str, args: MonitoringArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("gpufleet:index:Monitoring", name, None, opts)
+        models = list(args["models"])
+        alerts = args.get("alerts") or AlertSettings()
+        child = pulumi.ResourceOptions(parent=self)
+
+        self.namespace = k8s.core.v1.Namespace(
+            f"{name}-ns",
+            metadata={"name": MONITORING_NAMESPACE, "labels": {"app.kubernetes.io/part-of": "gpu-fleet"}},
+            opts=child,
+        )
+        namespace = self.namespace.metadata["name"]
+
+        self.kube_prometheus_stack = k8s.helm.v3.Release(
+            f"{name}-kube-prometheus-stack",
+            name=KUBE_PROMETHEUS_STACK_RELEASE,
+            chart="kube-prometheus-stack",
+            version=args.get("kube_prometheus_stack_version") or KUBE_PROMETHEUS_STACK_CHART_VERSION,
+            repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=PROMETHEUS_COMMUNITY_REPO),
+            namespace=namespace,
+            values=kube_prometheus_stack_values(
+                retention=args.get("prometheus_retention") or "15d",
+                storage_size=args.get("prometheus_storage_size") or "50Gi",
+                storage_class=args.get("prometheus_storage_class"),
+            ),
+            atomic=True,
+            cleanup_on_fail=True,
+            timeout=KUBE_PROMETHEUS_STACK_TIMEOUT_SECONDS,
+            max_history=10,
+            opts=child,
+        )
+
+        self.prometheus_adapter = k8s.helm.v3.Release(
+            f"{name}-prometheus-adapter",
+            name=PROMETHEUS_ADAPTER_RELEASE,
+            chart="prometheus-adapter",
+            version=args.get("prometheus_adapter_version") or PROMETHEUS_ADAPTER_CHART_VERSION,
+            repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=PROMETHEUS_COMMUNITY_REPO),
+            namespace=namespace,
+            values=prometheus_adapter_values(PROMETHEUS_URL),
+            atomic=True,
+            cleanup_on_fail=True,
+            timeout=PROMETHEUS_ADAPTER_TIMEOUT_SECONDS,
+            max_history=10,
+            opts=child,
+        )
+
+        # Custom resources need the CRDs the kube-prometheus-stack release installs.
+        after_stack = pulumi.ResourceOptions(parent=self, depends_on=[self.kube_prometheus_stack])
+        self.pod_monitors = [
+            _custom_resource(f"{name}-vllm-{ns}", vllm_pod_monitor(ns), after_stack)
+            for ns in serving_namespaces(models)
+        ]
+        self.prometheus_rule = _custom_resource(f"{name}-rules", prometheus_rule(models, alerts), after_stack)
+
+        self.prometheus_url = PROMETHEUS_URL
+        self.gpu_operator_values = gpu_operator_dcgm_values()
+        self.register_outputs(
+            {
+                "namespace": namespace,
+                "prometheusUrl": self.prometheus_url,
+                "kubePrometheusStackStatus": self.kube_prometheus_stack.status,
+                "prometheusAdapterStatus": self.prometheus_adapter.status,
+            }
+        )
+
+
+def _custom_resource(resource_name: str, manifest: dict, opts: pulumi.ResourceOptions) -> k8s.apiextensions.CustomResource:
+    return k8s.apiextensions.CustomResource(
+        resource_name,
+        api_version=manifest["apiVersion"],
+        kind=manifest["kind"],
+        metadata=manifest["metadata"],
+        spec=manifest["spec"],
+        opts=opts,
+    )
