@@ -19,7 +19,8 @@ if [ ! -x .venv/bin/python ]; then
 fi
 if ! .venv/bin/python -c "import components, gpu_fleet, pytest, kubernetes_validate" >/dev/null 2>&1 \
    || [ pyproject.toml -nt .venv/.installed ]; then
-  .venv/bin/python -m pip install -q --upgrade pip
+  # setuptools/wheel too: tests build the project with --no-build-isolation (offline).
+  .venv/bin/python -m pip install -q --upgrade pip 'setuptools>=75' wheel
   .venv/bin/python -m pip install -q -e '.[dev]'
   touch .venv/.installed
 fi
