@@ -27,15 +27,9 @@ import pulumi_kubernetes as k8s
 import yaml
 
 from .config import GpuPoolConfig, RegionConfig, pool_offering
+from .labels import GPU_LABEL, GPU_TAINT, POOL_LABEL, SYSTEM_POOL
 from .network import GcpNetwork
 
-#: Node label every pool carries; workloads select their pool with it.
-POOL_LABEL = "gpu-fleet/pool"
-#: Node label with the GPU kind (``h100``, ``a100-80gb``...) on GPU pools.
-GPU_LABEL = "gpu-fleet/gpu"
-SYSTEM_POOL = "system"
-#: GKE puts the same taint on GPU nodes itself; declaring it keeps config and nodes equal.
-GPU_TAINT = {"key": "nvidia.com/gpu", "value": "present", "effect": "NO_SCHEDULE"}
 DEFAULT_SYSTEM_MACHINE_TYPE = "n2-standard-8"
 #: COS is what GKE's managed driver installer and the operator's GKE paths
 #: (``/home/kubernetes/bin/nvidia``) are documented for.

@@ -1,0 +1,747 @@
+"""An EKS cluster with its VPC, node groups, storage classes and ALB ingress controller.
+
+Everything goes through the region's ``aws`` provider (passed by the caller in
+``opts.providers``; data-source calls pass ``parent=self`` so they use it too); the
+Kubernetes provider built from the new cluster is exposed as :attr:`AwsCluster.k8s_provider`
+for the components that deploy into it.
+
+- Network: a new VPC with a public and a private subnet per availability zone (or an
+  existing VPC's subnets). Nodes, the control plane's network interfaces, the weight cache
+  and the cache all live in the private subnets; internet-facing load balancers in the
+  public ones, found through the ``kubernetes.io/role/elb`` subnet tag.
+- Access: authentication mode ``API`` only (no ``aws-auth`` ConfigMap); the deploying
+  identity and ``cluster.adminPrincipalArns`` get cluster-admin access entries, the node
+  role an ``EC2_LINUX`` entry. Add-ons and the load balancer controller get their AWS
+  permissions through EKS Pod Identity, never through the node role.
+- GPU drivers: the ``AL2023_x86_64_NVIDIA`` AMI ships the driver and container toolkit;
+  the NVIDIA GPU operator (:mod:`components.gpu_software`) adds the device plugin,
+  feature discovery and dcgm-exporter.
+- Storage: ``gp3`` (EBS, the default class: Prometheus' volume) and ``efs-weights`` (EFS
+  with one access point per volume, shared by every replica of a model for its weights).
+- Ingress: the AWS Load Balancer Controller serves Ingresses of class ``alb``.
+
+The decisions (subnet layout, zones, node groups, launch templates, the kubeconfig, the
+controller's values) are plain functions below, tested without Pulumi; the class only
+wires resources together.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+import re
+from itertools import islice
+from pathlib import Path
+from typing import Optional, TypedDict
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_kubernetes as k8s
+import yaml
+
+from .config import GpuPoolConfig, RegionConfig, pool_offering
+from .labels import GPU_LABEL, GPU_TAINT, POOL_LABEL, SYSTEM_POOL
+from .network import AwsNetwork
+
+DEFAULT_SYSTEM_INSTANCE_TYPE = "m7i.2xlarge"
+SYSTEM_AMI_TYPE = "AL2023_x86_64_STANDARD"
+#: Driver and container toolkit preinstalled (see the module docstring).
+GPU_AMI_TYPE = "AL2023_x86_64_NVIDIA"
+#: The root volume of AL2023 EKS AMIs.
+ROOT_DEVICE = "/dev/xvda"
+#: GPU nodes pull 10+ GB vLLM images when they join, while a replica waits: gp3 at its
+#: most (1,000 MiB/s, which needs 4,000 IOPS) instead of the 125 MiB/s baseline. The extra
+#: throughput costs about 40 USD a month, next to 40,000 for a p5.48xlarge.
+GPU_ROOT_THROUGHPUT_MIBPS = 1000
+GPU_ROOT_IOPS = 4000
+#: IMDSv2 only, and one hop: pods (one hop further, in their own network namespace) cannot
+#: read the node role's credentials. Nothing here needs them to: add-ons and the load
+#: balancer controller get credentials from EKS Pod Identity, the controller is given its
+#: region and VPC in its values, and the host-network agents (VPC CNI, Pod Identity, EFS
+#: node) are on the node itself. Hop limit 2 would only serve pods that bypass Pod Identity.
+IMDS_HOP_LIMIT = 1
+CLUSTER_LOG_TYPES = ("api", "audit", "authenticator")
+CLUSTER_ADMIN_POLICY = "AmazonEKSClusterAdminPolicy"
+CLUSTER_ROLE_POLICIES = ("AmazonEKSClusterPolicy",)
+NODE_ROLE_POLICIES = (
+    "AmazonEKSWorkerNodePolicy",
+    "AmazonEKS_CNI_Policy",
+    "AmazonEC2ContainerRegistryReadOnly",
+    # Shell access through Session Manager, with no SSH keys or open ports.
+    "AmazonSSMManagedInstanceCore",
+)
+POD_IDENTITY_SERVICE = "pods.eks.amazonaws.com"
+#: EKS cannot place control planes in these zone IDs (its cluster subnet requirements);
+#: IDs, not names, because zone names map to different zones in every account.
+EKS_UNSUPPORTED_ZONE_IDS = frozenset({"use1-az3", "usw1-az2", "cac1-az3"})
+#: AWS subnets are /28 at the smallest and VPCs /16 at the largest.
+MIN_SUBNET_PREFIX = 28
+MAX_VPC_PREFIX = 16
+#: A public subnet is 1/8 of a private one: it holds only load balancers and NAT gateways,
+#: while every node and (with the VPC CNI) every pod takes a private address.
+PUBLIC_SUBNET_SHRINK = 3
+#: The VPC CNI's NetworkPolicy agent: the cache's NetworkPolicy admits only its clients.
+VPC_CNI_CONFIGURATION = {"enableNetworkPolicy": "true"}
+#: The Kubernetes namespace of the add-ons and the load balancer controller.
+SYSTEM_NAMESPACE = "kube-system"
+DEFAULT_STORAGE_CLASS = "gp3"
+WEIGHT_CACHE_STORAGE_CLASS = "efs-weights"
+NFS_PORT = 2049
+INGRESS_CLASS = "alb"
+LBC_CHART = "aws-load-balancer-controller"
+LBC_CHART_REPOSITORY = "https://aws.github.io/eks-charts"
+#: Chart 1.12.0 deploys controller v2.12.0, the release line of the vendored IAM policy
+#: (:data:`LBC_POLICY_FILE`). Move both together: a newer controller needs newer actions.
+LBC_CHART_VERSION = "1.12.0"
+LBC_SERVICE_ACCOUNT = "aws-load-balancer-controller"
+#: kubernetes-sigs/aws-load-balancer-controller ``docs/install/iam_policy.json`` at commit
+#: 2b150b977b79dcad119243f2e8f3625ea5bb7e81 (the v2.12 line: it has v2.12's IPAM action
+#: ``elasticloadbalancing:ModifyIpPools``), byte for byte.
+LBC_POLICY_FILE = Path(__file__).with_name("data") / "aws-load-balancer-controller-iam-policy.json"
+#: Seconds the controller release may take to become ready (two replicas, webhook).
+LBC_RELEASE_TIMEOUT_SECONDS = 600
+AUTH_COMMAND = "aws"
+_ASSUMED_ROLE = re.compile(r"^arn:[^:]+:sts::\d{12}:assumed-role/")
+
+
+class AwsClusterArgs(TypedDict):
+    """Arguments of :class:`AwsCluster`.
+
+    config: the validated region config (``components.config.RegionConfig``, cloud
+        ``aws``). Used: ``location`` (the region), ``network`` (a new VPC from ``cidr``
+        across ``zoneCount`` zones, or ``existing`` VPC and subnet IDs; existing public
+        subnets must carry the ``kubernetes.io/role/elb: 1`` tag for load balancers to
+        find them), ``cluster`` (Kubernetes version, public access CIDRs, extra admin
+        principals, system pool; system instance type defaults to ``m7i.2xlarge``) and
+        ``gpuPools``.
+    """
+
+    config: RegionConfig
+
+
+# --------------------------------------------------------------------------- pure decisions
+
+
+Subnets = list[tuple[ipaddress.IPv4Network, ipaddress.IPv4Network]]
+
+
+def subnet_layout(cidr: str | ipaddress.IPv4Network, zones: int) -> Subnets:
+    """``(public, private)`` subnet CIDRs for each of ``zones`` zones of the VPC ``cidr``.
+
+    The VPC's first half is split into equal private subnets (a power-of-two split: three
+    zones of a /16 get a /19 each); public subnets, 1/8 that size, come from the start of
+    the second half, whose rest stays free for later subnets. Raises ValueError when the
+    VPC is too large for AWS or too small for the subnets.
+    """
+    vpc = ipaddress.IPv4Network(cidr)
+    if zones < 1:
+        raise ValueError(f"need at least one zone, got {zones}")
+    if vpc.prefixlen < MAX_VPC_PREFIX:
+        raise ValueError(f"{vpc} is larger than an AWS VPC can be (/{MAX_VPC_PREFIX})")
+    private_prefix = vpc.prefixlen + 1 + (zones - 1).bit_length()
+    public_prefix = private_prefix + PUBLIC_SUBNET_SHRINK
+    if public_prefix > MIN_SUBNET_PREFIX:
+        raise ValueError(f"{vpc} is too small for {zones} zones: public subnets would be /{public_prefix}, "
+                         f"smaller than AWS allows (/{MIN_SUBNET_PREFIX})")
+    private_half, public_half = vpc.subnets(prefixlen_diff=1)
+    private = islice(private_half.subnets(new_prefix=private_prefix), zones)
+    public = islice(public_half.subnets(new_prefix=public_prefix), zones)
+    return list(zip(public, private))
+
+
+def eks_zones(names: list[str], zone_ids: list[str], count: int) -> list[str]:
+    """The first ``count`` zones (by name) that can hold an EKS control plane."""
+    usable = [n for n, z in zip(names, zone_ids) if z not in EKS_UNSUPPORTED_ZONE_IDS]
+    if len(usable) < count:
+        raise ValueError(f"network.zoneCount is {count} but the region has only {len(usable)} zones EKS supports: "
+                         f"{', '.join(usable)}")
+    return usable[:count]
+
+
+def managed_policy_arn(partition: str, policy: str) -> str:
+    """The ARN of an AWS managed IAM policy (``policy`` may carry a path: ``service-role/X``)."""
+    return f"arn:{partition}:iam::aws:policy/{policy}"
+
+
+def access_policy_arn(partition: str, policy: str) -> str:
+    """The ARN of an EKS access policy."""
+    return f"arn:{partition}:eks::aws:cluster-access-policy/{policy}"
+
+
+def trust_policy(service: str) -> dict:
+    """An assume-role policy letting an AWS service principal assume the role (with session
+    tags: EKS and Pod Identity tag their sessions)."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Principal": {"Service": service}, "Action": ["sts:AssumeRole", "sts:TagSession"]}
+        ],
+    }
+
+
+def secrets_key_policy(key_arn: str) -> dict:
+    """What the cluster role needs on the KMS key that envelope-encrypts Secrets."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Action": ["kms:Encrypt", "kms:Decrypt", "kms:ListGrants", "kms:DescribeKey"],
+                "Resource": key_arn,
+            }
+        ],
+    }
+
+
+def is_assumed_role(arn: str) -> bool:
+    """Whether ``arn`` is an STS assumed-role session (CI and SSO credentials are)."""
+    return bool(_ASSUMED_ROLE.match(arn))
+
+
+def endpoint_access(cfg: RegionConfig) -> dict:
+    """The API endpoint is always reachable privately; publicly only from the configured CIDRs."""
+    cidrs = [str(c) for c in cfg.cluster.public_access_cidrs]
+    access = {"endpoint_private_access": True, "endpoint_public_access": bool(cidrs)}
+    if cidrs:
+        access["public_access_cidrs"] = cidrs
+    return access
+
+
+def launch_template_spec(disk_size_gb: int, gpu: bool, reservation: Optional[str] = None) -> dict:
+    """Launch template settings of a node group (security groups are added by the caller).
+
+    Encrypted gp3 root volume of ``disk_size_gb`` (faster on GPU nodes), IMDSv2 with
+    :data:`IMDS_HOP_LIMIT`, and a targeted capacity reservation when ``reservation`` is set.
+    """
+    ebs: dict = {"volume_size": disk_size_gb, "volume_type": "gp3", "encrypted": True, "delete_on_termination": True}
+    if gpu:
+        ebs.update(throughput=GPU_ROOT_THROUGHPUT_MIBPS, iops=GPU_ROOT_IOPS)
+    spec: dict = {
+        "block_device_mappings": [{"device_name": ROOT_DEVICE, "ebs": ebs}],
+        "metadata_options": {
+            "http_endpoint": "enabled",
+            "http_tokens": "required",
+            "http_put_response_hop_limit": IMDS_HOP_LIMIT,
+        },
+    }
+    if reservation:
+        spec["capacity_reservation_specification"] = {
+            "capacity_reservation_target": {"capacity_reservation_id": reservation}
+        }
+    return spec
+
+
+def system_node_group_spec(cfg: RegionConfig) -> dict:
+    """Node group settings of the system (CPU) pool."""
+    sp = cfg.cluster.system_pool
+    return {
+        "instance_types": [sp.machine_type or DEFAULT_SYSTEM_INSTANCE_TYPE],
+        "ami_type": SYSTEM_AMI_TYPE,
+        "capacity_type": "ON_DEMAND",
+        "scaling_config": {"min_size": sp.min_nodes, "max_size": sp.max_nodes, "desired_size": sp.min_nodes},
+        "labels": {POOL_LABEL: SYSTEM_POOL},
+    }
+
+
+def gpu_node_group_spec(cfg: RegionConfig, pool: GpuPoolConfig) -> dict:
+    """Node group settings of one GPU pool: the catalog's instance type, the NVIDIA AMI,
+    labels and taint, spot or on-demand capacity."""
+    desired = pool.desired_nodes if pool.desired_nodes is not None else pool.min_nodes
+    return {
+        "instance_types": [pool_offering(cfg, pool).shape.machine_type],
+        "ami_type": GPU_AMI_TYPE,
+        "capacity_type": "SPOT" if pool.capacity_type == "spot" else "ON_DEMAND",
+        "scaling_config": {"min_size": pool.min_nodes, "max_size": pool.max_nodes, "desired_size": desired},
+        "labels": {POOL_LABEL: pool.name, GPU_LABEL: pool.gpu},
+        "taints": [dict(GPU_TAINT)],
+    }
+
+
+def render_kubeconfig(context: str, cluster_name: str, region: str, endpoint: str, ca_certificate: str) -> str:
+    """A kubeconfig for the cluster that gets tokens from ``aws eks get-token``."""
+    return yaml.safe_dump(
+        {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {"name": context, "cluster": {"server": endpoint, "certificate-authority-data": ca_certificate}}
+            ],
+            "contexts": [{"name": context, "context": {"cluster": context, "user": context}}],
+            "current-context": context,
+            "users": [
+                {
+                    "name": context,
+                    "user": {
+                        "exec": {
+                            "apiVersion": "client.authentication.k8s.io/v1beta1",
+                            "command": AUTH_COMMAND,
+                            "args": ["eks", "get-token", "--cluster-name", cluster_name, "--region", region],
+                            "installHint": "Install the AWS CLI v2: https://docs.aws.amazon.com/cli/",
+                        }
+                    },
+                }
+            ],
+        },
+        sort_keys=False,
+    )
+
+
+def load_balancer_controller_policy() -> str:
+    """The controller's IAM policy document (the vendored upstream file)."""
+    return LBC_POLICY_FILE.read_text()
+
+
+def load_balancer_controller_values(cluster_name: pulumi.Input[str], region: str, vpc_id: pulumi.Input[str]) -> dict:
+    """Helm values of the AWS Load Balancer Controller."""
+    return {
+        "clusterName": cluster_name,
+        # Given, not read from instance metadata, which pods cannot reach (IMDS hop limit 1).
+        "region": region,
+        "vpcId": vpc_id,
+        # The chart's service account; its Pod Identity association refers to it by name.
+        "serviceAccount": {"create": True, "name": LBC_SERVICE_ACCOUNT},
+        "nodeSelector": {POOL_LABEL: SYSTEM_POOL},
+        "replicaCount": 2,
+        "podDisruptionBudget": {"maxUnavailable": 1},
+        "ingressClass": INGRESS_CLASS,
+        # Ingresses name their class in spec.ingressClassName, which needs the object.
+        "createIngressClassResource": True,
+        # That webhook sees every Service creation and fails it while the controller is
+        # down; it only serves Services of type LoadBalancer, which the fleet does not use.
+        "enableServiceMutatorWebhook": False,
+    }
+
+
+def _short_hash(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()[:8]
+
+
+# --------------------------------------------------------------------------- component
+
+
+class AwsCluster(pulumi.ComponentResource):
+    """EKS cluster, network, node groups and cluster services of an AWS region
+    (``gpufleet:index:AwsCluster``)."""
+
+    cluster_name: pulumi.Output[str]
+    kubeconfig: pulumi.Output[str]
+    k8s_provider: k8s.Provider
+    network: AwsNetwork
+    weight_cache_storage_class: str
+    ingress_class: str
+
+    def __init__(self, name: str, args: AwsClusterArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("gpufleet:index:AwsCluster", name, None, opts)
+        cfg = args["config"]
+        here = pulumi.ResourceOptions(parent=self)
+        invoke = pulumi.InvokeOptions(parent=self)
+        partition = aws.get_partition(opts=invoke).partition
+
+        vpc_id, private_subnet_ids, public_subnet_ids, vpc_cidr = self._network(name, cfg, here)
+        # Every node, system and GPU, is in this group (the cache and EFS admit it). It
+        # is not tagged kubernetes.io/cluster/<name>: the load balancer controller wants
+        # exactly one such group per node, and the EKS cluster security group is it.
+        self.node_security_group = aws.ec2.SecurityGroup(
+            f"{name}-nodes", vpc_id=vpc_id, description=f"{name}: all cluster nodes", tags={"Name": f"{name}-nodes"},
+            opts=here,
+        )
+        # Node-to-node and control-plane traffic is admitted by the cluster security group,
+        # which every node is also in (see the launch templates).
+        aws.vpc.SecurityGroupEgressRule(
+            f"{name}-nodes-egress", security_group_id=self.node_security_group.id, ip_protocol="-1",
+            cidr_ipv4="0.0.0.0/0", description="Image pulls, model downloads, AWS APIs", opts=here,
+        )
+        self.network = AwsNetwork(
+            vpc_id=pulumi.Output.from_input(vpc_id),
+            vpc_cidr=pulumi.Output.from_input(vpc_cidr),
+            private_subnet_ids=pulumi.Output.all(*private_subnet_ids),
+            public_subnet_ids=pulumi.Output.all(*public_subnet_ids),
+            node_security_group_id=self.node_security_group.id,
+        )
+
+        self._control_plane(name, cfg, partition, private_subnet_ids, here)
+        self._access(name, cfg, partition, invoke, here)
+
+        self.node_role = aws.iam.Role(
+            f"{name}-nodes", assume_role_policy=json.dumps(trust_policy("ec2.amazonaws.com")), opts=here
+        )
+        node_role_policies = [
+            aws.iam.RolePolicyAttachment(f"{name}-nodes-{policy.lower()}", role=self.node_role.name,
+                                         policy_arn=managed_policy_arn(partition, policy), opts=here)
+            for policy in NODE_ROLE_POLICIES
+        ]
+        # EKS would create this entry with the first managed node group; declaring it
+        # makes it ours, so it outlives node group replacements.
+        node_access = aws.eks.AccessEntry(f"{name}-nodes", cluster_name=self.cluster.name,
+                                          principal_arn=self.node_role.arn, type="EC2_LINUX", opts=here)
+
+        # The cluster starts without add-ons (bootstrap_self_managed_addons=False): nodes
+        # only become Ready once the CNI runs, so these come before any node group.
+        self.addons = {
+            addon: self._addon(name, addon, depends_on=[], configuration=configuration)
+            for addon, configuration in (
+                ("vpc-cni", VPC_CNI_CONFIGURATION), ("kube-proxy", None), ("eks-pod-identity-agent", None)
+            )
+        }
+        self._node_groups(name, cfg, private_subnet_ids,
+                          depends_on=[*node_role_policies, node_access, *self.addons.values()])
+
+        # CoreDNS and the CSI controllers are Deployments: they need the system nodes.
+        self.addons["coredns"] = self._addon(name, "coredns", depends_on=[self.system_node_group])
+        for addon, service_accounts, policy in (
+            ("aws-ebs-csi-driver", ("ebs-csi-controller-sa",), "service-role/AmazonEBSCSIDriverPolicy"),
+            # The node plugin looks up mount targets too.
+            ("aws-efs-csi-driver", ("efs-csi-controller-sa", "efs-csi-node-sa"),
+             "service-role/AmazonEFSCSIDriverPolicy"),
+        ):
+            associations = self._pod_identity(name, addon.removeprefix("aws-"), service_accounts,
+                                              managed_policy_arn(partition, policy), here)
+            self.addons[addon] = self._addon(
+                name, addon,
+                depends_on=[self.system_node_group, self.addons["eks-pod-identity-agent"], *associations],
+            )
+
+        self._weight_cache(name, vpc_id, private_subnet_ids, here)
+
+        self.cluster_name = self.cluster.name
+        self.kubeconfig = pulumi.Output.secret(
+            pulumi.Output.all(self.cluster.arn, self.cluster.name, self.cluster.endpoint,
+                              self.cluster.certificate_authority.data).apply(
+                lambda v: render_kubeconfig(v[0], v[1], cfg.location, v[2], v[3])
+            )
+        )
+        self.k8s_provider = k8s.Provider(
+            f"{name}-k8s",
+            kubeconfig=self.kubeconfig,
+            enable_server_side_apply=True,
+            # Kubernetes objects (Helm releases waiting for pods, volumes) need nodes, DNS
+            # and the CSI drivers.
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=[self.system_node_group, *self.gpu_node_groups.values(), *self.addons.values()],
+            ),
+        )
+        self._storage_classes(name)
+        self._load_balancer_controller(name, cfg, vpc_id, here)
+        self.weight_cache_storage_class = WEIGHT_CACHE_STORAGE_CLASS
+        self.ingress_class = INGRESS_CLASS
+
+        self.register_outputs(
+            {
+                "clusterName": self.cluster_name,
+                "kubeconfig": self.kubeconfig,
+                "vpcId": self.network.vpc_id,
+                "weightCacheStorageClass": self.weight_cache_storage_class,
+                "ingressClass": self.ingress_class,
+            }
+        )
+
+    # ----------------------------------------------------------------------- network
+
+    def _network(self, name: str, cfg: RegionConfig, here: pulumi.ResourceOptions):
+        """Create (or look up) the VPC; returns its ID, the private and public subnet IDs
+        (one per zone) and the VPC CIDR."""
+        ex = cfg.network.existing
+        if ex is not None:
+            vpc = aws.ec2.get_vpc_output(id=ex.vpc_id, opts=pulumi.InvokeOutputOptions(parent=self))
+            return ex.vpc_id, list(ex.private_subnet_ids), list(ex.public_subnet_ids), vpc.cidr_block
+
+        zones_found = aws.get_availability_zones(
+            state="available",
+            # Local and Wavelength zones are opt-in; they cannot hold an EKS control plane.
+            filters=[{"name": "opt-in-status", "values": ["opt-in-not-required"]}],
+            opts=pulumi.InvokeOptions(parent=self),
+        )
+        zones = eks_zones(zones_found.names, zones_found.zone_ids, cfg.network.zone_count)
+        layout = subnet_layout(cfg.network.cidr, len(zones))
+
+        self.vpc = aws.ec2.Vpc(
+            f"{name}-vpc",
+            cidr_block=str(cfg.network.cidr),
+            # The private API endpoint resolves through the VPC's DNS.
+            enable_dns_support=True,
+            enable_dns_hostnames=True,
+            tags={"Name": name},
+            opts=pulumi.ResourceOptions(parent=self, protect=True),
+        )
+        igw = aws.ec2.InternetGateway(f"{name}-igw", vpc_id=self.vpc.id, tags={"Name": name}, opts=here)
+        public_routes = aws.ec2.RouteTable(
+            f"{name}-public", vpc_id=self.vpc.id, routes=[{"cidr_block": "0.0.0.0/0", "gateway_id": igw.id}],
+            tags={"Name": f"{name}-public"}, opts=here,
+        )
+        self.public_subnets, self.private_subnets, private_routes = [], [], []
+        for zone, (public_cidr, private_cidr) in zip(zones, layout):
+            public = aws.ec2.Subnet(
+                f"{name}-public-{zone}", vpc_id=self.vpc.id, availability_zone=zone, cidr_block=str(public_cidr),
+                # Internet-facing load balancers are placed in subnets with this tag.
+                tags={"Name": f"{name}-public-{zone}", "kubernetes.io/role/elb": "1"},
+                opts=here,
+            )
+            private = aws.ec2.Subnet(
+                f"{name}-private-{zone}", vpc_id=self.vpc.id, availability_zone=zone, cidr_block=str(private_cidr),
+                tags={"Name": f"{name}-private-{zone}", "kubernetes.io/role/internal-elb": "1"},
+                opts=here,
+            )
+            aws.ec2.RouteTableAssociation(f"{name}-public-{zone}", subnet_id=public.id,
+                                          route_table_id=public_routes.id, opts=here)
+            # One NAT gateway per zone: a zone outage takes down only its own egress, and
+            # nodes never pay cross-zone transfer on the way out (model downloads run to
+            # hundreds of GB). The cost is one gateway per zone instead of one in all.
+            eip = aws.ec2.Eip(f"{name}-nat-{zone}", domain="vpc", tags={"Name": f"{name}-nat-{zone}"}, opts=here)
+            nat = aws.ec2.NatGateway(
+                f"{name}-nat-{zone}", allocation_id=eip.id, subnet_id=public.id, tags={"Name": f"{name}-nat-{zone}"},
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[igw]),
+            )
+            routes = aws.ec2.RouteTable(
+                f"{name}-private-{zone}", vpc_id=self.vpc.id,
+                routes=[{"cidr_block": "0.0.0.0/0", "nat_gateway_id": nat.id}],
+                tags={"Name": f"{name}-private-{zone}"}, opts=here,
+            )
+            aws.ec2.RouteTableAssociation(f"{name}-private-{zone}", subnet_id=private.id,
+                                          route_table_id=routes.id, opts=here)
+            self.public_subnets.append(public)
+            self.private_subnets.append(private)
+            private_routes.append(routes)
+        # ECR serves image layers from S3: a gateway endpoint is free and keeps those pulls
+        # off the NAT gateways' per-GB charge.
+        aws.ec2.VpcEndpoint(
+            f"{name}-s3", vpc_id=self.vpc.id, service_name=f"com.amazonaws.{cfg.location}.s3",
+            vpc_endpoint_type="Gateway", route_table_ids=[r.id for r in private_routes], tags={"Name": f"{name}-s3"},
+            opts=here,
+        )
+        return (self.vpc.id, [s.id for s in self.private_subnets], [s.id for s in self.public_subnets],
+                self.vpc.cidr_block)
+
+    # ----------------------------------------------------------------------- control plane
+
+    def _control_plane(self, name: str, cfg: RegionConfig, partition: str, subnet_ids: list,
+                       here: pulumi.ResourceOptions) -> None:
+        """The cluster, its IAM role and the KMS key that encrypts its Secrets."""
+        self.cluster_role = aws.iam.Role(f"{name}-control-plane",
+                                         assume_role_policy=json.dumps(trust_policy("eks.amazonaws.com")), opts=here)
+        role_policies = [
+            aws.iam.RolePolicyAttachment(f"{name}-control-plane-{policy.lower()}", role=self.cluster_role.name,
+                                         policy_arn=managed_policy_arn(partition, policy), opts=here)
+            for policy in CLUSTER_ROLE_POLICIES
+        ]
+        # Protected: without the key, the cluster's Secrets cannot be decrypted.
+        self.secrets_key = aws.kms.Key(
+            f"{name}-secrets", description=f"Envelope encryption of the Kubernetes Secrets of {name}",
+            enable_key_rotation=True, deletion_window_in_days=30,
+            opts=pulumi.ResourceOptions(parent=self, protect=True),
+        )
+        key_access = aws.iam.RolePolicy(
+            f"{name}-control-plane-secrets-key", role=self.cluster_role.name,
+            policy=self.secrets_key.arn.apply(lambda arn: json.dumps(secrets_key_policy(arn))), opts=here,
+        )
+        self.cluster = aws.eks.Cluster(
+            name,
+            name=name,
+            role_arn=self.cluster_role.arn,
+            version=cfg.cluster.kubernetes_version,
+            vpc_config={"subnet_ids": subnet_ids, **endpoint_access(cfg)},
+            access_config={
+                "authentication_mode": "API",
+                # The deployer gets an explicit access entry instead (see _access); the
+                # implicit one would be invisible here and clash with it.
+                "bootstrap_cluster_creator_admin_permissions": False,
+            },
+            # Managed add-ons instead of the unmanaged copies EKS would install.
+            bootstrap_self_managed_addons=False,
+            encryption_config={"provider": {"key_arn": self.secrets_key.arn}, "resources": ["secrets"]},
+            enabled_cluster_log_types=list(CLUSTER_LOG_TYPES),
+            deletion_protection=True,
+            tags={"Name": name},
+            opts=pulumi.ResourceOptions(parent=self, protect=True, depends_on=[*role_policies, key_access]),
+        )
+
+    def _access(self, name: str, cfg: RegionConfig, partition: str, invoke: pulumi.InvokeOptions,
+                here: pulumi.ResourceOptions) -> None:
+        """Cluster-admin access entries for the deployer and the configured principals."""
+        deployer = aws.get_caller_identity(opts=invoke).arn
+        if is_assumed_role(deployer):
+            # Access entries take the role, not one session of it.
+            deployer = aws.iam.get_session_context(arn=deployer, opts=invoke).issuer_arn
+        # The deployer may be listed as an admin too; one entry per principal.
+        self.admin_principals = list(dict.fromkeys([deployer, *cfg.cluster.admin_principal_arns]))
+        for principal in self.admin_principals:
+            suffix = "deployer" if principal == deployer else f"admin-{_short_hash(principal)}"
+            entry = aws.eks.AccessEntry(f"{name}-{suffix}", cluster_name=self.cluster.name, principal_arn=principal,
+                                        type="STANDARD", opts=here)
+            aws.eks.AccessPolicyAssociation(
+                f"{name}-{suffix}", cluster_name=self.cluster.name, principal_arn=entry.principal_arn,
+                policy_arn=access_policy_arn(partition, CLUSTER_ADMIN_POLICY), access_scope={"type": "cluster"},
+                opts=here,
+            )
+
+    # ----------------------------------------------------------------------- nodes
+
+    def _launch_template(self, name: str, spec: dict, pool: str) -> aws.ec2.LaunchTemplate:
+        tags = {"Name": f"{name}-{pool}", POOL_LABEL: pool}
+        return aws.ec2.LaunchTemplate(
+            f"{name}-{pool}",
+            # A launch template with security groups replaces EKS's default, which would
+            # have put nodes in the cluster security group: name it alongside ours.
+            vpc_security_group_ids=[self.node_security_group.id, self.cluster.vpc_config.cluster_security_group_id],
+            tag_specifications=[{"resource_type": kind, "tags": tags} for kind in ("instance", "volume")],
+            opts=pulumi.ResourceOptions(parent=self),
+            **spec,
+        )
+
+    def _node_groups(self, name: str, cfg: RegionConfig, subnet_ids: list, depends_on: list) -> None:
+        opts = pulumi.ResourceOptions(
+            parent=self,
+            protect=True,
+            depends_on=depends_on,
+            # Seeds the size at creation only; the cluster autoscaler owns it afterwards.
+            # (EKS tags each group's Auto Scaling group for the autoscaler's discovery.)
+            ignore_changes=["scalingConfig.desiredSize"],
+            # Groups have fixed names (nodes show them): a replacement frees the name first,
+            # and rarely is there GPU capacity for two groups at once anyway.
+            delete_before_replace=True,
+        )
+
+        def node_group(pool: str, spec: dict, template: aws.ec2.LaunchTemplate) -> aws.eks.NodeGroup:
+            return aws.eks.NodeGroup(
+                f"{name}-{pool}",
+                cluster_name=self.cluster.name,
+                node_group_name=pool,
+                node_role_arn=self.node_role.arn,
+                subnet_ids=subnet_ids,
+                # Disk size lives in the launch template (EKS rejects both).
+                launch_template={"id": template.id, "version": template.latest_version.apply(str)},
+                # One node at a time: a surge node would need spare GPU capacity that
+                # reservations and stockouts rarely leave.
+                update_config={"max_unavailable": 1},
+                node_repair_config={"enabled": True},
+                opts=opts,
+                **spec,
+            )
+
+        sp = cfg.cluster.system_pool
+        self.system_node_group = node_group(
+            SYSTEM_POOL, system_node_group_spec(cfg),
+            self._launch_template(name, launch_template_spec(sp.disk_size_gb, gpu=False), SYSTEM_POOL),
+        )
+        self.gpu_node_groups = {
+            pool.name: node_group(
+                pool.name, gpu_node_group_spec(cfg, pool),
+                self._launch_template(name, launch_template_spec(pool.disk_size_gb, gpu=True,
+                                                                 reservation=pool.reservation), pool.name),
+            )
+            for pool in cfg.gpu_pools
+        }
+
+    # ----------------------------------------------------------------------- add-ons
+
+    def _addon(self, name: str, addon: str, depends_on: list, configuration: Optional[dict] = None) -> aws.eks.Addon:
+        """A managed add-on at EKS's default version for the cluster's Kubernetes version."""
+        return aws.eks.Addon(
+            f"{name}-{addon}",
+            cluster_name=self.cluster.name,
+            addon_name=addon,
+            configuration_values=json.dumps(configuration) if configuration else None,
+            # The declared configuration wins over edits made in the cluster.
+            resolve_conflicts_on_create="OVERWRITE",
+            resolve_conflicts_on_update="OVERWRITE",
+            opts=pulumi.ResourceOptions(parent=self, depends_on=depends_on),
+        )
+
+    def _pod_identity(self, name: str, role: str, service_accounts: tuple[str, ...], policy_arn: pulumi.Input[str],
+                      here: pulumi.ResourceOptions) -> list[aws.eks.PodIdentityAssociation]:
+        """An IAM role with ``policy_arn`` for ``kube-system`` service accounts, via Pod Identity."""
+        iam_role = aws.iam.Role(f"{name}-{role}", assume_role_policy=json.dumps(trust_policy(POD_IDENTITY_SERVICE)),
+                                opts=here)
+        attachment = aws.iam.RolePolicyAttachment(f"{name}-{role}", role=iam_role.name, policy_arn=policy_arn,
+                                                  opts=here)
+        return [
+            aws.eks.PodIdentityAssociation(
+                f"{name}-{account}", cluster_name=self.cluster.name, namespace=SYSTEM_NAMESPACE,
+                service_account=account, role_arn=iam_role.arn,
+                # Pods start with working credentials only if the policy is attached first.
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[attachment]),
+            )
+            for account in service_accounts
+        ]
+
+    # ----------------------------------------------------------------------- storage
+
+    def _weight_cache(self, name: str, vpc_id: pulumi.Input[str], subnet_ids: list,
+                      here: pulumi.ResourceOptions) -> None:
+        """The EFS file system behind :data:`WEIGHT_CACHE_STORAGE_CLASS`, reachable from the nodes."""
+        # Elastic throughput: weight loads are bursts of reads of a few hundred GB, which
+        # bursting mode would throttle to a baseline proportional to the bytes stored.
+        self.weight_file_system = aws.efs.FileSystem(
+            f"{name}-weights", encrypted=True, performance_mode="generalPurpose", throughput_mode="elastic",
+            tags={"Name": f"{name}-weights"},
+            opts=pulumi.ResourceOptions(parent=self, protect=True),
+        )
+        group = aws.ec2.SecurityGroup(
+            f"{name}-weights", vpc_id=vpc_id, description=f"{name}: EFS weight cache, NFS from nodes",
+            tags={"Name": f"{name}-weights"}, opts=here,
+        )
+        aws.vpc.SecurityGroupIngressRule(
+            f"{name}-weights-nfs", security_group_id=group.id,
+            referenced_security_group_id=self.node_security_group.id, ip_protocol="tcp", from_port=NFS_PORT,
+            to_port=NFS_PORT, description="NFS from the cluster nodes", opts=here,
+        )
+        self.weight_mount_targets = [
+            aws.efs.MountTarget(f"{name}-weights-{i}", file_system_id=self.weight_file_system.id, subnet_id=subnet_id,
+                                security_groups=[group.id], opts=here)
+            for i, subnet_id in enumerate(subnet_ids)
+        ]
+
+    def _storage_classes(self, name: str) -> None:
+        kube = pulumi.ResourceOptions(parent=self, provider=self.k8s_provider)
+        self.default_storage_class = k8s.storage.v1.StorageClass(
+            f"{name}-{DEFAULT_STORAGE_CLASS}",
+            # EKS marks no class default since 1.30; volumes without a class (Prometheus')
+            # get this one, even ones created before it (retroactive default assignment).
+            metadata={"name": DEFAULT_STORAGE_CLASS,
+                      "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
+            provisioner="ebs.csi.aws.com",
+            parameters={"type": "gp3", "encrypted": "true", "csi.storage.k8s.io/fstype": "ext4"},
+            # Volumes are created in the zone of the pod that first uses them.
+            volume_binding_mode="WaitForFirstConsumer",
+            allow_volume_expansion=True,
+            reclaim_policy="Delete",
+            opts=kube,
+        )
+        self.weight_storage_class = k8s.storage.v1.StorageClass(
+            f"{name}-{WEIGHT_CACHE_STORAGE_CLASS}",
+            metadata={"name": WEIGHT_CACHE_STORAGE_CLASS},
+            provisioner="efs.csi.aws.com",
+            # One access point (and directory) per volume, owned by a user of its own.
+            parameters={
+                "provisioningMode": "efs-ap",
+                "fileSystemId": self.weight_file_system.id,
+                "directoryPerms": "700",
+            },
+            # Downloaded weights outlive the claim that fetched them.
+            reclaim_policy="Retain",
+            volume_binding_mode="Immediate",
+            opts=pulumi.ResourceOptions.merge(kube, pulumi.ResourceOptions(depends_on=self.weight_mount_targets)),
+        )
+
+    # ----------------------------------------------------------------------- ingress
+
+    def _load_balancer_controller(self, name: str, cfg: RegionConfig, vpc_id: pulumi.Input[str],
+                                  here: pulumi.ResourceOptions) -> None:
+        policy = aws.iam.Policy(f"{name}-load-balancer-controller", policy=load_balancer_controller_policy(),
+                                description=f"AWS Load Balancer Controller of {name}", opts=here)
+        associations = self._pod_identity(name, "load-balancer-controller", (LBC_SERVICE_ACCOUNT,), policy.arn, here)
+        self.load_balancer_controller = k8s.helm.v3.Release(
+            f"{name}-load-balancer-controller",
+            name=LBC_CHART,
+            chart=LBC_CHART,
+            version=LBC_CHART_VERSION,
+            repository_opts={"repo": LBC_CHART_REPOSITORY},
+            namespace=SYSTEM_NAMESPACE,
+            create_namespace=False,
+            values=load_balancer_controller_values(self.cluster.name, cfg.location, vpc_id),
+            atomic=True,
+            timeout=LBC_RELEASE_TIMEOUT_SECONDS,
+            max_history=10,
+            opts=pulumi.ResourceOptions(parent=self, provider=self.k8s_provider, depends_on=associations),
+        )
