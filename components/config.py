@@ -257,15 +257,59 @@ class CacheConfig(_Model):
 
 
 class EntrypointConfig(_Model):
-    """The regional entry point: a TLS load balancer in front of the models."""
+    """The regional entry point: a TLS load balancer in front of the models.
+
+    Each model is served at ``<model>.<domain>`` and at ``<model>.<alias>`` for every
+    alias; the load balancer picks the model's Service by hostname.
+    """
 
     #: The region's DNS name; each model is served at ``<model>.<domain>``.
     domain: str = Field(pattern=r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?\.)+[a-z]{2,}$")
-    #: AWS: ACM certificate ARN covering ``*.<domain>``. GCP: a Google-managed
-    #: certificate is created when this is empty.
-    certificate_arn: Optional[str] = None
+    #: More names the models answer to, ``<model>.<alias>``: the global stack's domain
+    #: (the name clients use), so TLS and the Host rule match when traffic fails over here.
+    aliases: list[Annotated[str, Field(pattern=r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?\.)+[a-z]{2,}$")]] = []
+    #: The certificate the load balancer presents; it must cover ``*.<domain>`` and
+    #: ``*.<alias>`` for each alias. AWS (required): an ACM certificate ARN in the
+    #: region's own location. GCP: the name of a Compute Engine SSL certificate in the
+    #: project (pre-shared); empty: a Google-managed certificate for the model hostnames.
+    certificate: Optional[str] = None
     #: Source ranges allowed to reach the load balancer.
     allowed_cidrs: list[ipaddress.IPv4Network] = [ipaddress.IPv4Network("0.0.0.0/0")]
+
+    def problems(self, cloud: str, location: str, models: list[str]) -> list["Problem"]:
+        """What is wrong with this section for a region on ``cloud`` in ``location``
+        serving ``models`` (field paths start with ``entrypoint.``)."""
+        out: list[Problem] = []
+        if self.domain in self.aliases:
+            out.append(Problem("entrypoint.aliases", f"{self.domain} is the domain itself"))
+        if len(set(self.aliases)) != len(self.aliases):
+            out.append(Problem("entrypoint.aliases", "an alias is listed twice"))
+        cert = self.certificate
+        if cloud == "aws":
+            arn = re.match(r"^arn:aws(-[a-z]+)*:acm:([a-z0-9-]+):\d{12}:certificate/[-a-f0-9]+$", cert or "")
+            if not cert:
+                out.append(Problem("entrypoint.certificate", "required on aws: the ACM certificate ARN the "
+                                   "load balancer presents"))
+            elif arn is None:
+                out.append(Problem("entrypoint.certificate", f"{cert!r} is not an ACM certificate ARN "
+                                   "(arn:aws:acm:<region>:<account>:certificate/<id>)"))
+            elif arn.group(2) != location:
+                out.append(Problem("entrypoint.certificate", f"the certificate is in {arn.group(2)}; an ALB in "
+                                   f"{location} needs an ACM certificate from {location}"))
+        elif cert is not None and not re.match(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$", cert):
+            out.append(Problem("entrypoint.certificate", f"{cert!r} is not a Compute Engine SSL certificate "
+                               "name (on gcp: the pre-shared certificate's name)"))
+        elif cert is None:
+            hostnames = len(models) * (1 + len(self.aliases))
+            if hostnames > MANAGED_CERTIFICATE_MAX_DOMAINS:
+                out.append(Problem("entrypoint.certificate", f"a Google-managed certificate covers at most "
+                                   f"{MANAGED_CERTIFICATE_MAX_DOMAINS} names; the models need {hostnames}: give "
+                                   "a pre-shared certificate with wildcards"))
+        return out
+
+
+#: Google-managed certificates (GKE ``ManagedCertificate``) cover at most this many names.
+MANAGED_CERTIFICATE_MAX_DOMAINS = 100
 
 
 class AlertsConfig(_Model):
@@ -275,6 +319,9 @@ class AlertsConfig(_Model):
     pending_requests_threshold: int = Field(20, ge=1)
     #: ... for longer than this many minutes.
     pending_requests_for_minutes: int = Field(2, ge=1)
+    #: Compare the threshold with the waiting requests per ready replica (true: the same
+    #: unit as the HPA's per-pod target) or with the Deployment's total (false).
+    pending_requests_per_replica: bool = True
     gpu_saturation_percent: int = Field(95, ge=1, le=100)
     gpu_saturation_for_minutes: int = Field(10, ge=1)
 
@@ -301,11 +348,25 @@ class RegionConfig(_Model):
 
 # --------------------------------------------------------------------------- global
 
+#: Health check intervals Route 53 accepts, and its failure thresholds.
 ROUTE53_INTERVALS = (10, 30)
+ROUTE53_THRESHOLDS = range(1, 11)
+#: Endpoint group health check intervals Global Accelerator accepts, and its thresholds.
+ACCELERATOR_INTERVALS = (10, 30)
+ACCELERATOR_THRESHOLDS = range(1, 11)
+#: Where Route 53 health checkers run (a health check may name three or more of them).
+Route53CheckerRegion = Literal[
+    "us-east-1", "us-west-1", "us-west-2", "eu-west-1", "ap-southeast-1", "ap-southeast-2",
+    "ap-northeast-1", "sa-east-1",
+]
 
 
 class DnsRoutingConfig(_Model):
-    """Route 53 latency records with health checks (works across clouds)."""
+    """Route 53 latency records with health checks (works across clouds).
+
+    The hosted zone is used by both routing modes: in anycast mode it holds the names
+    that point at the accelerator.
+    """
 
     #: The existing hosted zone, by ID or by name (one of the two).
     hosted_zone_id: Optional[str] = None
@@ -320,17 +381,34 @@ class DnsRoutingConfig(_Model):
     ttl_seconds: int = Field(10, ge=0, le=86400)
     #: Allowance for Route 53 to act on a health change (undocumented by AWS).
     propagation_allowance_seconds: int = Field(10, ge=0)
+    #: Route 53 checker regions to check from (three or more); empty: all of them.
+    health_check_regions: list[Route53CheckerRegion] = []
 
 
 class AnycastRoutingConfig(_Model):
-    """AWS Global Accelerator in front of the regions' load balancers (AWS-only fleets)."""
+    """AWS Global Accelerator in front of the regions' load balancers (AWS-only fleets).
 
+    The endpoints are ALBs, whose health Global Accelerator takes from the ALB's own
+    target health checks; the endpoint-group settings below bound how fast the
+    accelerator reacts (interval) and apply as such to EC2 and Elastic IP endpoints only.
+    """
+
+    #: Endpoint group health check interval: Global Accelerator accepts 10 or 30.
     health_check_interval_seconds: int = 10
+    #: Endpoint group threshold: Global Accelerator accepts 1 to 10.
     threshold_count: int = 3
+    #: ``SOURCE_IP`` keeps a client on one region (five-tuple hashing otherwise).
     client_affinity: Literal["NONE", "SOURCE_IP"] = "NONE"
+    #: S3 bucket for the accelerator's flow logs; empty: no flow logs.
+    flow_logs_bucket: Optional[str] = None
+    flow_logs_prefix: str = "global-accelerator/"
 
 
 class RoutingConfig(_Model):
+    """How clients reach the nearest healthy region."""
+
+    #: ``dns``: Route 53 latency records with health checks (any clouds). ``anycast``:
+    #: AWS Global Accelerator (every region on AWS).
     mode: Literal["dns", "anycast"] = "dns"
     dns: DnsRoutingConfig = DnsRoutingConfig()
     anycast: AnycastRoutingConfig = AnycastRoutingConfig()
@@ -445,6 +523,14 @@ def _check_location(cfg: RegionConfig) -> list[Problem]:
 def _check_network(cfg: RegionConfig) -> list[Problem]:
     ex = cfg.network.existing
     if ex is None:
+        if cfg.cloud == "aws":
+            # Imported here: components.aws_cluster imports this module for its types.
+            from .aws_cluster import subnet_layout
+
+            try:
+                subnet_layout(cfg.network.cidr, cfg.network.zone_count)
+            except ValueError as e:
+                return [Problem("network.cidr", str(e))]
         if cfg.cloud == "gcp":
             ranges = {"cidr": cfg.network.cidr, "podsCidr": cfg.network.pods_cidr, "servicesCidr": cfg.network.services_cidr}
             names = list(ranges)
@@ -587,34 +673,138 @@ def _check_cache(cfg: RegionConfig) -> list[Problem]:
     return problems
 
 
-REGION_CHECKS = [_check_location, _check_network, _check_pools, _check_models, _check_cache]
+def _check_sizing(cfg: RegionConfig) -> list[Problem]:
+    """Every model fits the GPUs its pool gives it (see components.sizing)."""
+    # Imported here: components.sizing imports this module for its types.
+    from . import sizing
+
+    pools = {p.name: p for p in cfg.gpu_pools}
+    problems: list[Problem] = []
+    for i, model in enumerate(cfg.models):
+        if model.lmcache.enabled and not cfg.cache.enabled:
+            problems.append(Problem(f"models[{i}].lmcache.enabled", "LMCache offloads KV cache to the regional "
+                                    "cache; enable it (cache.enabled: true)"))
+        pool = pools.get(model.pool)
+        if pool is None:
+            continue  # reported by _check_models
+        try:
+            shape = pool_offering(cfg, pool).shape
+        except CatalogError:
+            continue  # reported by _check_pools
+        problems.extend(Problem(f"models[{i}].{field}", msg) for field, msg in sizing.problems(model, shape))
+    return problems
+
+
+def _check_entrypoint(cfg: RegionConfig) -> list[Problem]:
+    return cfg.entrypoint.problems(cfg.cloud, cfg.location, [m.name for m in cfg.models])
+
+
+REGION_CHECKS = [
+    _check_location, _check_network, _check_pools, _check_models, _check_cache, _check_sizing, _check_entrypoint,
+]
+
+
+def in_zone(name: str, zone: str) -> bool:
+    """Whether DNS name ``name`` is ``zone`` or below it (trailing dots ignored)."""
+    name, zone = name.rstrip("."), zone.rstrip(".")
+    return name == zone or name.endswith("." + zone)
+
+
+def _global_regions(cfg: GlobalConfig, stacks_dir: Path) -> tuple[list[Problem], dict[int, RegionConfig]]:
+    """The region stacks a global stack lists, read and validated, by index in ``regions``."""
+    problems: list[Problem] = []
+    regions: dict[int, RegionConfig] = {}
+    available = sorted(p.name[len("Pulumi."):-len(".yaml")] for p in stacks_dir.glob("Pulumi.*.yaml"))
+    for i, name in enumerate(cfg.regions):
+        if name not in available:
+            problems.append(Problem(f"regions[{i}]", f"no region stack {name!r}; stacks: {', '.join(available)}"))
+            continue
+        if name in cfg.regions[:i]:
+            continue
+        try:
+            region = load_stack_file(stacks_dir / f"Pulumi.{name}.yaml")
+        except ConfigError as e:
+            first = e.problems[0] if e.problems else Problem(CONFIG_KEY, "invalid")
+            more = f" (and {len(e.problems) - 1} more)" if len(e.problems) > 1 else ""
+            problems.append(Problem(f"regions[{i}]", f"region stack {name!r} is invalid: {first.path}: "
+                                    f"{first.message}{more}"))
+            continue
+        if not isinstance(region, RegionConfig):
+            problems.append(Problem(f"regions[{i}]", f"{name!r} is a global stack, not a region stack"))
+            continue
+        regions[i] = region
+    return problems, regions
 
 
 def _check_global(cfg: GlobalConfig, stacks_dir: Path) -> list[Problem]:
+    # Imported here: the latency table is plain data kept beside the routing code.
+    from .latency_regions import latency_region
+
     problems: list[Problem] = []
     if len(cfg.regions) < 2:
         problems.append(Problem("regions", "failover needs at least two region stacks"))
     if len(set(cfg.regions)) != len(cfg.regions):
         problems.append(Problem("regions", "a region stack is listed twice"))
-    available = sorted(p.name[len("Pulumi."):-len(".yaml")] for p in stacks_dir.glob("Pulumi.*.yaml"))
-    for i, name in enumerate(cfg.regions):
-        if name not in available:
-            problems.append(Problem(f"regions[{i}]", f"no region stack {name!r}; stacks: {', '.join(available)}"))
+    found, regions = _global_regions(cfg, stacks_dir)
+    problems += found
+
+    labels: dict[str, str] = {}
+    for i, region in regions.items():
+        name, at = cfg.regions[i], f"regions[{i}]"
+        label = latency_region(region.cloud, region.location)
+        if label is None:
+            problems.append(Problem(at, f"{name}: no latency-routing label for {region.cloud} region "
+                                    f"{region.location}; add it to components/latency_regions.py"))
+        elif label in labels:
+            problems.append(Problem(at, f"{name} and {labels[label]} both route as AWS region {label}; Route 53 "
+                                    "keeps one latency record per region and name, Global Accelerator one "
+                                    "endpoint group per region"))
+        else:
+            labels[label] = name
+        if not region.models:
+            problems.append(Problem(at, f"{name} serves no models"))
+        if cfg.domain not in region.entrypoint.aliases:
+            problems.append(Problem(at, f"{name}: entrypoint.aliases lacks {cfg.domain}; its load balancer would "
+                                    f"refuse <model>.{cfg.domain} (no Host rule, certificate mismatch)"))
+        if region.cloud == "gcp" and region.entrypoint.certificate is None:
+            problems.append(Problem(at, f"{name}: entrypoint.certificate is empty, so GKE would request a "
+                                    "Google-managed certificate, which Google validates by resolving every name "
+                                    f"to this load balancer; <model>.{cfg.domain} resolves to the nearest region, "
+                                    "so give a pre-shared certificate"))
+
     dns, anycast = cfg.routing.dns, cfg.routing.anycast
+    # Both modes publish the client names in the hosted zone.
+    if bool(dns.hosted_zone_id) == bool(dns.hosted_zone_name):
+        problems.append(Problem("routing.dns", "give exactly one of hostedZoneId and hostedZoneName"))
+    if dns.create_hosted_zone and not dns.hosted_zone_name:
+        problems.append(Problem("routing.dns.createHostedZone", "needs hostedZoneName"))
+    if dns.hosted_zone_name and not in_zone(cfg.domain, dns.hosted_zone_name):
+        problems.append(Problem("domain", f"{cfg.domain} is not in hosted zone {dns.hosted_zone_name}"))
     if cfg.routing.mode == "dns":
         if dns.health_check_interval_seconds not in ROUTE53_INTERVALS:
             problems.append(Problem("routing.dns.healthCheckIntervalSeconds", "Route 53 accepts 10 or 30"))
-        if not 1 <= dns.failure_threshold <= 10:
+        if dns.failure_threshold not in ROUTE53_THRESHOLDS:
             problems.append(Problem("routing.dns.failureThreshold", "Route 53 accepts 1 to 10"))
-        if bool(dns.hosted_zone_id) == bool(dns.hosted_zone_name):
-            problems.append(Problem("routing.dns", "give exactly one of hostedZoneId and hostedZoneName"))
-        if dns.create_hosted_zone and not dns.hosted_zone_name:
-            problems.append(Problem("routing.dns.createHostedZone", "needs hostedZoneName"))
+        checkers = dns.health_check_regions
+        if checkers and (len(checkers) < 3 or len(set(checkers)) != len(checkers)):
+            problems.append(Problem("routing.dns.healthCheckRegions", "Route 53 needs three or more distinct "
+                                    "checker regions (or none: all of them)"))
     else:
-        if anycast.health_check_interval_seconds not in ROUTE53_INTERVALS:
+        if anycast.health_check_interval_seconds not in ACCELERATOR_INTERVALS:
             problems.append(Problem("routing.anycast.healthCheckIntervalSeconds", "Global Accelerator accepts 10 or 30"))
-        if not 1 <= anycast.threshold_count <= 10:
+        if anycast.threshold_count not in ACCELERATOR_THRESHOLDS:
             problems.append(Problem("routing.anycast.thresholdCount", "Global Accelerator accepts 1 to 10"))
+        elsewhere = [f"{cfg.regions[i]} is on {r.cloud}" for i, r in regions.items() if r.cloud != "aws"]
+        if elsewhere:
+            problems.append(Problem("routing.mode", f"anycast (AWS Global Accelerator) needs every region on aws; "
+                                    f"{', '.join(elsewhere)}; use mode dns"))
+        served = {i: {m.name for m in r.models} for i, r in regions.items()}
+        every = set().union(*served.values()) if served else set()
+        for i, models in served.items():
+            if models != every:
+                problems.append(Problem("routing.mode", f"anycast sends each client to its nearest region "
+                                        f"whatever the model, so every region must serve the same models; "
+                                        f"{cfg.regions[i]} lacks {', '.join(sorted(every - models))}"))
     return problems
 
 

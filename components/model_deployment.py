@@ -351,7 +351,9 @@ def pod_spec(model: ModelConfig, pool: GpuPoolConfig, shape: GpuShape, sizing: S
         "volumeMounts": mounts,
         **probes(startup_budget_seconds(sizing)),
         "lifecycle": {"preStop": {"sleep": {"seconds": PRE_STOP_SECONDS}}},
-        "securityContext": {"allowPrivilegeEscalation": False},
+        # No Linux capabilities or privilege escalation: vLLM and NCCL need neither. It still runs
+        # as root with a writable root filesystem: the image writes compile caches under /root.
+        "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
     }
     if cache_secret_name is not None:
         container["envFrom"] = [{"secretRef": {"name": cache_secret_name}}]
@@ -367,6 +369,8 @@ def pod_spec(model: ModelConfig, pool: GpuPoolConfig, shape: GpuShape, sizing: S
         "tolerations": [dict(GPU_TOLERATION)],
         "topologySpreadConstraints": spread,
         "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
+        # The container runtime's default seccomp profile (GKE Autopilot enforces it on GPU pods too).
+        "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
         # vLLM needs no Kubernetes API access.
         "automountServiceAccountToken": False,
         # Service links would add VLLM_*_PORT variables, a prefix vLLM reads settings from.

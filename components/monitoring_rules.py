@@ -171,6 +171,7 @@ class AlertSettings:
         return cls(
             pending_requests_threshold=cfg.pending_requests_threshold,
             pending_requests_for=f"{cfg.pending_requests_for_minutes}m",
+            pending_requests_per_replica=cfg.pending_requests_per_replica,
             gpu_saturation_percent=cfg.gpu_saturation_percent,
             gpu_saturation_for=f"{cfg.gpu_saturation_for_minutes}m",
         )

@@ -17,7 +17,7 @@ import pulumi_kubernetes as k8s
 
 from .cache import AwsCache, CacheConnection, GcpCache
 from .config import RegionConfig, pool_offering
-from .entrypoint import Entrypoint
+from .entrypoint import Entrypoint, service_annotations
 from .gpu_software import GpuSoftware
 from .model_deployment import ModelDeployment
 from .monitoring import AlertSettings, ModelRef, Monitoring
@@ -116,6 +116,7 @@ class Region(pulumi.ComponentResource):
                     "secret_name": self.serving_secret.metadata["name"],
                     "cache_secret_name": self.cache_connection.secret_name if self.cache_connection else None,
                     "weight_cache_storage_class": self.cluster.weight_cache_storage_class,
+                    "service_annotations": service_annotations(cfg),
                 },
                 opts=pulumi.ResourceOptions.merge(kube, pulumi.ResourceOptions(depends_on=[self.gpu_software])),
             )
@@ -124,8 +125,11 @@ class Region(pulumi.ComponentResource):
         self.entrypoint = Entrypoint(
             f"{name}-entrypoint",
             {"config": cfg, "models": self.models, "network": self.cluster.network},
+            # After the whole cluster: on EKS the Ingress needs the load balancer controller's webhook.
             opts=pulumi.ResourceOptions(
-                parent=self, providers={"kubernetes": self.cluster.k8s_provider, cfg.cloud: self.cloud_provider}
+                parent=self,
+                providers={"kubernetes": self.cluster.k8s_provider, cfg.cloud: self.cloud_provider},
+                depends_on=[self.cluster],
             ),
         )
         self.register_outputs({"clusterName": self.cluster.cluster_name})

@@ -17,7 +17,7 @@ from typing import Any, Optional, Sequence
 
 from components.config import ConfigError, GlobalConfig, Problem, load_stack_file
 
-from . import engine, manifests
+from . import engine, manifests, policy_check
 from .plan import StackPlan, plan_stack, project_dir, stack_files
 
 EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
@@ -98,7 +98,8 @@ def _outputs(plan: StackPlan) -> dict[str, Any]:
     return {k: engine.SECRET_MARK if k in rec.secret_outputs else engine.masked(v) for k, v in rec.stack_outputs.items()}
 
 
-def _print_table(plan: StackPlan, report: manifests.ManifestReport, out_dir: Path) -> None:
+def _print_table(plan: StackPlan, report: manifests.ManifestReport, out_dir: Path,
+                 violations: Optional[list[policy_check.Violation]]) -> None:
     rec = plan.recording
     print(f"\n=== stack {plan.stack} ({plan.path}) — {len(rec.resources)} resources")
     for line in _tree(rec):
@@ -123,6 +124,12 @@ def _print_table(plan: StackPlan, report: manifests.ManifestReport, out_dir: Pat
           f"{len(report.unchecked)} custom resources without a schema")
     for path, err in report.errors:
         print(f"    INVALID {path.name}: {err}")
+    if violations is None:
+        print("\n  policy pack: none (no policies/rules.py in this project)")
+    else:
+        print(f"\n  policy pack (policies/): {len(violations)} violation(s)")
+        for v in violations:
+            print(f"    {v}")
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
@@ -137,6 +144,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
     plans: dict[str, StackPlan] = {}
     results = []
     failed = False
+    # A project without a policies/ pack (one importing our components) is planned without one.
+    policies = policy_check.load_policies(project) if (project / policy_check.RULES).exists() else None
     for path in files:
         try:
             plan = plan_stack(path, program, plans)
@@ -151,8 +160,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
             continue
         out_dir = Path(args.out) / plan.stack if args.out else project / "build" / plan.stack
         report = manifests.write_and_validate([m for _, m in plan.recording.kubernetes_objects()], out_dir)
-        failed |= bool(report.errors)
-        results.append((plan, report, out_dir))
+        # The same policy functions pulumi preview --policy-pack policies runs; mandatory ones fail the plan.
+        violations = policy_check.evaluate(plan.recording, policies) if policies is not None else None
+        failed |= bool(report.errors) or any(v.mandatory for v in violations or [])
+        results.append((plan, report, out_dir, violations))
     elapsed = time.perf_counter() - started
     if args.format == "json":
         print(json.dumps({
@@ -164,17 +175,22 @@ def cmd_plan(args: argparse.Namespace) -> int:
                     "warnings": plan.recording.warnings,
                     "manifests": {"written": [str(p) for p in report.written],
                                   "errors": [{"file": str(p), "error": e} for p, e in report.errors]},
+                    "policyViolations": [
+                        {"policy": v.policy, "enforcementLevel": v.enforcement_level.value, "resourceType": v.resource_type,
+                         "resourceName": v.resource_name, "message": v.message}
+                        for v in violations or []
+                    ],
                 }
-                for plan, report, _ in results
+                for plan, report, _, violations in results
             ],
             "seconds": round(elapsed, 2),
         }, indent=2, default=str))
     else:
-        for plan, report, out_dir in results:
-            _print_table(plan, report, out_dir)
+        for plan, report, out_dir, violations in results:
+            _print_table(plan, report, out_dir, violations)
         print(f"\nplanned {len(results)} stack(s) in {elapsed:.1f} s")
     if failed:
-        print("plan failed: invalid Kubernetes objects (see above)", file=sys.stderr)
+        print("plan failed: invalid Kubernetes objects or mandatory policy violations (see above)", file=sys.stderr)
         return EXIT_FAILURE
     return EXIT_OK
 

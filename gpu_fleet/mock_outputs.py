@@ -172,6 +172,42 @@ def _route53_health_check(name: str, inputs: dict, ctx: Context) -> dict:
     return {"id": f"{_suffix(name, 8)}-{_suffix(name + '1', 4)}-{_suffix(name + '2', 4)}-{_suffix(name + '3', 4)}-{_suffix(name + '4', 12)}"}
 
 
+def _route53_hosted_zone(name: str, inputs: dict, ctx: Context) -> dict:
+    zone = f"Z{_suffix(name, 20).upper()}"
+    return {"zoneId": zone, "id": zone, "arn": f"arn:aws:route53:::hostedzone/{zone}",
+            "nameServers": [f"ns-{100 + i}.awsdns-{10 + i}.{tld}" for i, tld in enumerate(("com", "net", "org", "co.uk"))]}
+
+
+def _accelerator_listener(name: str, inputs: dict, ctx: Context) -> dict:
+    return {"arn": f"{inputs.get('acceleratorArn')}/listener/{_suffix(name, 8)}"}
+
+
+def _accelerator_endpoint_group(name: str, inputs: dict, ctx: Context) -> dict:
+    return {"arn": f"{inputs.get('listenerArn')}/endpoint-group/{_suffix(name, 12)}"}
+
+
+def _launch_template(name: str, inputs: dict, ctx: Context) -> dict:
+    lt = f"lt-{_suffix(name, 17)}"
+    return {"id": lt, "arn": _aws_arn("ec2", ctx, f"launch-template/{lt}"), "latestVersion": 1, "defaultVersion": 1}
+
+
+def _kms_key(name: str, inputs: dict, ctx: Context) -> dict:
+    key = f"{_suffix(name, 8)}-{_suffix(name + '1', 4)}-{_suffix(name + '2', 4)}-{_suffix(name + '3', 4)}-{_suffix(name + '4', 12)}"
+    return {"id": key, "keyId": key, "arn": _aws_arn("kms", ctx, f"key/{key}")}
+
+
+def _efs_file_system(name: str, inputs: dict, ctx: Context) -> dict:
+    fs = f"fs-{_suffix(name, 17)}"
+    return {"id": fs, "arn": _aws_arn("elasticfilesystem", ctx, f"file-system/{fs}"),
+            "dnsName": f"{fs}.efs.{ctx.region}.amazonaws.com"}
+
+
+def _iam_policy(name: str, inputs: dict, ctx: Context) -> dict:
+    policy = inputs.get("name") or f"{name}-{_suffix(name)}"
+    arn = f"arn:aws:iam::{ACCOUNT_ID}:policy/{policy}"
+    return {"name": policy, "arn": arn, "id": arn}
+
+
 #: Attributes a provider computes, per resource type token.
 COMPUTED: dict[str, Callable[[str, dict, Context], dict]] = {
     "aws:eks/cluster:Cluster": _eks_cluster,
@@ -183,7 +219,10 @@ COMPUTED: dict[str, Callable[[str, dict, Context], dict]] = {
     "aws:ec2/natGateway:NatGateway": _id("nat"),
     "aws:ec2/eip:Eip": _id("eipalloc"),
     "aws:ec2/routeTable:RouteTable": _id("rtb"),
-    "aws:ec2/launchTemplate:LaunchTemplate": _id("lt"),
+    "aws:ec2/launchTemplate:LaunchTemplate": _launch_template,
+    "aws:kms/key:Key": _kms_key,
+    "aws:efs/fileSystem:FileSystem": _efs_file_system,
+    "aws:iam/policy:Policy": _iam_policy,
     "aws:eks/nodeGroup:NodeGroup": _named_aws("eks", "nodegroup"),
     "aws:elasticache/replicationGroup:ReplicationGroup": _elasticache,
     "aws:elasticache/subnetGroup:SubnetGroup": _named,
@@ -192,6 +231,11 @@ COMPUTED: dict[str, Callable[[str, dict, Context], dict]] = {
     "random:index/randomPassword:RandomPassword": _random_password,
     "aws:globalaccelerator/accelerator:Accelerator": _global_accelerator,
     "aws:route53/healthCheck:HealthCheck": _route53_health_check,
+    "aws:route53/zone:Zone": _route53_hosted_zone,
+    "aws:globalaccelerator/listener:Listener": _accelerator_listener,
+    "aws:globalaccelerator/endpointGroup:EndpointGroup": _accelerator_endpoint_group,
+    "gcp:compute/sSLPolicy:SSLPolicy": _named,
+    "gcp:compute/securityPolicy:SecurityPolicy": _named,
     "gcp:container/cluster:Cluster": _gke_cluster,
     "gcp:compute/network:Network": _gcp_network,
     "gcp:compute/subnetwork:Subnetwork": _gcp_regional("subnetworks"),
@@ -283,8 +327,48 @@ def _gcp_subnetwork_lookup(args: dict, ctx: Context) -> dict:
     }
 
 
+def _aws_session_context(args: dict, ctx: Context) -> dict:
+    """Like IAM: an assumed-role session ARN maps to its role; any other ARN passes through."""
+    arn = args["arn"]
+    parts = arn.split(":", 5)
+    if len(parts) == 6 and parts[2] == "sts" and parts[5].startswith("assumed-role/"):
+        _, role, session = parts[5].split("/", 2)
+        issuer = f"arn:{parts[1]}:iam::{parts[4]}:role/{role}"
+        return {"arn": arn, "issuerArn": issuer, "issuerName": role, "issuerId": "AROAOFFLINEPLAN",
+                "sessionName": session, "id": arn}
+    return {"arn": arn, "issuerArn": arn, "issuerName": "", "issuerId": "", "sessionName": "", "id": arn}
+
+
+def _aws_vpc_lookup(args: dict, ctx: Context) -> dict:
+    """An existing VPC, looked up by ID in the provider's region."""
+    vpc = args["id"]
+    return {"id": vpc, "arn": _aws_arn("ec2", ctx, f"vpc/{vpc}"), "cidrBlock": "10.90.0.0/16", "state": "available",
+            "enableDnsHostnames": True, "enableDnsSupport": True, "ownerId": ACCOUNT_ID, "region": ctx.region}
+
+
+#: Canonical hosted zone IDs of Application Load Balancers (AWS "Elastic Load Balancing
+#: endpoints and quotas"), for alias records to an ALB.
+_ALB_ZONE_IDS = {
+    "us-east-1": "Z35SXDOTRQ7X7K", "us-east-2": "Z3AADJGX6KTTL2", "us-west-1": "Z368ELLRRE2KJ0",
+    "us-west-2": "Z1H1FL5HABSF5", "eu-west-1": "Z32O12XQLNTSW2", "eu-central-1": "Z215JYRZR1TBD5",
+}
+
+
+def _aws_load_balancer_lookup(args: dict, ctx: Context) -> dict:
+    """The ALB an Ingress made, by the name the Ingress gave it."""
+    if ctx.region not in _ALB_ZONE_IDS:
+        raise MockError(f"aws:lb/getLoadBalancer: no ALB hosted zone recorded for region {ctx.region!r}")
+    name = args["name"]
+    suffix = f"app/{name}/{_suffix(name, 16)}"
+    arn = _aws_arn("elasticloadbalancing", ctx, f"loadbalancer/{suffix}")
+    return {"arn": arn, "arnSuffix": suffix, "id": arn, "name": name, "loadBalancerType": "application",
+            "internal": False, "dnsName": f"{name}-{int(_suffix(name, 8), 16)}.{ctx.region}.elb.amazonaws.com",
+            "zoneId": _ALB_ZONE_IDS[ctx.region]}
+
+
 #: Data-source answers, per function token.
 CALLS: dict[str, Callable[[dict, Context], dict]] = {
+    "aws:lb/getLoadBalancer:getLoadBalancer": _aws_load_balancer_lookup,
     "aws:index/getAvailabilityZones:getAvailabilityZones": _aws_zones,
     "aws:index/getCallerIdentity:getCallerIdentity": _aws_caller,
     "aws:index/getPartition:getPartition": _aws_partition,
@@ -295,6 +379,8 @@ CALLS: dict[str, Callable[[dict, Context], dict]] = {
     "gcp:organizations/getProject:getProject": _gcp_project,
     "gcp:compute/getNetwork:getNetwork": _gcp_network_lookup,
     "gcp:compute/getSubnetwork:getSubnetwork": _gcp_subnetwork_lookup,
+    "aws:iam/getSessionContext:getSessionContext": _aws_session_context,
+    "aws:ec2/getVpc:getVpc": _aws_vpc_lookup,
 }
 
 

@@ -23,6 +23,7 @@ from components.config import (
     load_stack_file,
     read_stack_file,
 )
+from components.global_routing import stack_reference_name
 from components.program import STACKS_DIR_ENV
 
 from . import engine
@@ -62,10 +63,6 @@ def _stacks_dir(path: Path) -> Iterator[None]:
             os.environ[STACKS_DIR_ENV] = old
 
 
-def stack_ref(organization: str, stack: str) -> str:
-    return f"{organization}/{PROJECT}/{stack}"
-
-
 def plan_stack(path: Path, program: Path, region_plans: Optional[dict[str, StackPlan]] = None) -> StackPlan:
     """Plan one stack file by running ``program`` (the project's ``__main__.py``).
 
@@ -92,7 +89,7 @@ def plan_stack(path: Path, program: Path, region_plans: Optional[dict[str, Stack
             if name not in region_plans:
                 raise ConfigError(str(path), [Problem("regions", f"region stack {name!r} was not planned")])
             rec = region_plans[name].recording
-            stack_outputs[stack_ref(cfg.organization, name)] = (rec.stack_outputs, rec.secret_outputs)
+            stack_outputs[stack_reference_name(cfg.organization, name)] = (rec.stack_outputs, rec.secret_outputs)
     recording = engine.Recording(stack=sf.stack)
     engine.install(recording, config, tuple(secret_keys), stack_outputs)
     cwd = os.getcwd()

@@ -24,3 +24,11 @@ if ! .venv/bin/python -c "import components, gpu_fleet, pytest, kubernetes_valid
   .venv/bin/python -m pip install -q -e '.[dev]'
   touch .venv/.installed
 fi
+
+# checkov pins packaging and pydantic versions that clash with the project's: its own venv.
+CHECKOV_VERSION=3.3.30
+if ! .venv-checkov/bin/checkov --version 2>/dev/null | grep -qx "$CHECKOV_VERSION"; then
+  python3 -m venv .venv-checkov
+  .venv-checkov/bin/python -m pip install -q --upgrade pip
+  .venv-checkov/bin/python -m pip install -q "checkov==$CHECKOV_VERSION"
+fi

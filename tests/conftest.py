@@ -51,7 +51,7 @@ def planned(stack: str) -> StackPlan:
     return _PLANS[stack]
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def reference_plan():
     """``reference_plan("us-east")``: the recorded plan of a reference stack."""
     return planned

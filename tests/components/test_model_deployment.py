@@ -226,7 +226,8 @@ def test_every_object_passes_strict_validation(fleet):
         lm = _cfg(stack, edit=lambda r: r["models"][1].update(lmcache={"enabled": True}, quantization="fp8"))
         rec = _run(fleet, lm, stack=stack, storage_class=storage_class, service_annotations={"cloud.google.com/neg": '{"ingress": true}'})
         objects = rec.kubernetes_objects()
-        assert len(objects) == 2 + 5 * 2
+        # Namespace and Secret, then Deployment, Service, PDB, HPA and weight cache PVC per model.
+        assert len(objects) == 2 + 5 * len(lm.models)
         for r, manifest in objects:
             checked, errors = manifests.validate(manifest)
             assert checked and errors == [], (r.name, errors)
@@ -329,7 +330,7 @@ def test_service_and_pdb_select_the_pods(fleet):
     assert pdb == {"maxUnavailable": 1, "selector": {"matchLabels": selector}, "unhealthyPodEvictionPolicy": "AlwaysAllow"}
     template = rec.named(DEPLOYMENT, "us-east-llama-3-1-8b-deployment").plain_inputs["spec"]["template"]
     assert selector.items() <= template["metadata"]["labels"].items()
-    assert rec.stack_outputs["services"] == ["vllm-llama-3-1-70b", "vllm-llama-3-1-8b"]
+    assert rec.stack_outputs["services"] == ["vllm-llama-3-1-70b", "vllm-llama-3-1-8b", "vllm-qwen2-5-72b"]
 
 
 def _unmarked(value, text: str, where: str) -> list[str]:

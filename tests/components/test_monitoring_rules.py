@@ -652,8 +652,10 @@ def test_promtool_accepts_generated_rules(tmp_path):
 def test_alert_settings_from_config_and_validation():
     assert AlertSettings.from_config(AlertsConfig()) == AlertSettings()
     custom = AlertSettings.from_config(AlertsConfig(pending_requests_threshold=30, pending_requests_for_minutes=5,
-                                                    gpu_saturation_percent=90, gpu_saturation_for_minutes=20))
+                                                    gpu_saturation_percent=90, gpu_saturation_for_minutes=20,
+                                                    pending_requests_per_replica=False))
     assert (custom.pending_requests_threshold, custom.pending_requests_for) == (30, "5m")
+    assert custom.pending_requests_per_replica is False and AlertSettings().pending_requests_per_replica is True
     assert (custom.gpu_saturation_percent, custom.gpu_saturation_for) == (90, "20m")
     with pytest.raises(ValueError):
         AlertSettings(pending_requests_for="2 minutes")

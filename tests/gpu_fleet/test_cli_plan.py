@@ -112,3 +112,21 @@ def test_strict_schema_rejects_unknown_fields(fleet, tmp_path, monkeypatch, caps
     assert cli.main(["plan", "--out", str(tmp_path / "out")]) == 0
     out = capsys.readouterr().out
     assert "2 written" in out and "1 custom resources without a schema" in out
+
+
+def test_non_compliant_config_reports_policy_violations_and_exits_1(fleet, tmp_path, monkeypatch, capsys):
+    cfg = _region_config()
+    cfg["models"][0]["autoscaling"] = {
+        "minReplicas": 1,
+        "scaleDown": {"stabilizationWindowSeconds": 60, "policies": [{"type": "Pods", "value": 1, "periodSeconds": 120}]},
+    }
+    project = _project(tmp_path, (REPO / "__main__.py").read_text(), cfg, stack="us-east")
+    shutil.copytree(REPO / "policies", project / "policies", ignore=shutil.ignore_patterns(".venv", "__pycache__"))
+    monkeypatch.chdir(project)
+    assert cli.main(["plan", "--format", "json", "--out", str(tmp_path / "build")]) == 1
+    doc = json.loads(capsys.readouterr().out)
+    found = {(v["policy"], v["resourceName"], v["enforcementLevel"]) for v in doc["stacks"][0]["policyViolations"]}
+    assert found == {
+        ("hpa-min-replicas", "us-east-llama-3-1-70b-hpa", "mandatory"),
+        ("hpa-scale-down-slow", "us-east-llama-3-1-70b-hpa", "mandatory"),
+    }

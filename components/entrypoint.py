@@ -1,0 +1,397 @@
+"""The regional entry point: one TLS load balancer, one hostname per model.
+
+Each model is served at ``<model>.<domain>`` and at ``<model>.<alias>`` for every
+``entrypoint.aliases`` entry (the global domain clients use). Requests name the model in
+their body, so routing by hostname lets an L7 load balancer pick the model's Service
+without a body-parsing router, and gives each model its own health check: the load
+balancer forwards only to Ready pods (Ready = the model is loaded), so
+``https://<model>.<domain>/health`` succeeds only when this region can serve that model.
+
+One Kubernetes Ingress per region, in the serving namespace, with one host rule per
+hostname to the model's Service. TLS ends at the load balancer; the API key is checked by
+vLLM itself (``VLLM_API_KEY``, from the serving Secret). ``/health`` needs no key.
+
+- **AWS**: Ingress class ``alb`` (the AWS Load Balancer Controller the EKS cluster
+  installs). An internet-facing ALB in the public subnets with IP targets (pods directly),
+  HTTPS 443 only with ``entrypoint.certificate`` (ACM) and a TLS 1.3 policy, source ranges
+  from ``allowedCidrs``, target health ``/health``, and a fixed name
+  (:func:`alb_name`) so the region looks the ALB up after the Ingress is ready, for its
+  ARN (Global Accelerator), DNS name and hosted zone (alias records).
+- **GCP**: GKE's built-in controller. GKE documents the ``kubernetes.io/ingress.class:
+  gce`` *annotation*: with only ``spec.ingressClassName`` set (and no annotation) the GKE
+  controller takes no action ("GKE Ingress controller behavior", GKE Ingress concepts), so
+  the annotation it is. A reserved global static IP, TLS from the pre-shared certificate
+  ``entrypoint.certificate`` or else a Google-managed ``ManagedCertificate`` for every
+  hostname, a ``FrontendConfig`` with an SSL policy (TLS 1.2+, MODERN) and no plain-HTTP
+  listener, and a ``BackendConfig`` (health check ``/health``, a request timeout long
+  enough for long generations, and a Cloud Armor policy admitting only ``allowedCidrs``
+  unless that is everyone). The model Services carry the NEG and BackendConfig
+  annotations from :func:`service_annotations`.
+
+The load balancer's own checks on the pods (:data:`LB_CHECK_INTERVAL_SECONDS` x
+:data:`LB_UNHEALTHY_THRESHOLD`) also bound anycast failover (see
+:mod:`components.failover`): Global Accelerator takes an ALB endpoint's health from them.
+Note that Global Accelerator counts an ALB unhealthy as soon as *any* of its target
+groups (one per model) has no healthy target, so in anycast mode a region that loses one
+model leaves the accelerator for every model.
+
+The decisions are plain functions below, tested without Pulumi; the class wires them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+import re
+from typing import Any, Optional, Protocol, Sequence, TypedDict, Union
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_gcp as gcp
+import pulumi_kubernetes as k8s
+
+from .aws_cluster import INGRESS_CLASS as ALB_INGRESS_CLASS
+from .config import EntrypointConfig, ModelConfig, RegionConfig
+from .network import AwsNetwork, GcpNetwork
+
+#: Names of the Kubernetes objects in the serving namespace.
+INGRESS_NAME = "llm-entrypoint"
+BACKEND_CONFIG_NAME = "vllm-backend"
+FRONTEND_CONFIG_NAME = "llm-entrypoint"
+MANAGED_CERTIFICATE_NAME = "llm-entrypoint"
+#: vLLM's health endpoint (200 once the engine is up; no API key needed).
+HEALTH_PATH = "/health"
+HTTPS_PORT = 443
+#: The load balancer's checks on the pods: a pod leaves after 2 failures 5 s apart.
+LB_CHECK_INTERVAL_SECONDS = 5
+LB_CHECK_TIMEOUT_SECONDS = 3
+LB_HEALTHY_THRESHOLD = 2
+LB_UNHEALTHY_THRESHOLD = 2
+#: A non-streamed completion of tens of thousands of tokens can take minutes; ALB idle
+#: timeout defaults to 60 s and the GCP backend service timeout to 30 s.
+REQUEST_TIMEOUT_SECONDS = 600
+#: AWS's recommended policy: TLS 1.3 and 1.2 with forward secrecy.
+ALB_SSL_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
+ALB_NAME_MAX = 32
+GKE_INGRESS_CLASS = "gce"
+#: Cloud Armor accepts at most ten source ranges per rule; the default rule is last.
+CLOUD_ARMOR_RANGES_PER_RULE = 10
+CLOUD_ARMOR_FIRST_PRIORITY = 1000
+CLOUD_ARMOR_DEFAULT_PRIORITY = 2147483647
+#: GKE creates the load balancer after the Ingress; it often takes over ten minutes.
+GKE_INGRESS_CREATE_TIMEOUT = "30m"
+_LABELS = {"app.kubernetes.io/part-of": "gpu-fleet", "app.kubernetes.io/component": "entrypoint"}
+
+
+class ServedModel(Protocol):
+    """What the entry point needs of a model deployment."""
+
+    model: ModelConfig
+    #: The model's Service in the serving namespace.
+    service_name: pulumi.Output[str]
+    #: The Service port vLLM answers on (plain HTTP inside the cluster).
+    service_port: int
+
+
+class EntrypointArgs(TypedDict):
+    """Arguments of :class:`Entrypoint`.
+
+    config: the validated region config; used: ``cloud``, ``location``, ``namespace`` and
+        ``entrypoint`` (``domain``, ``aliases`` (default none), ``certificate`` (required
+        on AWS; on GCP default a Google-managed certificate), ``allowedCidrs`` (default
+        everyone)). An invalid ``entrypoint`` section raises ValueError.
+    models: the region's model deployments (``components.model_deployment.ModelDeployment``
+        or anything with ``model``, ``service_name`` and ``service_port``); none: no load
+        balancer is created.
+    network: the cluster's network; on AWS the ALB goes in its public subnets.
+    """
+
+    config: RegionConfig
+    models: Sequence[ServedModel]
+    network: Union[AwsNetwork, GcpNetwork]
+
+
+# --------------------------------------------------------------------------- pure decisions
+
+
+def model_hostnames(domain: str, models: Sequence[str]) -> dict[str, str]:
+    """Each model's regional hostname, ``<model>.<domain>``."""
+    return {m: f"{m}.{domain}" for m in models}
+
+
+def hostnames(entry: EntrypointConfig, model: str) -> list[str]:
+    """Every name a model answers to here: the regional one, then one per alias."""
+    return [f"{model}.{domain}" for domain in (entry.domain, *entry.aliases)]
+
+
+def alb_name(project: str, stack: str) -> str:
+    """The ALB's name, fixed per project and stack so the region can look it up.
+
+    ALB names: at most 32 letters, digits and hyphens, no hyphen at either end, not
+    starting with ``internal-``. A name too long keeps its start and gets a short hash.
+    """
+    name = re.sub(r"-+", "-", re.sub(r"[^a-z0-9-]", "-", f"{project}-{stack}".lower())).strip("-")
+    if name.startswith("internal-"):
+        name = "lb-" + name
+    if len(name) <= ALB_NAME_MAX:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:6]
+    return f"{name[: ALB_NAME_MAX - 7].rstrip('-')}-{digest}"
+
+
+def allows_everyone(cidrs: Sequence[ipaddress.IPv4Network]) -> bool:
+    return any(c.prefixlen == 0 for c in cidrs)
+
+
+def alb_annotations(entry: EntrypointConfig, lb_name: str, public_subnet_ids: Sequence[str]) -> dict[str, str]:
+    """AWS Load Balancer Controller annotations of the Ingress."""
+    prefix = "alb.ingress.kubernetes.io"
+    return {
+        f"{prefix}/load-balancer-name": lb_name,
+        f"{prefix}/scheme": "internet-facing",
+        # Pods are targets directly (no NodePort hop); the controller opens the pod port.
+        f"{prefix}/target-type": "ip",
+        f"{prefix}/subnets": ",".join(public_subnet_ids),
+        f"{prefix}/listen-ports": json.dumps([{"HTTPS": HTTPS_PORT}]),
+        f"{prefix}/certificate-arn": entry.certificate or "",
+        f"{prefix}/ssl-policy": ALB_SSL_POLICY,
+        f"{prefix}/inbound-cidrs": ",".join(str(c) for c in entry.allowed_cidrs),
+        f"{prefix}/backend-protocol": "HTTP",
+        f"{prefix}/healthcheck-protocol": "HTTP",
+        f"{prefix}/healthcheck-path": HEALTH_PATH,
+        f"{prefix}/healthcheck-interval-seconds": str(LB_CHECK_INTERVAL_SECONDS),
+        f"{prefix}/healthcheck-timeout-seconds": str(LB_CHECK_TIMEOUT_SECONDS),
+        f"{prefix}/healthy-threshold-count": str(LB_HEALTHY_THRESHOLD),
+        f"{prefix}/unhealthy-threshold-count": str(LB_UNHEALTHY_THRESHOLD),
+        f"{prefix}/success-codes": "200",
+        f"{prefix}/load-balancer-attributes": f"idle_timeout.timeout_seconds={REQUEST_TIMEOUT_SECONDS}",
+        f"{prefix}/tags": "app.kubernetes.io/part-of=gpu-fleet",
+    }
+
+
+def gke_annotations(entry: EntrypointConfig, address_name: str) -> dict[str, str]:
+    """GKE Ingress annotations: class, static IP, certificate, frontend, HTTPS only."""
+    out = {
+        "kubernetes.io/ingress.class": GKE_INGRESS_CLASS,
+        "kubernetes.io/ingress.global-static-ip-name": address_name,
+        "kubernetes.io/ingress.allow-http": "false",
+        "networking.gke.io/v1beta1.FrontendConfig": FRONTEND_CONFIG_NAME,
+    }
+    if entry.certificate:
+        out["ingress.gcp.kubernetes.io/pre-shared-cert"] = entry.certificate
+    else:
+        out["networking.gke.io/managed-certificates"] = MANAGED_CERTIFICATE_NAME
+    return out
+
+
+def service_annotations(cfg: RegionConfig) -> dict[str, str]:
+    """Annotations every model Service needs for the entry point (empty on AWS).
+
+    GKE: container-native load balancing (a NEG, so the load balancer reaches pods, not
+    nodes) and the shared BackendConfig (health check, timeout, Cloud Armor).
+    """
+    if cfg.cloud != "gcp":
+        return {}
+    return {
+        "cloud.google.com/neg": json.dumps({"ingress": True}),
+        "cloud.google.com/backend-config": json.dumps({"default": BACKEND_CONFIG_NAME}),
+    }
+
+
+def ingress_spec(ingress_class: Optional[str], backends: Sequence[tuple[Sequence[str], Any, int]]) -> dict:
+    """One host rule per hostname, all paths to that model's Service.
+
+    ``backends``: ``(hostnames, service name, service port)`` per model. No default
+    backend: an unknown hostname gets the load balancer's 404.
+    """
+    rules = [
+        {
+            "host": host,
+            "http": {"paths": [{
+                "path": "/",
+                "pathType": "Prefix",
+                "backend": {"service": {"name": service, "port": {"number": port}}},
+            }]},
+        }
+        for hosts, service, port in backends
+        for host in hosts
+    ]
+    spec: dict = {"rules": rules}
+    if ingress_class:
+        spec["ingressClassName"] = ingress_class
+    return spec
+
+
+def managed_certificate_domains(entry: EntrypointConfig, models: Sequence[str]) -> list[str]:
+    """Every hostname, for a Google-managed certificate (no wildcards there)."""
+    return [host for m in models for host in hostnames(entry, m)]
+
+
+def cloud_armor_rules(cidrs: Sequence[ipaddress.IPv4Network]) -> list[dict]:
+    """Allow the given source ranges (ten per rule), deny everything else with 403."""
+    ranges = [str(c) for c in cidrs]
+    chunks = [ranges[i : i + CLOUD_ARMOR_RANGES_PER_RULE] for i in range(0, len(ranges), CLOUD_ARMOR_RANGES_PER_RULE)]
+    rules = [
+        {
+            "action": "allow",
+            "priority": CLOUD_ARMOR_FIRST_PRIORITY + i,
+            "match": {"versioned_expr": "SRC_IPS_V1", "config": {"src_ip_ranges": chunk}},
+            "description": "entrypoint.allowedCidrs",
+        }
+        for i, chunk in enumerate(chunks)
+    ]
+    rules.append({
+        "action": "deny(403)",
+        "priority": CLOUD_ARMOR_DEFAULT_PRIORITY,
+        "match": {"versioned_expr": "SRC_IPS_V1", "config": {"src_ip_ranges": ["*"]}},
+        "description": "default: deny every other source",
+    })
+    return rules
+
+
+def backend_config_spec(health_port: int, security_policy: Optional[Any]) -> dict:
+    """GKE BackendConfig: the load balancer's health check on the pods, request timeout
+    and (optionally) the Cloud Armor policy's name."""
+    spec: dict = {
+        "healthCheck": {
+            "type": "HTTP",
+            "requestPath": HEALTH_PATH,
+            "port": health_port,
+            "checkIntervalSec": LB_CHECK_INTERVAL_SECONDS,
+            "timeoutSec": LB_CHECK_TIMEOUT_SECONDS,
+            "healthyThreshold": LB_HEALTHY_THRESHOLD,
+            "unhealthyThreshold": LB_UNHEALTHY_THRESHOLD,
+        },
+        "timeoutSec": REQUEST_TIMEOUT_SECONDS,
+    }
+    if security_policy is not None:
+        spec["securityPolicy"] = {"name": security_policy}
+    return spec
+
+
+# --------------------------------------------------------------------------- component
+
+
+class Entrypoint(pulumi.ComponentResource):
+    """The region's load balancer in front of its models (``gpufleet:index:Entrypoint``).
+
+    Uses the ``kubernetes`` provider and the region's cloud provider (``aws`` or ``gcp``)
+    passed in ``opts.providers``. After construction: ``model_hostnames`` (model to
+    ``<model>.<domain>``), and the load balancer's address: on AWS ``hostname`` (ALB DNS
+    name), ``zone_id`` and ``arn``; on GCP ``ip``; the other cloud's attributes are None.
+    """
+
+    model_hostnames: dict[str, str]
+    hostname: Optional[pulumi.Output[str]] = None
+    zone_id: Optional[pulumi.Output[str]] = None
+    arn: Optional[pulumi.Output[str]] = None
+    ip: Optional[pulumi.Output[str]] = None
+
+    def __init__(self, name: str, args: EntrypointArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("gpufleet:index:Entrypoint", name, None, opts)
+        cfg, models = args["config"], list(args["models"])
+        entry = cfg.entrypoint
+        problems = entry.problems(cfg.cloud, cfg.location, [m.model.name for m in models])
+        if problems:
+            raise ValueError(f"{name}: " + "; ".join(f"{p.path}: {p.message}" for p in problems))
+        self.config = cfg
+        self.model_hostnames = model_hostnames(entry.domain, [m.model.name for m in models])
+        if models:
+            # The namespace as an output of the Services: objects in it wait for them (and
+            # so for the namespace itself).
+            namespace = pulumi.Output.all(*[m.service_name for m in models]).apply(lambda _: cfg.namespace)
+            backends = [(hostnames(entry, m.model.name), m.service_name, m.service_port) for m in models]
+            if cfg.cloud == "aws":
+                self._aws(name, cfg, backends, namespace, args["network"])
+            else:
+                self._gcp(name, cfg, models, backends, namespace)
+        self.register_outputs({"modelHostnames": self.model_hostnames, "hostname": self.hostname, "ip": self.ip})
+
+    def _aws(self, name: str, cfg: RegionConfig, backends: list, namespace: pulumi.Output[str],
+             network: AwsNetwork) -> None:
+        lb_name = alb_name(pulumi.get_project(), pulumi.get_stack())
+        annotations = pulumi.Output.from_input(network.public_subnet_ids).apply(
+            lambda ids: alb_annotations(cfg.entrypoint, lb_name, ids)
+        )
+        self.ingress = k8s.networking.v1.Ingress(
+            name,
+            metadata={"name": INGRESS_NAME, "namespace": namespace, "labels": _LABELS, "annotations": annotations},
+            spec=ingress_spec(ALB_INGRESS_CLASS, backends),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        # Pulumi waits for the Ingress to get its load balancer; then the ALB exists.
+        lb = aws.lb.get_load_balancer_output(
+            name=lb_name, opts=pulumi.InvokeOutputOptions(parent=self, depends_on=[self.ingress])
+        )
+        self.hostname, self.zone_id, self.arn = lb.dns_name, lb.zone_id, lb.arn
+
+    def _gcp(self, name: str, cfg: RegionConfig, models: list, backends: list, namespace: pulumi.Output[str]) -> None:
+        entry = cfg.entrypoint
+        here = pulumi.ResourceOptions(parent=self)
+        ports = {m.service_port for m in models}
+        if len(ports) != 1:
+            raise ValueError(f"{name}: the models' Services use ports {sorted(ports)}; the shared BackendConfig "
+                             "health check needs one")
+        address = gcp.compute.GlobalAddress(
+            f"{name}-ip", address_type="EXTERNAL", ip_version="IPV4",
+            description=f"{name}: the region's load balancer", opts=here,
+        )
+        ssl_policy = gcp.compute.SSLPolicy(
+            f"{name}-tls", profile="MODERN", min_tls_version="TLS_1_2",
+            description=f"{name}: TLS 1.2 and later", opts=here,
+        )
+        security_policy = None
+        if not allows_everyone(entry.allowed_cidrs):
+            security_policy = gcp.compute.SecurityPolicy(
+                f"{name}-sources", type="CLOUD_ARMOR", rules=cloud_armor_rules(entry.allowed_cidrs),
+                description=f"{name}: entrypoint.allowedCidrs only", opts=here,
+            )
+        objects = [
+            k8s.apiextensions.CustomResource(
+                f"{name}-backend", api_version="cloud.google.com/v1", kind="BackendConfig",
+                metadata={"name": BACKEND_CONFIG_NAME, "namespace": namespace, "labels": _LABELS},
+                spec=backend_config_spec(next(iter(ports)), security_policy.name if security_policy else None),
+                opts=here,
+            ),
+            k8s.apiextensions.CustomResource(
+                f"{name}-frontend", api_version="networking.gke.io/v1beta1", kind="FrontendConfig",
+                metadata={"name": FRONTEND_CONFIG_NAME, "namespace": namespace, "labels": _LABELS},
+                spec={"sslPolicy": ssl_policy.name},
+                opts=here,
+            ),
+        ]
+        if not entry.certificate:
+            objects.append(k8s.apiextensions.CustomResource(
+                f"{name}-certificate", api_version="networking.gke.io/v1", kind="ManagedCertificate",
+                metadata={"name": MANAGED_CERTIFICATE_NAME, "namespace": namespace, "labels": _LABELS},
+                spec={"domains": managed_certificate_domains(entry, [m.model.name for m in models])},
+                opts=here,
+            ))
+        self.ingress = k8s.networking.v1.Ingress(
+            name,
+            metadata={
+                "name": INGRESS_NAME, "namespace": namespace, "labels": _LABELS,
+                "annotations": address.name.apply(lambda n: gke_annotations(entry, n)),
+            },
+            spec=ingress_spec(None, backends),
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=objects, custom_timeouts=pulumi.CustomTimeouts(create=GKE_INGRESS_CREATE_TIMEOUT)
+            ),
+        )
+        self.ip = address.address
+
+    def exports(self) -> dict[str, Any]:
+        """The region stack outputs the global stack reads (one name per thing)."""
+        entry = self.config.entrypoint
+        return {
+            "entrypointHostname": self.hostname,
+            "entrypointIp": self.ip,
+            "entrypointZoneId": self.zone_id,
+            "entrypointArn": self.arn,
+            "healthPath": HEALTH_PATH,
+            "healthPort": HTTPS_PORT,
+            "domain": entry.domain,
+            "aliases": list(entry.aliases),
+            "modelHostnames": self.model_hostnames,
+        }

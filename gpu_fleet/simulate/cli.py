@@ -1,0 +1,348 @@
+"""``gpu-fleet simulate``: replay traffic against a stack's real HPA settings.
+
+``gpu-fleet simulate [STACK] [--model NAME] [--trace NAME|FILE] [--plot FILE.png]
+[--format table|json] [--set key=value ...]``
+
+The HPA is the spec ``pulumi up`` deploys: the stack file is read with
+:func:`components.config.load_stack_file` and the model's HPA built with
+:func:`components.hpa.hpa_spec`; ``--set`` changes the config the same way a stack file
+edit would, then the controller reads the resulting spec. Exit status: 0 ok, 2 config or
+usage error, 1 any other failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import json
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any, Optional
+
+from pydantic import ValidationError
+
+from components.config import (
+    AutoscalingConfig,
+    ConfigError,
+    ModelConfig,
+    RegionConfig,
+    load_stack_file,
+    pool_offering,
+)
+from components.hpa import hpa_spec
+
+from .. import plan
+from . import report, serving, traces
+from .controller import (
+    DEFAULT_SYNC_PERIOD_SECONDS,
+    DEFAULT_TOLERANCE,
+    KUBERNETES_RELEASE,
+    HpaSettings,
+    ScalingRules,
+    SpecError,
+    settings_from_spec,
+)
+from .run import DEFAULT_METRICS_LAG_SECONDS, ControlLoop, simulate, utilization_target
+
+EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
+
+#: ``--set`` keys that edit the model's ``autoscaling`` config (stack file names).
+AUTOSCALING_KEYS = (
+    "minReplicas", "maxReplicas", "gpuUtilizationTarget", "pendingRequestsTarget",
+    *(f"{d}.{f}" for d in ("scaleUp", "scaleDown") for f in ("stabilizationWindowSeconds", "selectPolicy", "policies")),
+)
+
+#: Every other ``--set`` key: its type and what it sets (default in brackets).
+SIM_KEYS: dict[str, tuple[type, str]] = {
+    "tolerance": (float, f"controller tolerance [{DEFAULT_TOLERANCE}]"),
+    "syncPeriodSeconds": (int, f"HPA sync period [{DEFAULT_SYNC_PERIOD_SECONDS}]"),
+    "metricsLagSeconds": (int, f"age of the metrics the HPA reads [{DEFAULT_METRICS_LAG_SECONDS}]"),
+    "concurrency": (float, "sequences per replica [KV-cache tokens / avgTokensPerRequest]"),
+    "throughputRps": (float, "requests/s of a full replica [concurrency / meanLatencySeconds]"),
+    "avgTokensPerRequest": (int, f"prompt + output tokens [{serving.DEFAULT_AVG_TOKENS_PER_REQUEST}]"),
+    "meanLatencySeconds": (float, f"mean request latency [{serving.DEFAULT_MEAN_LATENCY_SECONDS:g}]"),
+    "gpuUtilizationCurve": (float, f"saturation of GPU utilisation, 0 = linear [{serving.DEFAULT_UTILIZATION_CURVE:g}]"),
+    "gpusPerReplica": (int, "GPUs per replica [tensorParallelSize]"),
+    "nodeProvisionSeconds": (int, f"new GPU node [{serving.DEFAULT_NODE_PROVISION_SECONDS}]"),
+    "imagePullSeconds": (int, f"vLLM image pull [{serving.DEFAULT_IMAGE_PULL_SECONDS}]"),
+    "modelLoadSeconds": (int, "container start to serving [components.sizing's load_seconds_estimate]"),
+    "startupSeconds": (int, "total start-up delay, instead of its three phases"),
+    "baselineRps": (float, "baseline load of a built-in trace [baselineFraction x capacity at minReplicas]"),
+    "baselineFraction": (float, "baseline as a fraction of what minReplicas serve at the utilisation target "
+                                f"[{traces.DEFAULT_BASELINE_FRACTION}]"),
+    "pendingRequestsThreshold": (int, "queue alert threshold [the stack's alerts.pendingRequestsThreshold]"),
+    "pendingRequestsForMinutes": (int, "queue alert 'for' [the stack's alerts.pendingRequestsForMinutes]"),
+    **{k: (float, f"{name} trace [{v:g}]") for name, p in traces.TRACE_PARAMS.items() for k, v in p.items()},
+    "noise": (float, "seeded per-minute noise of a built-in trace, as a fraction [0]"),
+    "seed": (int, "seed of that noise [0]"),
+}
+STARTUP_PHASES = ("nodeProvisionSeconds", "imagePullSeconds", "modelLoadSeconds")
+
+
+class UsageError(Exception):
+    """A bad argument; the message is printed as is."""
+
+
+def _epilog() -> str:
+    lines = ["--set keys that edit the model's autoscaling config, as in the stack file",
+             "(policies as TYPE:VALUE:PERIOD_SECONDS[,...], e.g. Pods:4:15,Percent:100:15):",
+             textwrap.fill(", ".join(AUTOSCALING_KEYS), 100, initial_indent="  ", subsequent_indent="  "),
+             "", "other --set keys [default]:"]
+    width = max(map(len, SIM_KEYS))
+    lines += [f"  {key.ljust(width)}  {what}" for key, (_, what) in SIM_KEYS.items()]
+    return "\n".join(lines)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``simulate`` subcommand's arguments."""
+    parser.description = __doc__.split("\n\n")[0]
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = _epilog()
+    parser.add_argument("stack", nargs="?", metavar="STACK", help="region stack (default: the first in stacks/)")
+    parser.add_argument("--model", metavar="NAME", help="model of the stack (default: the first)")
+    parser.add_argument("--trace", metavar="NAME|FILE", default="spike",
+                        help=f"{', '.join(traces.BUILTIN)} or a CSV of seconds,requests_per_second (default: spike)")
+    parser.add_argument("--plot", metavar="FILE.png", help="write a PNG of the run")
+    parser.add_argument("--format", choices=("table", "json"), default="table")
+    parser.add_argument("--set", dest="overrides", metavar="key=value", action="append", default=[],
+                        help="override a setting (repeatable; keys below)")
+
+
+# --------------------------------------------------------------------------- arguments
+
+
+def parse_overrides(items: list[str]) -> dict[str, str]:
+    """``key=value`` strings as a dict; UsageError for a malformed item or an unknown key."""
+    known = (*AUTOSCALING_KEYS, *SIM_KEYS)
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        key, value = key.strip(), value.strip()
+        if not sep or not key or not value:
+            raise UsageError(f"--set {item!r}: expected key=value")
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise UsageError(f"--set {key}: unknown key{hint} (keys: {', '.join(known)})")
+        out[key] = value
+    return out
+
+
+def _number(key: str, value: str) -> float:
+    kind = SIM_KEYS[key][0]
+    try:
+        return kind(value)
+    except ValueError:
+        raise UsageError(f"--set {key}={value}: expected {'a whole number' if kind is int else 'a number'}") from None
+
+
+def _policies(key: str, value: str) -> list[dict[str, Any]]:
+    """``Pods:2:60,Percent:100:15`` as HPA policies."""
+    out = []
+    for part in value.split(","):
+        bits = part.strip().split(":")
+        if len(bits) != 3 or not bits[1].strip().isdigit() or not bits[2].strip().isdigit():
+            raise UsageError(f"--set {key}={value}: expected TYPE:VALUE:PERIOD_SECONDS[,...], like Pods:2:60,Percent:100:15")
+        out.append({"type": bits[0].strip(), "value": int(bits[1]), "periodSeconds": int(bits[2])})
+    return out
+
+
+def autoscaling_with(base: AutoscalingConfig, overrides: dict[str, str]) -> AutoscalingConfig:
+    """``base`` with the autoscaling ``--set`` keys applied, validated like a stack file."""
+    raw = base.model_dump(by_alias=True)
+    for key in AUTOSCALING_KEYS:
+        if key not in overrides:
+            continue
+        value = overrides[key]
+        section, _, field = key.rpartition(".")
+        target = raw[section] if section else raw
+        target[field] = _policies(key, value) if field == "policies" else value
+    try:
+        return AutoscalingConfig.model_validate(raw)
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise UsageError(f"--set {where}: {first['msg']}") from None
+
+
+def _resolve_stack(name: Optional[str]) -> tuple[str, RegionConfig, Path]:
+    try:
+        project = plan.project_dir(Path.cwd())
+    except FileNotFoundError as e:
+        raise UsageError(str(e)) from None
+    stacks_dir = project / "stacks"
+    names = sorted(p.name[len("Pulumi."):-len(".yaml")] for p in stacks_dir.glob("Pulumi.*.yaml"))
+    if name is not None:
+        path = stacks_dir / f"Pulumi.{name}.yaml"
+        if not path.exists():
+            raise UsageError(f"{path}: no such stack file (stacks: {', '.join(names)})")
+        cfg = load_stack_file(path)
+        if not isinstance(cfg, RegionConfig):
+            raise UsageError(f"{path}: a global stack has no models; simulate a region stack")
+        return name, cfg, path
+    for path in plan.stack_files(stacks_dir):
+        cfg = load_stack_file(path)
+        if isinstance(cfg, RegionConfig):
+            return path.name[len("Pulumi."):-len(".yaml")], cfg, path
+    raise UsageError(f"{stacks_dir}: no region stack")
+
+
+def _model(cfg: RegionConfig, path: Path, name: Optional[str]) -> ModelConfig:
+    if not cfg.models:
+        raise UsageError(f"{path}: the stack serves no models")
+    if name is None:
+        return cfg.models[0]
+    for m in cfg.models:
+        if m.name == name:
+            return m
+    raise UsageError(f"--model {name}: not in {path.name} (models: {', '.join(m.name for m in cfg.models)})")
+
+
+# --------------------------------------------------------------------------- text
+
+
+def _rules_text(rules: Optional[ScalingRules], flag_window: int) -> str:
+    if rules is None:
+        return "no behavior (legacy)"
+    window = rules.stabilization_window_seconds if rules.stabilization_window_seconds is not None else flag_window
+    policies = ", ".join(f"{p.type} {p.value}/{p.period_seconds}s" for p in rules.policies or ())
+    select = "" if rules.select_policy == "Max" else f" ({rules.select_policy})"
+    return f"window {window} s, {policies}{select}"
+
+
+def _hpa_text(hpa: HpaSettings, loop: ControlLoop) -> str:
+    targets = ", ".join(f"{m.name} {m.target_milli / 1000:g}/pod" for m in hpa.metrics)
+    return (f"min {hpa.min_replicas}, max {hpa.max_replicas}; {targets}; "
+            f"up: {_rules_text(hpa.scale_up, loop.downscale_stabilization_seconds)}; "
+            f"down: {_rules_text(hpa.scale_down, loop.downscale_stabilization_seconds)}")
+
+
+# --------------------------------------------------------------------------- main
+
+
+def _run(args: argparse.Namespace) -> int:
+    overrides = parse_overrides(args.overrides)
+    numbers = {k: _number(k, v) for k, v in overrides.items() if k in SIM_KEYS}
+    stack, cfg, path = _resolve_stack(args.stack)
+    model = _model(cfg, path, args.model)
+    pool = next(p for p in cfg.gpu_pools if p.name == model.pool)
+    shape = pool_offering(cfg, pool).shape
+
+    autoscaling = autoscaling_with(model.autoscaling, overrides)
+    spec = hpa_spec(autoscaling, f"vllm-{model.name}")
+    hpa = settings_from_spec(spec)
+
+    if "startupSeconds" in numbers and any(k in numbers for k in STARTUP_PHASES):
+        raise UsageError("--set startupSeconds replaces its phases; do not also set " + ", ".join(STARTUP_PHASES))
+    try:
+        capacity = serving.replica_capacity(
+            model, shape,
+            concurrency=numbers.get("concurrency"), throughput_rps=numbers.get("throughputRps"),
+            avg_tokens_per_request=int(numbers.get("avgTokensPerRequest", serving.DEFAULT_AVG_TOKENS_PER_REQUEST)),
+            mean_latency_seconds=numbers.get("meanLatencySeconds", serving.DEFAULT_MEAN_LATENCY_SECONDS),
+            gpus=None if "gpusPerReplica" not in numbers else int(numbers["gpusPerReplica"]),
+        )
+        model_serving = serving.ServingModel(capacity, numbers.get("gpuUtilizationCurve", serving.DEFAULT_UTILIZATION_CURVE))
+        if "startupSeconds" in numbers:
+            startup = serving.StartupDelay(0, 0, int(numbers["startupSeconds"]))
+            startup_settings: dict[str, Any] = {"totalSeconds": startup.total_seconds, "source": "--set startupSeconds"}
+        else:
+            load = numbers.get("modelLoadSeconds")
+            startup = serving.StartupDelay(
+                int(numbers.get("nodeProvisionSeconds", serving.DEFAULT_NODE_PROVISION_SECONDS)),
+                int(numbers.get("imagePullSeconds", serving.DEFAULT_IMAGE_PULL_SECONDS)),
+                int(load) if load is not None else serving.model_load_seconds(model, shape),
+            )
+            startup_settings = {"nodeProvisionSeconds": startup.node_provision_seconds,
+                                "imagePullSeconds": startup.image_pull_seconds,
+                                "modelLoadSeconds": startup.model_load_seconds, "totalSeconds": startup.total_seconds}
+        loop = ControlLoop(
+            startup,
+            sync_period_seconds=int(numbers.get("syncPeriodSeconds", DEFAULT_SYNC_PERIOD_SECONDS)),
+            metrics_lag_seconds=int(numbers.get("metricsLagSeconds", DEFAULT_METRICS_LAG_SECONDS)),
+            tolerance=numbers.get("tolerance", DEFAULT_TOLERANCE),
+        )
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+
+    trace_params = {k: v for k, v in numbers.items() if any(k in p for p in (*traces.TRACE_PARAMS.values(), traces.COMMON_PARAMS))}
+    fraction = numbers.get("baselineFraction", traces.DEFAULT_BASELINE_FRACTION)
+    baseline = numbers.get("baselineRps", fraction * hpa.min_replicas * model_serving.rps_at(utilization_target(hpa)))
+    if args.trace in traces.BUILTIN:
+        trace = traces.builtin_trace(args.trace, baseline, trace_params)
+    else:
+        trace_path = Path(args.trace)
+        if not trace_path.exists():
+            raise UsageError(f"--trace {args.trace}: neither a built-in trace ({', '.join(traces.BUILTIN)}) nor a file")
+        if "baselineRps" in numbers or "baselineFraction" in numbers or trace_params:
+            raise UsageError("--set baseline and trace parameters apply to built-in traces, not to a CSV file")
+        trace = traces.csv_trace(trace_path)
+
+    threshold = int(numbers.get("pendingRequestsThreshold", cfg.alerts.pending_requests_threshold))
+    for_minutes = int(numbers.get("pendingRequestsForMinutes", cfg.alerts.pending_requests_for_minutes))
+    result = simulate(hpa, model_serving, trace, loop)
+    summary = report.summarize(result, threshold, for_minutes)
+
+    settings = {
+        "kubernetesController": KUBERNETES_RELEASE,
+        "hpaSpec": spec,
+        "overrides": overrides,
+        "replica": {"gpus": capacity.gpus, "concurrency": round(capacity.concurrency, 2),
+                    "throughputRps": round(capacity.throughput_rps, 3),
+                    "meanLatencySeconds": round(capacity.mean_latency_seconds, 2),
+                    "gpuUtilizationCurve": model_serving.utilization_curve, "gpuShape": shape.machine_type},
+        "startup": startup_settings,
+        "syncPeriodSeconds": loop.sync_period_seconds,
+        "metricsLagSeconds": loop.metrics_lag_seconds,
+        "tolerance": loop.tolerance,
+        "alert": {"pendingRequestsThreshold": threshold, "pendingRequestsForMinutes": for_minutes},
+    }
+    title = "\n".join([
+        f"{stack} / {model.name} / {trace.name} trace: {trace.description}",
+        f"HPA {_hpa_text(hpa, loop)}",
+        f"start-up {startup.total_seconds} s, metrics lag {loop.metrics_lag_seconds} s, sync {loop.sync_period_seconds} s; "
+        f"replica: {capacity.gpus} GPUs, {capacity.concurrency:.0f} sequences, {capacity.throughput_rps:.3g} req/s when full",
+    ])
+    if args.plot:
+        report.plot(result, summary, Path(args.plot), title)
+    if args.format == "json":
+        print(json.dumps({
+            "stack": stack, "model": model.name,
+            "trace": {"name": trace.name, "description": trace.description, "seconds": trace.seconds},
+            "settings": settings, "summary": summary.as_dict(),
+            **({"plot": args.plot} if args.plot else {}),
+        }, indent=2))
+    else:
+        headline = "\n".join([
+            f"simulate {stack} / {model.name} / {trace.name}: {trace.description}",
+            f"  HPA ({path.name}, Kubernetes {KUBERNETES_RELEASE} controller): {_hpa_text(hpa, loop)}",
+            f"  replica: {capacity.gpus} GPUs ({shape.machine_type}), {capacity.concurrency:.0f} concurrent sequences, "
+            f"{capacity.throughput_rps:.3g} req/s when full ({capacity.mean_latency_seconds:.3g} s mean latency)",
+            f"  start-up {startup.total_seconds} s"
+            + (f" (node {startup.node_provision_seconds} + pull {startup.image_pull_seconds} + load {startup.model_load_seconds})"
+               if "startupSeconds" not in numbers else "")
+            + f", metrics lag {loop.metrics_lag_seconds} s, sync every {loop.sync_period_seconds} s",
+            *([f"  overrides: {', '.join(f'{k}={v}' for k, v in overrides.items())}"] if overrides else []),
+            "",
+            "summary:",
+        ])
+        print(report.format_table(summary, headline))
+        if args.plot:
+            print(f"\nplot written to {args.plot}")
+    return EXIT_OK
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run ``gpu-fleet simulate``; the exit status."""
+    try:
+        return _run(args)
+    except (UsageError, SpecError, traces.TraceError) as e:
+        print(f"simulate: {e}", file=sys.stderr)
+        return EXIT_CONFIG
+    except ConfigError as e:
+        print(e, file=sys.stderr)
+        return EXIT_CONFIG
+    except Exception as e:  # noqa: BLE001 - the CLI reports any failure in one line
+        print(f"simulate failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}", file=sys.stderr)
+        return EXIT_FAILURE

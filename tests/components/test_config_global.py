@@ -1,0 +1,260 @@
+"""Global stack config checks (each names the field), the entry point section's checks,
+and the latency-region table."""
+
+from __future__ import annotations
+
+import copy
+import ipaddress
+import shutil
+from pathlib import Path
+from typing import Callable, Optional
+
+import pytest
+import yaml
+
+from components.config import (
+    ConfigError,
+    EntrypointConfig,
+    GlobalConfig,
+    RegionConfig,
+    load_stack_file,
+    parse_fleet,
+)
+from components.gpu_catalog import load_catalog
+from components.latency_regions import AWS_REGIONS, GCP_TO_AWS, latency_region
+
+REPO = Path(__file__).resolve().parents[2]
+SOURCE = "stacks/Pulumi.global.yaml"
+KEY = "gpu-fleet:fleet"
+
+
+@pytest.fixture
+def stacks(tmp_path) -> Path:
+    """A copy of the reference stacks to edit."""
+    for path in (REPO / "stacks").glob("Pulumi.*.yaml"):
+        shutil.copy(path, tmp_path / path.name)
+    return tmp_path
+
+
+def _edit_region(stacks: Path, stack: str, edit: Callable[[dict], None]) -> None:
+    path = stacks / f"Pulumi.{stack}.yaml"
+    doc = yaml.safe_load(path.read_text())
+    edit(doc["config"][KEY])
+    path.write_text(yaml.safe_dump(doc))
+
+
+def _global(stacks: Path, edit: Optional[Callable[[dict], None]] = None) -> dict:
+    raw = copy.deepcopy(yaml.safe_load((stacks / "Pulumi.global.yaml").read_text())["config"][KEY])
+    if edit:
+        edit(raw)
+    return raw
+
+
+def _errors(raw: dict, stacks: Path) -> list[str]:
+    with pytest.raises(ConfigError) as exc:
+        parse_fleet(raw, SOURCE, stacks)
+    return str(exc.value).splitlines()
+
+
+def _has(lines: list[str], path: str, words: str) -> bool:
+    return any(line.startswith(f"{SOURCE}: {path}: ") and words in line for line in lines)
+
+
+def test_reference_global_stack_is_valid(stacks):
+    cfg = parse_fleet(_global(stacks), SOURCE, stacks)
+    assert isinstance(cfg, GlobalConfig) and cfg.routing.mode == "dns"
+
+
+def test_reference_regions_answer_to_the_global_domain():
+    for stack in ("us-east", "eu-west"):
+        entry = load_stack_file(REPO / "stacks" / f"Pulumi.{stack}.yaml").entrypoint
+        assert entry.aliases == ["llm.example.com"]
+    assert load_stack_file(REPO / "stacks" / "Pulumi.eu-west.yaml").entrypoint.certificate == "llm-example-com"
+
+
+def test_fewer_than_two_regions(stacks):
+    lines = _errors(_global(stacks, lambda g: g.update(regions=["us-east"])), stacks)
+    assert _has(lines, "regions", "at least two region stacks")
+
+
+def test_unknown_region_name(stacks):
+    lines = _errors(_global(stacks, lambda g: g.update(regions=["us-east", "ap-south"])), stacks)
+    assert _has(lines, "regions[1]", "no region stack 'ap-south'; stacks: eu-west, global, us-east")
+
+
+def test_region_stack_that_is_invalid(stacks):
+    _edit_region(stacks, "eu-west", lambda r: r["gpuPools"][0].update(gpusPerNode=3))
+    lines = _errors(_global(stacks), stacks)
+    assert _has(lines, "regions[1]", "region stack 'eu-west' is invalid: gpuPools[0].gpusPerNode:")
+
+
+def test_global_stack_listed_as_a_region(stacks):
+    lines = _errors(_global(stacks, lambda g: g.update(regions=["us-east", "global"])), stacks)
+    assert _has(lines, "regions[1]", "'global' is a global stack, not a region stack")
+
+
+def test_two_regions_with_the_same_latency_label(stacks):
+    # GCP us-east4 (Ashburn) routes as AWS us-east-1, like the us-east stack.
+    def to_us_east4(r: dict) -> None:
+        r["location"] = "us-east4"
+        r["gpuPools"][0]["zones"] = ["us-east4-a", "us-east4-b"]
+
+    _edit_region(stacks, "eu-west", to_us_east4)
+    lines = _errors(_global(stacks), stacks)
+    assert _has(lines, "regions[1]", "eu-west and us-east both route as AWS region us-east-1")
+
+
+def test_region_without_the_global_domain_in_its_aliases(stacks):
+    _edit_region(stacks, "us-east", lambda r: r["entrypoint"].update(aliases=["api.example.com"]))
+    lines = _errors(_global(stacks), stacks)
+    assert _has(lines, "regions[0]", "us-east: entrypoint.aliases lacks llm.example.com")
+
+
+def test_gcp_region_with_a_google_managed_certificate(stacks):
+    _edit_region(stacks, "eu-west", lambda r: r["entrypoint"].pop("certificate"))
+    lines = _errors(_global(stacks), stacks)
+    assert _has(lines, "regions[1]", "eu-west: entrypoint.certificate is empty")
+
+
+def test_region_serving_no_models(stacks):
+    _edit_region(stacks, "eu-west", lambda r: r.update(models=[]))
+    lines = _errors(_global(stacks), stacks)
+    assert _has(lines, "regions[1]", "eu-west serves no models")
+
+
+@pytest.mark.parametrize("dns,path,words", [
+    ({"hostedZoneName": "example.com", "healthCheckIntervalSeconds": 15},
+     "routing.dns.healthCheckIntervalSeconds", "Route 53 accepts 10 or 30"),
+    ({"hostedZoneName": "example.com", "failureThreshold": 0}, "routing.dns.failureThreshold", "Route 53 accepts 1 to 10"),
+    ({"hostedZoneName": "example.com", "healthCheckRegions": ["us-east-1", "eu-west-1"]},
+     "routing.dns.healthCheckRegions", "three or more distinct"),
+    ({"hostedZoneName": "example.com", "healthCheckRegions": ["us-east-1", "us-east-1", "eu-west-1"]},
+     "routing.dns.healthCheckRegions", "three or more distinct"),
+    ({"hostedZoneName": "example.org"}, "domain", "llm.example.com is not in hosted zone example.org"),
+    ({"hostedZoneId": "Z123", "hostedZoneName": "example.com"}, "routing.dns", "exactly one of"),
+    ({"hostedZoneId": "Z123", "createHostedZone": True}, "routing.dns.createHostedZone", "needs hostedZoneName"),
+])
+def test_bad_dns_routing(stacks, dns, path, words):
+    lines = _errors(_global(stacks, lambda g: g["routing"].update(dns=dns)), stacks)
+    assert _has(lines, path, words), lines
+
+
+def test_checker_regions_must_be_route53_checker_regions(stacks):
+    dns = {"hostedZoneName": "example.com", "healthCheckRegions": ["us-east-1", "eu-west-1", "eu-central-1"]}
+    lines = _errors(_global(stacks, lambda g: g["routing"].update(dns=dns)), stacks)
+    assert any("routing.dns.healthCheckRegions[2]" in line for line in lines), lines
+
+
+def test_three_checker_regions_are_fine(stacks):
+    dns = {"hostedZoneName": "example.com", "healthCheckRegions": ["us-east-1", "eu-west-1", "ap-southeast-1"]}
+    cfg = parse_fleet(_global(stacks, lambda g: g["routing"].update(dns=dns)), SOURCE, stacks)
+    assert cfg.routing.dns.health_check_regions == ["us-east-1", "eu-west-1", "ap-southeast-1"]
+
+
+def test_anycast_with_a_gcp_region(stacks):
+    lines = _errors(_global(stacks, lambda g: g["routing"].update(mode="anycast")), stacks)
+    assert _has(lines, "routing.mode", "anycast (AWS Global Accelerator) needs every region on aws; eu-west is on gcp")
+
+
+def test_anycast_needs_the_same_models_everywhere(stacks):
+    _edit_region(stacks, "us-east", lambda r: r.update(models=[m for m in r["models"] if m["name"] != "qwen2-5-72b"]))
+    _edit_region(stacks, "eu-west", lambda r: r.update(models=[m for m in r["models"] if m["name"] != "llama-3-1-70b"]))
+    lines = _errors(_global(stacks, lambda g: g["routing"].update(mode="anycast")), stacks)
+    assert _has(lines, "routing.mode", "every region must serve the same models; us-east lacks qwen2-5-72b")
+    assert _has(lines, "routing.mode", "eu-west lacks llama-3-1-70b")
+
+
+@pytest.mark.parametrize("anycast,path,words", [
+    ({"healthCheckIntervalSeconds": 20}, "routing.anycast.healthCheckIntervalSeconds", "accepts 10 or 30"),
+    ({"thresholdCount": 11}, "routing.anycast.thresholdCount", "accepts 1 to 10"),
+])
+def test_bad_anycast_settings(stacks, anycast, path, words):
+    lines = _errors(_global(stacks, lambda g: g["routing"].update(mode="anycast", anycast=anycast)), stacks)
+    assert _has(lines, path, words), lines
+
+
+def test_anycast_still_needs_the_hosted_zone_for_the_client_names(stacks):
+    lines = _errors(_global(stacks, lambda g: g["routing"].update(mode="anycast", dns={})), stacks)
+    assert _has(lines, "routing.dns", "exactly one of hostedZoneId and hostedZoneName")
+
+
+def test_anycast_example_is_valid():
+    cfg = load_stack_file(REPO / "examples" / "anycast" / "stacks" / "Pulumi.global.yaml")
+    assert isinstance(cfg, GlobalConfig) and cfg.routing.mode == "anycast"
+
+
+# --------------------------------------------------------------------------- entrypoint section
+
+
+def _entry(**fields) -> EntrypointConfig:
+    return EntrypointConfig.model_validate({"domain": "us-east.llm.example.com", **fields})
+
+
+ARN = "arn:aws:acm:us-east-1:123456789012:certificate/00000000-0000-0000-0000-000000000000"
+
+
+@pytest.mark.parametrize("fields,cloud,words", [
+    ({}, "aws", "required on aws"),
+    ({"certificate": "my-cert"}, "aws", "is not an ACM certificate ARN"),
+    ({"certificate": ARN.replace("us-east-1", "eu-west-1")}, "aws", "needs an ACM certificate from us-east-1"),
+    ({"certificate": ARN}, "gcp", "is not a Compute Engine SSL certificate name"),
+    ({"certificate": ARN, "aliases": ["us-east.llm.example.com"]}, "aws", "is the domain itself"),
+    ({"certificate": ARN, "aliases": ["llm.example.com", "llm.example.com"]}, "aws", "listed twice"),
+])
+def test_entrypoint_problems(fields, cloud, words):
+    location = "us-east-1" if cloud == "aws" else "europe-west4"
+    problems = _entry(**fields).problems(cloud, location, ["m"])
+    assert any(words in p.message for p in problems), problems
+    assert all(p.path.startswith("entrypoint.") for p in problems)
+
+
+def test_valid_entrypoints_have_no_problems():
+    assert _entry(certificate=ARN, aliases=["llm.example.com"]).problems("aws", "us-east-1", ["m"]) == []
+    assert _entry(certificate="llm-example-com").problems("gcp", "europe-west4", ["m"]) == []
+    assert _entry().problems("gcp", "europe-west4", ["m"]) == []
+
+
+def test_google_managed_certificate_is_limited_to_100_names():
+    entry = _entry(aliases=["llm.example.com"])
+    assert entry.problems("gcp", "europe-west4", [f"m{i}" for i in range(50)]) == []
+    problems = entry.problems("gcp", "europe-west4", [f"m{i}" for i in range(51)])
+    assert [p.path for p in problems] == ["entrypoint.certificate"]
+    assert "the models need 102" in problems[0].message
+
+
+def test_alias_must_be_a_domain():
+    with pytest.raises(ValueError):
+        _entry(aliases=["Not A Domain"])
+
+
+def test_allowed_cidrs_default_to_everyone():
+    assert _entry().allowed_cidrs == [ipaddress.IPv4Network("0.0.0.0/0")]
+
+
+# --------------------------------------------------------------------------- latency labels
+
+
+def test_reference_regions_latency_labels():
+    us = load_stack_file(REPO / "stacks" / "Pulumi.us-east.yaml")
+    eu = load_stack_file(REPO / "stacks" / "Pulumi.eu-west.yaml")
+    assert latency_region(us.cloud, us.location) == "us-east-1"
+    assert latency_region(eu.cloud, eu.location) == "eu-central-1"
+
+
+def test_table_covers_europe_us_and_asia_with_real_aws_labels():
+    for prefix in ("europe-", "us-", "asia-"):
+        assert sum(r.startswith(prefix) for r in GCP_TO_AWS) >= 5, prefix
+    for gcp_region, (_, aws_region, _, why) in GCP_TO_AWS.items():
+        assert aws_region in AWS_REGIONS, gcp_region
+        assert why, gcp_region
+
+
+def test_unknown_regions_have_no_label():
+    assert latency_region("gcp", "mars-north1") is None
+    assert latency_region("aws", "us-north-9") is None
+    assert latency_region("aws", "eu-west-1") == "eu-west-1"
+
+
+def test_region_config_keeps_certificate_under_its_neutral_name():
+    cfg = load_stack_file(REPO / "stacks" / "Pulumi.us-east.yaml")
+    assert isinstance(cfg, RegionConfig) and cfg.entrypoint.certificate == ARN
