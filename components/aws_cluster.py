@@ -38,9 +38,9 @@ from typing import Optional, TypedDict
 import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
-import yaml
 
 from .config import GpuPoolConfig, RegionConfig, pool_offering
+from .kubeconfig import exec_kubeconfig
 from .labels import GPU_LABEL, GPU_TAINT, POOL_LABEL, SYSTEM_POOL
 from .network import AwsNetwork
 
@@ -260,31 +260,11 @@ def gpu_node_group_spec(cfg: RegionConfig, pool: GpuPoolConfig) -> dict:
 
 def render_kubeconfig(context: str, cluster_name: str, region: str, endpoint: str, ca_certificate: str) -> str:
     """A kubeconfig for the cluster that gets tokens from ``aws eks get-token``."""
-    return yaml.safe_dump(
-        {
-            "apiVersion": "v1",
-            "kind": "Config",
-            "clusters": [
-                {"name": context, "cluster": {"server": endpoint, "certificate-authority-data": ca_certificate}}
-            ],
-            "contexts": [{"name": context, "context": {"cluster": context, "user": context}}],
-            "current-context": context,
-            "users": [
-                {
-                    "name": context,
-                    "user": {
-                        "exec": {
-                            "apiVersion": "client.authentication.k8s.io/v1beta1",
-                            "command": AUTH_COMMAND,
-                            "args": ["eks", "get-token", "--cluster-name", cluster_name, "--region", region],
-                            "installHint": "Install the AWS CLI v2: https://docs.aws.amazon.com/cli/",
-                        }
-                    },
-                }
-            ],
-        },
-        sort_keys=False,
-    )
+    return exec_kubeconfig(context, endpoint, ca_certificate, {
+        "command": AUTH_COMMAND,
+        "args": ["eks", "get-token", "--cluster-name", cluster_name, "--region", region],
+        "installHint": "Install the AWS CLI v2: https://docs.aws.amazon.com/cli/",
+    })
 
 
 def load_balancer_controller_policy() -> str:

@@ -24,9 +24,9 @@ from typing import Any, Optional, TypedDict
 import pulumi
 import pulumi_gcp as gcp
 import pulumi_kubernetes as k8s
-import yaml
 
 from .config import GpuPoolConfig, RegionConfig, pool_offering
+from .kubeconfig import exec_kubeconfig
 from .labels import GPU_LABEL, GPU_TAINT, POOL_LABEL, SYSTEM_POOL
 from .network import GcpNetwork
 
@@ -197,31 +197,11 @@ def gpu_node_config(cfg: RegionConfig, pool: GpuPoolConfig, service_account: Any
 
 def render_kubeconfig(context: str, endpoint: str, ca_certificate: str) -> str:
     """A kubeconfig for the cluster that authenticates with ``gke-gcloud-auth-plugin``."""
-    return yaml.safe_dump(
-        {
-            "apiVersion": "v1",
-            "kind": "Config",
-            "clusters": [
-                {"name": context, "cluster": {"server": f"https://{endpoint}", "certificate-authority-data": ca_certificate}}
-            ],
-            "contexts": [{"name": context, "context": {"cluster": context, "user": context}}],
-            "current-context": context,
-            "users": [
-                {
-                    "name": context,
-                    "user": {
-                        "exec": {
-                            "apiVersion": "client.authentication.k8s.io/v1beta1",
-                            "command": AUTH_PLUGIN,
-                            "installHint": f"Install {AUTH_PLUGIN}: gcloud components install {AUTH_PLUGIN}",
-                            "provideClusterInfo": True,
-                        }
-                    },
-                }
-            ],
-        },
-        sort_keys=False,
-    )
+    return exec_kubeconfig(context, f"https://{endpoint}", ca_certificate, {
+        "command": AUTH_PLUGIN,
+        "installHint": f"Install {AUTH_PLUGIN}: gcloud components install {AUTH_PLUGIN}",
+        "provideClusterInfo": True,
+    })
 
 
 def secondary_range_cidr(ranges: list, range_name: str, subnetwork: str) -> str:
