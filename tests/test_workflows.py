@@ -407,3 +407,13 @@ def test_pulumi_workflows_share_the_setup_action(name: str):
         for action in ("aws-actions/configure-aws-credentials", "google-github-actions/auth",
                        "pulumi/auth-actions", "actions/setup-python"):
             assert not steps_using(steps, action), f"{name}:{job_name} repeats {action}"
+
+
+def test_setup_builds_the_policy_packs_virtualenv():
+    """``pulumi preview --policy-pack policies`` runs the pack from ``policies/.venv``."""
+    pack = yaml.safe_load((REPO / POLICY_PACK / "PulumiPolicy.yaml").read_text())
+    venv = pack["runtime"]["options"]["virtualenv"]
+    steps = yaml.safe_load(SETUP_ACTION.read_text())["runs"]["steps"]
+    runs = "\n".join(step.get("run", "") for step in steps)
+    assert f"python -m venv {POLICY_PACK}/{venv}" in runs
+    assert f"{POLICY_PACK}/{venv}/bin/python -m pip install -q -r {POLICY_PACK}/requirements.txt" in runs
