@@ -373,7 +373,8 @@ class GkeCluster(pulumi.ComponentResource):
             f"{name}-network",
             auto_create_subnetworks=False,
             routing_mode="REGIONAL",
-            opts=here,
+            # The cluster, the cache's private service access and the load balancer live in it.
+            opts=pulumi.ResourceOptions.merge(here, pulumi.ResourceOptions(protect=True)),
         )
         self.subnetwork = gcp.compute.Subnetwork(
             f"{name}-subnet",

@@ -1,0 +1,103 @@
+"""The region component as ``pulumi up`` would run it: the reference region stacks, planned
+by the real program, checked across every resource they register."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from components.config import load_stack_file
+from gpu_fleet import engine
+from gpu_fleet.plan import PLACEHOLDER_SECRET
+
+REGIONS = {"us-east": ("aws", "us-east-1"), "eu-west": ("gcp", "europe-west4")}
+#: Stateful resources: deleting or replacing one loses data or takes the region down.
+STATEFUL = {
+    "aws": {"aws:eks/cluster:Cluster", "aws:eks/nodeGroup:NodeGroup", "aws:elasticache/replicationGroup:ReplicationGroup",
+            "aws:efs/fileSystem:FileSystem", "aws:ec2/vpc:Vpc", "aws:kms/key:Key"},
+    "gcp": {"gcp:container/cluster:Cluster", "gcp:container/nodePool:NodePool", "gcp:redis/instance:Instance",
+            "gcp:compute/network:Network"},
+}
+
+
+@pytest.fixture(params=sorted(REGIONS))
+def region(request, reference_plan):
+    return request.param, reference_plan(request.param).recording
+
+
+def test_every_cloud_resource_uses_the_regions_explicit_provider(region):
+    stack, rec = region
+    cloud, location = REGIONS[stack]
+    (provider,) = [r for r in rec.resources if r.type == f"pulumi:providers:{cloud}"]
+    assert provider.plain_inputs["region"] == location
+    cloud_resources = [r for r in rec.resources if r.custom and r.type.startswith(f"{cloud}:")]
+    assert len(cloud_resources) > 15
+    for r in cloud_resources:
+        assert rec.provider_of(r) is provider, f"{r.type} {r.name} uses {r.provider or 'the default provider'}"
+    other = "gcp" if cloud == "aws" else "aws"
+    assert not [r for r in rec.resources if r.type.startswith(f"{other}:")]
+
+
+def test_every_data_source_goes_through_an_explicit_provider(region):
+    stack, rec = region
+    # EKS looks up zones, the caller and the ALB; GKE needs no look-up.
+    assert rec.calls or REGIONS[stack][0] == "gcp"
+    for call in rec.calls:
+        assert call.provider and "::default" not in call.provider, f"{call.token} used the default provider"
+
+
+def test_every_kubernetes_object_goes_to_the_new_cluster(region):
+    _, rec = region
+    (k8s_provider,) = [r for r in rec.resources if r.type == "pulumi:providers:kubernetes"]
+    objects = [r for r in rec.resources if r.custom and r.type.startswith("kubernetes:")]
+    assert len(objects) > 20
+    for r in objects:
+        assert rec.provider_of(r) is k8s_provider, f"{r.type} {r.name}"
+    assert engine.is_secret(k8s_provider.inputs["kubeconfig"])
+
+
+def test_stateful_resources_are_protected(region):
+    stack, rec = region
+    cloud, _ = REGIONS[stack]
+    for type_ in STATEFUL[cloud]:
+        found = rec.of_type(type_)
+        assert found, type_
+        assert all(r.protect for r in found), [r.name for r in found if not r.protect]
+
+
+def test_region_outputs(region):
+    stack, rec = region
+    cloud, location = REGIONS[stack]
+    cfg = load_stack_file(f"stacks/Pulumi.{stack}.yaml")
+    out = rec.stack_outputs
+    assert (out["cloud"], out["location"]) == (cloud, location)
+    assert out["clusterName"]
+    assert {"kubeconfig", "cacheAuthToken"} <= rec.secret_outputs
+    assert [(p["name"], p["gpu"], p["gpusPerNode"], p["maxNodes"]) for p in out["gpuPools"]] == [
+        (p.name, p.gpu, p.gpus_per_node, p.max_nodes) for p in cfg.gpu_pools
+    ]
+    assert [m["name"] for m in out["models"]] == [m.name for m in cfg.models]
+    assert all(m["kvCacheTokens"] > m["maxConcurrentSequences"] > 0 for m in out["models"])
+    # Memorystore serves TLS on 6378; ElastiCache keeps 6379 with TLS on.
+    assert out["cacheEndpoint"] and out["cachePort"] == {"aws": 6379, "gcp": 6378}[cloud]
+    assert out["healthPath"] == "/health" and out["domain"] == cfg.entrypoint.domain
+
+
+def _unmarked(value, needle: str) -> bool:
+    """Whether ``needle`` occurs in ``value`` outside a secret wrapper."""
+    return needle in json.dumps(engine.masked(value), default=str)
+
+
+def test_secrets_never_appear_unmarked(region):
+    _, rec = region
+    token = engine.reveal(rec.stack_outputs["cacheAuthToken"])
+    assert token and len(token) >= 16
+    for needle in (PLACEHOLDER_SECRET, token):
+        for r in rec.resources:
+            assert not _unmarked(r.inputs, needle), f"{r.type} {r.name} inputs"
+            assert not _unmarked(r.outputs, needle), f"{r.type} {r.name} outputs"
+        public = {k: v for k, v in rec.stack_outputs.items() if k not in rec.secret_outputs}
+        assert not _unmarked(public, needle)
+    # The secret values did reach the Secrets that need them.
+    assert any(PLACEHOLDER_SECRET in json.dumps(engine.reveal(r.inputs)) for r in rec.of_type("kubernetes:core/v1:Secret"))
