@@ -395,11 +395,12 @@ class AwsCluster(pulumi.ComponentResource):
             f"{name}-k8s",
             kubeconfig=self.kubeconfig,
             enable_server_side_apply=True,
-            # Kubernetes objects (Helm releases waiting for pods, volumes) need nodes, DNS
-            # and the CSI drivers.
+            # Kubernetes objects (Helm releases waiting for pods, volumes) need nodes, DNS,
+            # the CSI drivers, and the deployer's cluster-admin access.
             opts=pulumi.ResourceOptions(
                 parent=self,
-                depends_on=[self.system_node_group, *self.gpu_node_groups.values(), *self.addons.values()],
+                depends_on=[self.system_node_group, *self.gpu_node_groups.values(), *self.addons.values(),
+                            *self.admin_access],
             ),
         )
         self._storage_classes(name)
@@ -545,15 +546,16 @@ class AwsCluster(pulumi.ComponentResource):
             deployer = aws.iam.get_session_context(arn=deployer, opts=invoke).issuer_arn
         # The deployer may be listed as an admin too; one entry per principal.
         self.admin_principals = list(dict.fromkeys([deployer, *cfg.cluster.admin_principal_arns]))
+        self.admin_access: list[aws.eks.AccessPolicyAssociation] = []
         for principal in self.admin_principals:
             suffix = "deployer" if principal == deployer else f"admin-{_short_hash(principal)}"
             entry = aws.eks.AccessEntry(f"{name}-{suffix}", cluster_name=self.cluster.name, principal_arn=principal,
                                         type="STANDARD", opts=here)
-            aws.eks.AccessPolicyAssociation(
+            self.admin_access.append(aws.eks.AccessPolicyAssociation(
                 f"{name}-{suffix}", cluster_name=self.cluster.name, principal_arn=entry.principal_arn,
                 policy_arn=access_policy_arn(partition, CLUSTER_ADMIN_POLICY), access_scope={"type": "cluster"},
                 opts=here,
-            )
+            ))
 
     # ----------------------------------------------------------------------- nodes
 

@@ -111,7 +111,11 @@ def gpu_operator_values(cloud: Literal["aws", "gcp"]) -> dict:
                 "installDir": GKE_NVIDIA_DIR,
                 # GKE 1.33+ (containerd 2): the toolkit must edit containerd's config file,
                 # not a `containerd config dump`, or it breaks the node's CNI settings.
-                "env": _env(RUNTIME_CONFIG_SOURCE="file"),
+                # The nvidia runtime stays opt-in (runtimeClassName: nvidia, as the operator's
+                # own pods use): as containerd's default it would honour the CUDA images'
+                # NVIDIA_VISIBLE_DEVICES=all and hand every GPU of the node to each vLLM pod,
+                # bypassing GKE's device plugin allocation.
+                "env": _env(RUNTIME_CONFIG_SOURCE="file", CONTAINERD_SET_AS_DEFAULT="false"),
             },
             "cdi": {"enabled": True, "default": True},
             "devicePlugin": {"enabled": False},

@@ -404,6 +404,10 @@ def prometheus_adapter_values(prometheus_url: str = PROMETHEUS_URL) -> dict:
         # Two replicas and a PDB: while the external metrics API is down, no HPA scales.
         "replicas": 2,
         "podDisruptionBudget": {"enabled": True, "maxUnavailable": 1},
+        # The API server calls the adapter (an aggregated API). A private GKE control plane may
+        # reach nodes only on 443 and 10250, so the default 6443 would leave the External
+        # metrics API unavailable and every HPA without metrics (prometheus-adapter#534).
+        "listenPort": 10250,
         "nodeSelector": dict(SYSTEM_NODE_SELECTOR),
         "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "512Mi"}},
         # Must be >= the scrape interval (the adapter lists series seen since the last relist).

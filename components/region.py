@@ -61,6 +61,11 @@ class Region(pulumi.ComponentResource):
             cloud = pulumi.ResourceOptions(parent=self, providers={"gcp": self.cloud_provider})
             self.cluster = GkeCluster(f"{name}-cluster", {"config": cfg}, opts=cloud)
 
+        if not cfg.cluster.public_access_cidrs:
+            pulumi.log.warn(
+                "the cluster's API endpoint is private (cluster.publicAccessCidrs is empty): run pulumi from inside "
+                "the VPC (or over VPN/peering), or list the deployer's egress CIDRs in cluster.publicAccessCidrs",
+                resource=self)
         kube = pulumi.ResourceOptions(parent=self, providers={"kubernetes": self.cluster.k8s_provider})
         # Monitoring first: the GPU operator's dcgm-exporter ServiceMonitor needs its CRDs.
         self.monitoring = Monitoring(
@@ -77,9 +82,14 @@ class Region(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions.merge(kube, pulumi.ResourceOptions(depends_on=[self.monitoring])),
         )
 
+        labels = {"app.kubernetes.io/part-of": "gpu-fleet"}
+        if cfg.cloud == "aws":
+            # Pod readiness gates: a new vLLM pod counts as Ready only once the ALB sees it as a
+            # healthy target, so rollouts and scale-ins do not answer 502/503 in between.
+            labels["elbv2.k8s.aws/pod-readiness-gate-inject"] = "enabled"
         self.namespace = k8s.core.v1.Namespace(
             f"{name}-serving",
-            metadata={"name": cfg.namespace, "labels": {"app.kubernetes.io/part-of": "gpu-fleet"}},
+            metadata={"name": cfg.namespace, "labels": labels},
             opts=pulumi.ResourceOptions(parent=self, provider=self.cluster.k8s_provider),
         )
         self.serving_secret = k8s.core.v1.Secret(

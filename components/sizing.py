@@ -66,10 +66,12 @@ STARTUP_MARGIN = 1.5
 
 #: Node capacity kept for the kubelet, the OS and the DaemonSets (network plugin,
 #: node exporter, the GPU operator's dcgm-exporter and toolkit): 4 vCPUs, and 8 GiB plus
-#: 3 % of memory (GKE alone reserves about 2.4 % of a 1,872 GiB a3-highgpu-8g).
+#: 5 % of memory. On a 1,872 GiB a3-highgpu-8g GKE's kubelet reserve (about 2.4 %) and the
+#: kernel's memory map (about 1.6 %) leave about 1,799 GiB allocatable: two 4-GPU replicas
+#: must fit in that with the DaemonSets beside them.
 SYSTEM_RESERVED_VCPUS = 4
 SYSTEM_RESERVED_MEMORY_GIB = 8
-SYSTEM_RESERVED_MEMORY_FRACTION = 0.03
+SYSTEM_RESERVED_MEMORY_FRACTION = 0.05
 
 #: vLLM flags ``extraArgs`` may not hold, with what sets them instead: the ones the model
 #: Deployment sets (vLLM takes the last occurrence, so the pod would run something other

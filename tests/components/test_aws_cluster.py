@@ -215,6 +215,13 @@ def test_too_few_eks_zones_is_an_error(fleet):
 # --------------------------------------------------------------------------- control plane
 
 
+def test_endpoint_is_private_only_without_public_cidrs(fleet):
+    rec = _run(fleet, _cfg(lambda raw: raw["cluster"].update(publicAccessCidrs=[])))
+    vpc = _named(rec, CLUSTER, "").plain_inputs["vpcConfig"]
+    assert (vpc["endpointPrivateAccess"], vpc["endpointPublicAccess"]) == (True, False)
+    assert "publicAccessCidrs" not in vpc
+
+
 def test_cluster_is_private_pinned_encrypted_and_logged(us_east):
     cluster = _named(us_east, CLUSTER, "")
     i = cluster.plain_inputs
@@ -223,7 +230,9 @@ def test_cluster_is_private_pinned_encrypted_and_logged(us_east):
     assert i["vpcConfig"] == {
         "subnetIds": [s.outputs["id"] for s in _subnets(us_east, "private")],
         "endpointPrivateAccess": True,
-        "endpointPublicAccess": False,  # us-east allows no public CIDRs
+        # us-east lets only the deployer's egress range reach the endpoint publicly.
+        "endpointPublicAccess": True,
+        "publicAccessCidrs": ["203.0.113.0/24"],
     }
     assert i["accessConfig"] == {"authenticationMode": "API", "bootstrapClusterCreatorAdminPermissions": False}
     assert i["bootstrapSelfManagedAddons"] is False

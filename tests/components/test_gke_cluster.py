@@ -57,6 +57,13 @@ def _pool(rec: Recording, pool: str) -> ResourceRecord:
     return rec.named(NODE_POOL, f"eu-west-cluster-{pool}")
 
 
+def test_endpoint_is_private_only_without_public_cidrs(fleet):
+    rec = _run(fleet, _cfg(lambda raw: raw["cluster"].update(publicAccessCidrs=[])))
+    i = rec.named(CLUSTER, "eu-west-cluster").plain_inputs
+    assert i["privateClusterConfig"]["enablePrivateEndpoint"] is True
+    assert i["masterAuthorizedNetworksConfig"] == {"cidrBlocks": [], "gcpPublicCidrsAccessEnabled": False}
+
+
 def test_cluster_is_private_regional_vpc_native_with_dataplane_v2(eu_west):
     cluster = eu_west.named(CLUSTER, "eu-west-cluster")
     i = cluster.plain_inputs
@@ -68,10 +75,13 @@ def test_cluster_is_private_regional_vpc_native_with_dataplane_v2(eu_west):
     assert i["workloadIdentityConfig"] == {"workloadPool": "gpu-fleet-prod.svc.id.goog"}
     assert i["privateClusterConfig"] == {
         "enablePrivateNodes": True,
-        "enablePrivateEndpoint": True,  # eu-west allows no public CIDRs
+        "enablePrivateEndpoint": False,  # eu-west lets the deployer's egress range in
         "masterIpv4CidrBlock": "172.16.0.32/28",
     }
-    assert i["masterAuthorizedNetworksConfig"] == {"cidrBlocks": [], "gcpPublicCidrsAccessEnabled": False}
+    assert i["masterAuthorizedNetworksConfig"] == {
+        "cidrBlocks": [{"cidrBlock": "203.0.113.0/24", "displayName": "public-access-0"}],
+        "gcpPublicCidrsAccessEnabled": False,
+    }
     assert i["ipAllocationPolicy"] == {"clusterSecondaryRangeName": "pods", "servicesSecondaryRangeName": "services"}
     assert i["networkingMode"] == "VPC_NATIVE"
     assert i["datapathProvider"] == "ADVANCED_DATAPATH"

@@ -61,7 +61,8 @@ def test_gke_follows_nvidias_gke_paths():
     assert values["toolkit"] == {
         "enabled": True,
         "installDir": "/home/kubernetes/bin/nvidia",
-        "env": [{"name": "RUNTIME_CONFIG_SOURCE", "value": "file"}],
+        # The nvidia runtime is not containerd's default: GPUs come only from the device plugin.
+        "env": [{"name": "RUNTIME_CONFIG_SOURCE", "value": "file"}, {"name": "CONTAINERD_SET_AS_DEFAULT", "value": "false"}],
     }
     assert values["cdi"] == {"enabled": True, "default": True}
     # GKE's own device plugin advertises nvidia.com/gpu; a second one must not.

@@ -170,7 +170,7 @@ def test_resources_request_the_tensor_parallel_gpus_and_a_node_share():
     cfg = _cfg()
     model, _, shape = _parts(cfg, 0)  # 70B, TP 4 on p5.48xlarge (192 vCPU, 2048 GiB, 8 GPUs)
     r = md.container_resources(shape, model.tensor_parallel_size)
-    assert r["requests"] == r["limits"] == {"cpu": "94000m", "memory": "989Gi", "nvidia.com/gpu": "4"}
+    assert r["requests"] == r["limits"] == {"cpu": "94000m", "memory": "968Gi", "nvidia.com/gpu": "4"}
 
 
 def test_probes_authenticate_from_the_environment_and_cover_the_budget():

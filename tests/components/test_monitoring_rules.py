@@ -561,6 +561,8 @@ def test_adapter_values():
     values = prometheus_adapter_values("http://kube-prometheus-stack-prometheus.monitoring.svc:9090")
     assert values["prometheus"] == {"url": "http://kube-prometheus-stack-prometheus.monitoring.svc", "port": 9090, "path": ""}
     assert values["nodeSelector"] == {"gpu-fleet/pool": "system"}
+    # A private GKE control plane reaches nodes on 443 and 10250 only.
+    assert values["listenPort"] == 10250
     assert values["rules"] == adapter_rules()
     assert prometheus_adapter_values("https://prom.example/prometheus")["prometheus"] == {
         "url": "https://prom.example", "port": 443, "path": "/prometheus"}

@@ -170,10 +170,32 @@ def test_host_shares_of_a_full_node_fit_the_node(name, data):
 
 def test_host_share_is_proportional_to_gpus():
     one, four = sizing.host_share(H100, 1), sizing.host_share(H100, 4)
-    assert (one.cpu_millis, one.memory_gib) == (23500, 247)  # (192 - 4) / 8; (2048 * 0.97 - 8) / 8
+    assert (one.cpu_millis, one.memory_gib) == (23500, 242)  # (192 - 4) / 8; (2048 * 0.95 - 8) / 8
     assert four.cpu_millis == 4 * one.cpu_millis
     with pytest.raises(ValueError):
         sizing.host_share(H100, 9)
+
+
+def _gke_allocatable_gib(memory_gib: float) -> float:
+    """GKE's node memory after its kubelet reserve (25 % of the first 4 GiB, 20 % of the next
+    4, 10 % of the next 8, 6 % of the next 112, 2 % above 128; 100 MiB eviction threshold)
+    and the kernel's memory map (about 1.56 %)."""
+    tiers = [(4, 0.25), (4, 0.20), (8, 0.10), (112, 0.06), (float("inf"), 0.02)]
+    left, reserved = memory_gib, 0.0
+    for size, rate in tiers:
+        take = min(left, size)
+        reserved += take * rate
+        left -= take
+    return memory_gib * (1 - 0.0156) - reserved - 100 / 1024
+
+
+@pytest.mark.parametrize("machine_type", ["a3-highgpu-8g", "a3-megagpu-8g", "a2-ultragpu-8g", "a2-highgpu-8g"])
+@pytest.mark.parametrize("gpus", [1, 2, 4, 8])
+def test_replicas_filling_a_gke_node_fit_its_allocatable_memory(machine_type, gpus):
+    shape = load_catalog().shapes["gcp"][machine_type]
+    replicas = shape.gpus // gpus
+    daemonsets_gib = 10  # dcgm-exporter, toolkit, node exporter, network and CSI node plugins
+    assert replicas * sizing.host_share(shape, gpus).memory_gib <= _gke_allocatable_gib(shape.memory_gb) - daemonsets_gib
 
 
 # --------------------------------------------------------------------------- config errors
