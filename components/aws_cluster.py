@@ -395,12 +395,13 @@ class AwsCluster(pulumi.ComponentResource):
             f"{name}-k8s",
             kubeconfig=self.kubeconfig,
             enable_server_side_apply=True,
-            # Kubernetes objects (Helm releases waiting for pods, volumes) need nodes, DNS,
-            # the CSI drivers, and the deployer's cluster-admin access.
+            # Kubernetes objects (Helm releases waiting for pods, volumes) need the system
+            # nodes, DNS, the CSI drivers and the deployer's cluster-admin access. Not the GPU
+            # node groups: a GPU capacity shortage should hold back only the models
+            # (Region makes them wait for gpu_pools), not monitoring or the entry point.
             opts=pulumi.ResourceOptions(
                 parent=self,
-                depends_on=[self.system_node_group, *self.gpu_node_groups.values(), *self.addons.values(),
-                            *self.admin_access],
+                depends_on=[self.system_node_group, *self.addons.values(), *self.admin_access],
             ),
         )
         self._storage_classes(name)
@@ -606,7 +607,7 @@ class AwsCluster(pulumi.ComponentResource):
             SYSTEM_POOL, system_node_group_spec(cfg),
             self._launch_template(name, launch_template_spec(sp.disk_size_gb, gpu=False), SYSTEM_POOL),
         )
-        self.gpu_node_groups = {
+        self.gpu_pools = {
             pool.name: node_group(
                 pool.name, gpu_node_group_spec(cfg, pool),
                 self._launch_template(name, launch_template_spec(pool.disk_size_gb, gpu=True,

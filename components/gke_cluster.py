@@ -337,7 +337,9 @@ class GkeCluster(pulumi.ComponentResource):
             kubeconfig=self.kubeconfig,
             enable_server_side_apply=True,
             # Kubernetes objects (Helm releases waiting for pods) need nodes to run on.
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.system_pool, *self.gpu_pools.values()]),
+            # The system pool only: a GPU capacity shortage holds back only the models (Region
+            # makes them wait for gpu_pools), not monitoring or the entry point.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.system_pool]),
         )
         self.weight_cache_storage_class = WEIGHT_CACHE_STORAGE_CLASS
 

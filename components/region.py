@@ -128,18 +128,20 @@ class Region(pulumi.ComponentResource):
                     "weight_cache_storage_class": self.cluster.weight_cache_storage_class,
                     "service_annotations": service_annotations(cfg),
                 },
-                opts=pulumi.ResourceOptions.merge(kube, pulumi.ResourceOptions(depends_on=[self.gpu_software])),
+                opts=pulumi.ResourceOptions.merge(
+                    kube, pulumi.ResourceOptions(depends_on=[self.gpu_software, self.cluster.gpu_pools[m.pool]])
+                ),
             )
             for m in cfg.models
         ]
         self.entrypoint = Entrypoint(
             f"{name}-entrypoint",
             {"config": cfg, "models": self.models, "network": self.cluster.network},
-            # After the whole cluster: on EKS the Ingress needs the load balancer controller's webhook.
+            # On EKS the Ingress needs the load balancer controller (its webhook and its ALB).
             opts=pulumi.ResourceOptions(
                 parent=self,
                 providers={"kubernetes": self.cluster.k8s_provider, cfg.cloud: self.cloud_provider},
-                depends_on=[self.cluster],
+                depends_on=[self.cluster.load_balancer_controller] if cfg.cloud == "aws" else [],
             ),
         )
         self.register_outputs({"clusterName": self.cluster.cluster_name})

@@ -101,3 +101,22 @@ def test_secrets_never_appear_unmarked(region):
         assert not _unmarked(public, needle)
     # The secret values did reach the Secrets that need them.
     assert any(PLACEHOLDER_SECRET in json.dumps(engine.reveal(r.inputs)) for r in rec.of_type("kubernetes:core/v1:Secret"))
+
+
+def test_each_model_waits_for_its_gpu_pool_and_nothing_else_does(region):
+    stack, rec = region
+    cfg = load_stack_file(f"stacks/Pulumi.{stack}.yaml")
+    pool_type = {"us-east": "aws:eks/nodeGroup:NodeGroup", "eu-west": "gcp:container/nodePool:NodePool"}[stack]
+    pools = {p.name: rec.named(pool_type, f"{stack}-cluster-{p.name}") for p in cfg.gpu_pools}
+    models = {m.name: m for m in cfg.models}
+    waiting = [r for r in rec.resources if set(r.depends_on) & {p.urn for p in pools.values()}]
+    assert sorted(r.name for r in waiting) == sorted(f"{stack}-{m}" for m in models)
+    for r in waiting:
+        assert pools[models[r.name.removeprefix(f"{stack}-")].pool].urn in r.depends_on
+
+
+def test_the_entrypoint_waits_for_the_load_balancer_controller_on_aws(reference_plan):
+    rec = reference_plan("us-east").recording
+    controller = rec.named("kubernetes:helm.sh/v3:Release", "us-east-cluster-load-balancer-controller")
+    entrypoint = rec.named("gpufleet:index:Entrypoint", "us-east-entrypoint")
+    assert controller.urn in entrypoint.depends_on
