@@ -852,7 +852,10 @@ def read_stack_file(path: Path) -> StackFile:
     try:
         doc = yaml.safe_load(path.read_text()) or {}
     except (OSError, yaml.YAMLError) as e:
-        raise ConfigError(str(path), [Problem("config", f"cannot read: {e}")]) from None
+        # One line: YAML errors come with a multi-line excerpt of the file.
+        where = f" (line {e.problem_mark.line + 1})" if getattr(e, "problem_mark", None) else ""
+        reason = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(str(path), [Problem("config", f"cannot read{where}: {reason}")]) from None
     config = doc.get("config") if isinstance(doc, dict) else None
     if not isinstance(config, dict):
         raise ConfigError(str(path), [Problem("config", "the stack file needs a 'config:' mapping")])

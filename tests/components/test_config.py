@@ -136,7 +136,9 @@ def test_stack_file_that_is_not_yaml(tmp_path):
     path.write_text("config: [unclosed\n")
     with pytest.raises(ConfigError) as exc:
         load_stack_file(path)
-    assert str(exc.value).startswith(f"{path}: config: cannot read:")
+    message = str(exc.value)
+    assert message.startswith(f"{path}: config: cannot read (line 2): ")
+    assert "\n" not in message
 
 
 @pytest.mark.parametrize("field,value,path,words", [
