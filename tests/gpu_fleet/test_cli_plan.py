@@ -130,3 +130,20 @@ def test_non_compliant_config_reports_policy_violations_and_exits_1(fleet, tmp_p
         ("hpa-min-replicas", "us-east-llama-3-1-70b-hpa", "mandatory"),
         ("hpa-scale-down-slow", "us-east-llama-3-1-70b-hpa", "mandatory"),
     }
+
+
+def test_anycast_example_plans_with_two_aws_regions(fleet, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(REPO)
+    config = "examples/anycast/stacks/Pulumi.global.yaml"
+    assert cli.main(["plan", "--config", config, "--format", "json", "--out", str(tmp_path)]) == 0
+    (stack,) = json.loads(capsys.readouterr().out)["stacks"]  # the regions are planned, not shown
+    assert stack["stack"] == "global"
+    types = [r["type"] for r in stack["resources"]]
+    assert types.count("aws:globalaccelerator/accelerator:Accelerator") == 1
+    groups = [r["inputs"] for r in stack["resources"] if r["type"] == "aws:globalaccelerator/endpointGroup:EndpointGroup"]
+    assert sorted(g["endpointGroupRegion"] for g in groups) == ["us-east-1", "us-west-2"]
+    assert all(g["endpointConfigurations"][0]["endpointId"].startswith("arn:aws:elasticloadbalancing:") for g in groups)
+    assert "aws:route53/healthCheck:HealthCheck" not in types
+    assert stack["outputs"]["routingMode"] == "anycast"
+    assert stack["outputs"]["failoverBudgetSeconds"] == 20
+    assert stack["policyViolations"] == []
