@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Optional, TypedDict, Union
+from typing import Optional, TypedDict
 from urllib.parse import quote
 
 import pulumi
@@ -37,6 +37,7 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from .config import CacheConfig, RegionConfig
+from .labels import FLEET_LABELS
 from .network import AwsNetwork, GcpNetwork
 
 # --------------------------------------------------------------------------- engines and sizes
@@ -88,7 +89,7 @@ EGRESS_POLICY = "vllm-egress"
 _LABELS = {
     "app.kubernetes.io/name": "redis-connection",
     "app.kubernetes.io/component": "cache",
-    "app.kubernetes.io/part-of": "gpu-fleet",
+    **FLEET_LABELS,
     "app.kubernetes.io/managed-by": "pulumi",
 }
 
@@ -278,9 +279,10 @@ class AwsCacheArgs(TypedDict):
     network: AwsNetwork
 
 
-class AwsCache(pulumi.ComponentResource):
-    """An ElastiCache replication group with TLS, AUTH and encryption at rest
-    (``gpufleet:index:AwsCache``). Uses the ``aws`` provider passed in ``opts``."""
+class RegionalCache(pulumi.ComponentResource):
+    """What :class:`CacheConnection` reads of a region's cache, whatever the cloud: its
+    address, AUTH token (a secret), CA certificate (None when it chains to a public CA),
+    the CIDR its clients reach it in, and TLS (always on)."""
 
     host: pulumi.Output[str]
     port: pulumi.Output[int]
@@ -288,6 +290,11 @@ class AwsCache(pulumi.ComponentResource):
     ca_certificate: Optional[pulumi.Output[str]]
     cidr: pulumi.Output[str]
     tls: bool = True
+
+
+class AwsCache(RegionalCache):
+    """An ElastiCache replication group with TLS, AUTH and encryption at rest
+    (``gpufleet:index:AwsCache``). Uses the ``aws`` provider passed in ``opts``."""
 
     def __init__(self, name: str, args: AwsCacheArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("gpufleet:index:AwsCache", name, None, opts)
@@ -369,17 +376,10 @@ class GcpCacheArgs(TypedDict):
     network: GcpNetwork
 
 
-class GcpCache(pulumi.ComponentResource):
+class GcpCache(RegionalCache):
     """A Memorystore for Redis instance with TLS and AUTH on the cluster's VPC through
     private services access (``gpufleet:index:GcpCache``). Uses the ``gcp`` provider passed
     in ``opts``."""
-
-    host: pulumi.Output[str]
-    port: pulumi.Output[int]
-    auth_token: pulumi.Output[str]
-    ca_certificate: Optional[pulumi.Output[str]]
-    cidr: pulumi.Output[str]
-    tls: bool = True
 
     def __init__(self, name: str, args: GcpCacheArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("gpufleet:index:GcpCache", name, None, opts)
@@ -438,7 +438,7 @@ class CacheConnectionArgs(TypedDict):
     namespace: the serving namespace the Secret and the NetworkPolicy go in.
     """
 
-    cache: Union[AwsCache, GcpCache]
+    cache: RegionalCache
     namespace: pulumi.Input[str]
 
 

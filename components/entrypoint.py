@@ -53,6 +53,7 @@ import pulumi_kubernetes as k8s
 
 from .aws_cluster import INGRESS_CLASS as ALB_INGRESS_CLASS
 from .config import EntrypointConfig, ModelConfig, RegionConfig
+from .labels import FLEET_LABELS
 from .network import AwsNetwork, GcpNetwork
 
 #: Names of the Kubernetes objects in the serving namespace.
@@ -81,7 +82,7 @@ CLOUD_ARMOR_FIRST_PRIORITY = 1000
 CLOUD_ARMOR_DEFAULT_PRIORITY = 2147483647
 #: GKE creates the load balancer after the Ingress; it often takes over ten minutes.
 GKE_INGRESS_CREATE_TIMEOUT = "30m"
-_LABELS = {"app.kubernetes.io/part-of": "gpu-fleet", "app.kubernetes.io/component": "entrypoint"}
+_LABELS = {**FLEET_LABELS, "app.kubernetes.io/component": "entrypoint"}
 
 
 class ServedModel(Protocol):
@@ -166,7 +167,7 @@ def alb_annotations(entry: EntrypointConfig, lb_name: str, public_subnet_ids: Se
         f"{prefix}/unhealthy-threshold-count": str(LB_UNHEALTHY_THRESHOLD),
         f"{prefix}/success-codes": "200",
         f"{prefix}/load-balancer-attributes": f"idle_timeout.timeout_seconds={REQUEST_TIMEOUT_SECONDS}",
-        f"{prefix}/tags": "app.kubernetes.io/part-of=gpu-fleet",
+        f"{prefix}/tags": ",".join(f"{k}={v}" for k, v in FLEET_LABELS.items()),
     }
 
 

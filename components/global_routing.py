@@ -59,13 +59,14 @@ import pulumi_aws as aws
 from .config import PROJECT, DnsRoutingConfig, GlobalConfig, RegionConfig, RoutingConfig, in_zone, load_stack_file
 from .entrypoint import HTTPS_PORT, LB_CHECK_INTERVAL_SECONDS, LB_UNHEALTHY_THRESHOLD, allows_everyone
 from .failover import FailoverBudget, anycast_budget, dns_budget
+from .labels import FLEET_LABELS
 from .latency_regions import latency_region
 
 #: Route 53 and Global Accelerator are global services whose APIs live in us-east-1.
 GLOBAL_AWS_REGION = "us-east-1"
 #: The regional names point at a load balancer that only changes when a region is rebuilt.
 REGIONAL_RECORD_TTL_SECONDS = 300
-_TAGS = {"app.kubernetes.io/part-of": "gpu-fleet"}
+_TAGS = dict(FLEET_LABELS)
 
 
 # --------------------------------------------------------------------------- region stacks

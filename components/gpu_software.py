@@ -22,6 +22,7 @@ from typing import Literal, Optional, TypedDict
 import pulumi
 import pulumi_kubernetes as k8s
 
+from .labels import FLEET_LABELS
 from .monitoring_rules import GPU_OPERATOR_NAMESPACE, SYSTEM_NODE_SELECTOR, gpu_operator_dcgm_values
 
 CHART = "gpu-operator"
@@ -47,7 +48,7 @@ RELEASE_TIMEOUT_SECONDS = 1800
 GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
 LABELS = {
     "app.kubernetes.io/name": "gpu-operator",
-    "app.kubernetes.io/part-of": "gpu-fleet",
+    **FLEET_LABELS,
     "app.kubernetes.io/managed-by": "pulumi",
 }
 

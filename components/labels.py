@@ -1,4 +1,4 @@
-"""Node labels and taints every cluster component puts on its pools, whatever the cloud.
+"""Labels and taints shared across components, whatever the cloud.
 
 Workloads select pools by these labels and tolerate this taint, so the EKS and GKE
 clusters must agree on them exactly.
@@ -11,6 +11,8 @@ POOL_LABEL = "gpu-fleet/pool"
 #: Node label with the GPU kind (``h100``, ``a100-80gb``...) on GPU pools.
 GPU_LABEL = "gpu-fleet/gpu"
 SYSTEM_POOL = "system"
+#: On every Kubernetes object the fleet creates (and as tags on its global resources).
+FLEET_LABELS = {"app.kubernetes.io/part-of": "gpu-fleet"}
 #: Keeps everything but GPU workloads off GPU nodes (GKE puts the same taint on GPU nodes
 #: itself). EKS and GKE both spell the effect ``NO_SCHEDULE`` in their node pool APIs.
 GPU_TAINT = {"key": "nvidia.com/gpu", "value": "present", "effect": "NO_SCHEDULE"}

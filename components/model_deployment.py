@@ -68,7 +68,7 @@ from .cache import VLLM_POD_LABELS
 from .config import GpuPoolConfig, ModelConfig
 from .gpu_catalog import GpuShape
 from .hpa import hpa_spec
-from .labels import GPU_TAINT, POOL_LABEL
+from .labels import FLEET_LABELS, GPU_TAINT, POOL_LABEL
 from .monitoring_rules import MODEL_LABEL, VLLM_METRICS_PORT, ModelRef
 from .sizing import (
     GB,
@@ -216,7 +216,7 @@ def labels(model: ModelConfig) -> dict[str, str]:
         "app.kubernetes.io/instance": model.name,
         "app.kubernetes.io/version": image_version(serving_image(model)),
         "app.kubernetes.io/component": "inference-server",
-        "app.kubernetes.io/part-of": "gpu-fleet",
+        **FLEET_LABELS,
         "app.kubernetes.io/managed-by": "pulumi",
     }
 

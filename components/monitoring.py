@@ -13,6 +13,7 @@ from typing import Optional, TypedDict
 import pulumi
 import pulumi_kubernetes as k8s
 
+from .labels import FLEET_LABELS
 from .monitoring_rules import (
     KUBE_PROMETHEUS_STACK_CHART_VERSION,
     KUBE_PROMETHEUS_STACK_RELEASE,
@@ -92,7 +93,7 @@ class Monitoring(pulumi.ComponentResource):
 
         self.namespace = k8s.core.v1.Namespace(
             f"{name}-ns",
-            metadata={"name": MONITORING_NAMESPACE, "labels": {"app.kubernetes.io/part-of": "gpu-fleet"}},
+            metadata={"name": MONITORING_NAMESPACE, "labels": {**FLEET_LABELS}},
             opts=child,
         )
         namespace = self.namespace.metadata["name"]

@@ -48,6 +48,8 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Optional, Sequence
 from urllib.parse import urlsplit
 
+from .labels import FLEET_LABELS
+
 # --------------------------------------------------------------------------- constants
 
 #: Pinned Helm charts (repository ``https://prometheus-community.github.io/helm-charts``).
@@ -537,7 +539,7 @@ def vllm_pod_monitor(namespace: str = DEFAULT_SERVING_NAMESPACE, *, monitor_name
         "metadata": {
             "name": f"vllm-{namespace}",
             "namespace": monitor_namespace,
-            "labels": {"app.kubernetes.io/part-of": "gpu-fleet", "release": KUBE_PROMETHEUS_STACK_RELEASE},
+            "labels": {**FLEET_LABELS, "release": KUBE_PROMETHEUS_STACK_RELEASE},
         },
         "spec": {
             "selector": {"matchLabels": {VLLM_NAME_LABEL: VLLM_NAME}},
@@ -596,7 +598,7 @@ def prometheus_rule(models: Sequence[ModelRef], alerts: Optional[AlertSettings] 
         "metadata": {
             "name": name,
             "namespace": namespace,
-            "labels": {"app.kubernetes.io/part-of": "gpu-fleet", "release": KUBE_PROMETHEUS_STACK_RELEASE},
+            "labels": {**FLEET_LABELS, "release": KUBE_PROMETHEUS_STACK_RELEASE},
         },
         "spec": {"groups": prometheus_rule_groups(models, alerts)},
     }

@@ -19,6 +19,7 @@ from .cache import AwsCache, CacheConnection, GcpCache
 from .config import RegionConfig, pool_offering
 from .entrypoint import Entrypoint, service_annotations
 from .gpu_software import GpuSoftware
+from .labels import FLEET_LABELS
 from .model_deployment import ModelDeployment
 from .monitoring import AlertSettings, ModelRef, Monitoring
 
@@ -82,7 +83,7 @@ class Region(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions.merge(kube, pulumi.ResourceOptions(depends_on=[self.monitoring])),
         )
 
-        labels = {"app.kubernetes.io/part-of": "gpu-fleet"}
+        labels = dict(FLEET_LABELS)
         if cfg.cloud == "aws":
             # Pod readiness gates: a new vLLM pod counts as Ready only once the ALB sees it as a
             # healthy target, so rollouts and scale-ins do not answer 502/503 in between.

@@ -23,6 +23,12 @@ from .plan import StackPlan, plan_stack, project_dir, stack_files
 EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
 
 
+def one_line(error: BaseException) -> str:
+    """An unexpected error as one line: its type and the first line of its message."""
+    text = str(error)
+    return f"{type(error).__name__}: {text.splitlines()[0] if text else ''}"
+
+
 def _selected(args: argparse.Namespace, project: Path) -> tuple[list[Path], set[str]]:
     """Stack files to plan (regions a global stack needs first) and the names to show."""
     if args.config:
@@ -153,7 +159,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
             print(e, file=sys.stderr)
             return EXIT_CONFIG
         except Exception as e:  # noqa: BLE001 - the CLI reports any failure in one line
-            print(f"{path}: plan failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}", file=sys.stderr)
+            print(f"{path}: plan failed: {one_line(e)}", file=sys.stderr)
             return EXIT_FAILURE
         plans[plan.stack] = plan
         if plan.stack not in shown:

@@ -33,6 +33,7 @@ from components.config import (
 from components.hpa import hpa_spec
 
 from .. import plan
+from ..cli import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, one_line
 from . import report, serving, traces
 from .controller import (
     DEFAULT_SYNC_PERIOD_SECONDS,
@@ -45,7 +46,6 @@ from .controller import (
 )
 from .run import DEFAULT_METRICS_LAG_SECONDS, ControlLoop, simulate, utilization_target
 
-EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
 
 #: ``--set`` keys that edit the model's ``autoscaling`` config (stack file names).
 AUTOSCALING_KEYS = (
@@ -344,5 +344,5 @@ def main(args: argparse.Namespace) -> int:
         print(e, file=sys.stderr)
         return EXIT_CONFIG
     except Exception as e:  # noqa: BLE001 - the CLI reports any failure in one line
-        print(f"simulate failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}", file=sys.stderr)
+        print(f"simulate failed: {one_line(e)}", file=sys.stderr)
         return EXIT_FAILURE
