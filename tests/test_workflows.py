@@ -239,8 +239,7 @@ def test_test_workflow_runs_the_readme_test_command():
 
 
 def test_test_workflow_runs_the_same_command_as_ci_run():
-    if not CI_RUN.exists():
-        pytest.skip(".ci/run does not exist yet")
+    assert CI_RUN.exists()
     commands = ci_run_command_lines()
     assert commands, ".ci/run runs no pytest command"
     assert TEST_COMMAND in commands, commands
