@@ -403,6 +403,7 @@ class Entrypoint(pulumi.ComponentResource):
     passed in ``opts.providers``. After construction: ``model_hostnames`` (model to
     ``<model>.<domain>``), and the load balancer's address: on AWS ``hostname`` (ALB DNS
     name), ``zone_id`` and ``arn``; on GCP ``ip``; the other cloud's attributes are None.
+    With models it also creates the ``vllm-ingress`` NetworkPolicy (``ingress_policy``).
     """
 
     model_hostnames: dict[str, str]

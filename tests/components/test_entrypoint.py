@@ -370,6 +370,12 @@ def test_model_pods_admit_only_the_load_balancer_and_prometheus(fleet, stack, lb
         assert not admitted(spec, "10.40.64.5")
 
 
+def test_route53_checks_an_exact_routed_path(aws_rec):
+    # The global stack's health checks request the exported healthPath through the load
+    # balancer: it must be one of the routed paths, matched exactly.
+    assert (aws_rec.stack_outputs["healthPath"], "Exact") in ep.PUBLIC_PATHS
+
+
 def test_only_the_api_and_health_paths_are_routed():
     spec = ep.ingress_spec(None, [(["m.example.com"], "vllm-m", 8000)])
     (rule,) = spec["rules"]
