@@ -53,7 +53,8 @@ policies with the VPC CNI add-on's ``enableNetworkPolicy`` and GKE with Dataplan
 
 Source ranges (``entrypoint.allowedCidrs``) are explicit. When they are not everyone, the
 global routing's health checkers are admitted as well, or every Route 53 check would
-fail and Route 53 would treat every region as healthy (it fails open):
+fail (and with every record unhealthy, Route 53 answers as if all were healthy, so
+failover silently stops):
 
 - **AWS**: the AWS-managed prefix list ``com.amazonaws.<region>.route53-healthchecks``
   (Route 53 Developer Guide, "Configuring router and firewall rules for Amazon Route 53
@@ -86,8 +87,8 @@ fail and Route 53 would treat every region as healthy (it fails open):
   hostname, a ``FrontendConfig`` with an SSL policy (TLS 1.2+, MODERN) and no plain-HTTP
   listener, and a ``BackendConfig`` (health check ``/health``, a request timeout long
   enough for long generations, and a Cloud Armor policy admitting only ``allowedCidrs``
-  and the Route 53 health checkers unless ``allowedCidrs`` is everyone). The model Services carry the NEG and BackendConfig
-  annotations from :func:`service_annotations`.
+  and the Route 53 health checkers unless ``allowedCidrs`` is everyone). The model
+  Services carry the NEG and BackendConfig annotations from :func:`service_annotations`.
 
 The load balancer's own checks on the pods (:data:`LB_CHECK_INTERVAL_SECONDS` x
 :data:`LB_UNHEALTHY_THRESHOLD`) also bound anycast failover (see
@@ -112,8 +113,8 @@ import pulumi_gcp as gcp
 import pulumi_kubernetes as k8s
 
 from .aws_cluster import INGRESS_CLASS as ALB_INGRESS_CLASS
-from .config import EntrypointConfig, ModelConfig, RegionConfig
 from .cache import VLLM_POD_LABELS
+from .config import EntrypointConfig, ModelConfig, RegionConfig
 from .labels import FLEET_LABELS
 from .monitoring_rules import MONITORING_NAMESPACE
 from .network import AwsNetwork, GcpNetwork
