@@ -402,56 +402,55 @@ QUEUE_METRIC_SCHEMA = _schema(
 )
 
 
-def validate_hpa_queue_metric(args: ResourceValidationArgs, report: ReportViolation) -> None:
-    spec = _hpa_spec(args)
-    if spec is None:
-        return
-    names = list(settings(args, QUEUE_METRIC_SCHEMA)["queueMetrics"])
-    if not any(True for name in names for _ in _metric_targets(spec, name)):
-        report(f"the HPA does not scale on a queue metric ({', '.join(names)}); add one: GPU utilisation alone "
-               "stays near 100 % once a replica is busy and cannot tell how many requests are waiting.")
+def _workload_key(r: PolicyResource) -> tuple[str, str, str]:
+    """``(namespace, kind, name)`` of a Deployment or StatefulSet, as an HPA's
+    ``scaleTargetRef`` names it."""
+    kind = "Deployment" if r.resource_type == DEPLOYMENT else "StatefulSet"
+    return (str(get(r.props, "metadata", "namespace", default="default")), kind,
+            str(get(r.props, "metadata", "name", default=r.name)))
 
 
-_GPU_HPA_TARGET_KINDS = ("Deployment", "StatefulSet")
+def _requests_gpu(r: PolicyResource) -> bool:
+    spec = pod_spec(r)
+    return spec is not None and any(
+        (_gpu_amount(mapping(get(c, "resources", section))) or 0) > 0
+        for c in _containers(spec) for section in ("limits", "requests"))
 
 
-def _gpu_workloads(resources: list[PolicyResource]) -> set[tuple[str, str, str]]:
-    """``(namespace, kind, name)`` of the stack's Deployments and StatefulSets whose pods
-    request GPUs."""
-    out = set()
+def _scaled_workloads(resources: list[PolicyResource]) -> Iterator[tuple[PolicyResource, Mapping, str]]:
+    """Every HPA of the stack that scales a model server or a GPU workload of the stack:
+    ``(hpa, its spec, "<kind> <namespace>/<name>")``."""
+    targets = {_workload_key(r) for r in resources
+               if r.resource_type in (DEPLOYMENT, STATEFUL_SET) and (_is_model_server(r) or _requests_gpu(r))}
     for r in resources:
-        if r.resource_type not in (DEPLOYMENT, STATEFUL_SET):
-            continue
-        spec = pod_spec(r)
-        if spec is None:
-            continue
-        if any((_gpu_amount(mapping(get(c, "resources", "limits"))) or 0) > 0
-               or (_gpu_amount(mapping(get(c, "resources", "requests"))) or 0) > 0 for c in _containers(spec)):
-            kind = "Deployment" if r.resource_type == DEPLOYMENT else "StatefulSet"
-            out.add((str(get(r.props, "metadata", "namespace", default="default")), kind,
-                     str(get(r.props, "metadata", "name", default=r.name))))
-    return out
-
-
-def validate_gpu_hpa_metrics(args: StackValidationArgs, report: ReportViolation) -> None:
-    gpu = _gpu_workloads(args.resources)
-    for r in args.resources:
         if r.resource_type != HPA:
             continue
         spec = mapping(get(r.props, "spec"))
-        target = (str(get(r.props, "metadata", "namespace", default="default")),
-                  str(get(spec, "scaleTargetRef", "kind", default="")),
-                  str(get(spec, "scaleTargetRef", "name", default="")))
-        if target not in gpu:
-            continue
+        key = (str(get(r.props, "metadata", "namespace", default="default")),
+               str(get(spec, "scaleTargetRef", "kind", default="")), str(get(spec, "scaleTargetRef", "name", default="")))
+        if key in targets:
+            yield r, spec, f"{key[1]} {key[0]}/{key[2]}"
+
+
+def validate_hpa_queue_metric(args: StackValidationArgs, report: ReportViolation) -> None:
+    names = list(settings(args, QUEUE_METRIC_SCHEMA)["queueMetrics"])
+    for hpa, spec, target in _scaled_workloads(args.resources):
+        if not any(True for name in names for _ in _metric_targets(spec, name)):
+            report(f"HPA {get(hpa.props, 'metadata', 'name', default=hpa.name)} scales {target} without a queue metric "
+                   f"({', '.join(names)}); add one: GPU utilisation alone stays near 100 % once a replica is busy "
+                   "and cannot tell how many requests are waiting.", hpa.urn)
+
+
+def validate_gpu_hpa_metrics(args: StackValidationArgs, report: ReportViolation) -> None:
+    for hpa, spec, target in _scaled_workloads(args.resources):
         metrics = items(get(spec, "metrics"))
         # autoscaling/v2 defaults an empty metrics list to 80 % average CPU utilisation.
         if all(get(m, "type") in ("Resource", "ContainerResource") for m in metrics):
             used = sorted({str(get(m, "resource", "name", default=get(m, "containerResource", "name", default="?")))
                            for m in metrics}) or ["cpu (the default when metrics is empty)"]
-            report(f"HPA {get(r.props, 'metadata', 'name', default=r.name)} scales GPU workload {target[1]} "
-                   f"{target[0]}/{target[2]} on {', '.join(used)} only; a GPU model's CPU and memory do not follow "
-                   "its load. Scale on GPU utilisation and the queue depth.", r.urn)
+            report(f"HPA {get(hpa.props, 'metadata', 'name', default=hpa.name)} scales GPU workload {target} on "
+                   f"{', '.join(used)} only; a GPU model's CPU and memory do not follow its load. Scale on GPU "
+                   "utilisation and the queue depth.", hpa.urn)
 
 
 # --------------------------------------------------------------------------- pods
@@ -1258,14 +1257,14 @@ POLICIES = [
         name="hpa-gpu-utilization-target",
         description="HPAs scale on GPU utilisation (dcgm_gpu_utilization) with an AverageValue target of 70-80 %.",
         validate=validate_hpa_gpu_target, enforcement_level=ADVISORY, config_schema=GPU_TARGET_SCHEMA),
-    ResourceValidationPolicy(
+    StackValidationPolicy(
         name="hpa-queue-metric",
-        description="HPAs scale on the queue of waiting requests (llm_pending_requests), not on GPU utilisation "
-                    "alone.",
+        description="HPAs of model servers and GPU workloads scale on the queue of waiting requests "
+                    "(llm_pending_requests), not on GPU utilisation alone.",
         validate=validate_hpa_queue_metric, enforcement_level=MANDATORY, config_schema=QUEUE_METRIC_SCHEMA),
     StackValidationPolicy(
         name="gpu-hpa-not-cpu-only",
-        description="An HPA scaling a GPU workload does not scale on CPU or memory alone.",
+        description="An HPA scaling a model server or GPU workload does not scale on CPU or memory alone.",
         validate=validate_gpu_hpa_metrics, enforcement_level=MANDATORY),
     ResourceValidationPolicy(
         name="model-prewarm-probes",

@@ -91,7 +91,7 @@ def test_every_policy_has_a_name_description_level_and_documented_config():
         for key, prop in (p.config_schema.properties if p.config_schema else {}).items():
             assert {"type", "default", "description"} <= set(prop), (p.name, key)
     stack = {p.name for p in rules.POLICIES if isinstance(p, StackValidationPolicy)}
-    assert stack == {"model-queue-depth-alert", "global-failover-budget", "gpu-hpa-not-cpu-only"}
+    assert stack == {"model-queue-depth-alert", "global-failover-budget", "gpu-hpa-not-cpu-only", "hpa-queue-metric"}
     assert all(isinstance(p, ResourceValidationPolicy) for p in rules.POLICIES if p.name not in stack)
 
 
@@ -156,8 +156,7 @@ def with_behavior(direction: str, **rules_) -> dict:
     return h
 
 
-HPA_POLICIES = ["hpa-min-replicas", "hpa-scale-up-fast", "hpa-scale-down-slow", "hpa-gpu-utilization-target",
-                "hpa-queue-metric"]
+HPA_POLICIES = ["hpa-min-replicas", "hpa-scale-up-fast", "hpa-scale-down-slow", "hpa-gpu-utilization-target"]
 
 
 def test_the_seed_hpa_passes_every_hpa_policy():
@@ -261,24 +260,11 @@ EXEC_MODELS = {"exec": {"command": ["sh", "-c", 'curl -sf -H "Authorization: Bea
                                                  "http://localhost:8000/v1/models"]}, "periodSeconds": 10}
 
 
-def test_hpa_without_the_queue_metric_violates():
-    gpu_only = seed_hpa()
-    gpu_only["spec"]["metrics"] = [m for m in gpu_only["spec"]["metrics"]
-                                   if m["external"]["metric"]["name"] != hpa_module.PENDING_REQUESTS_METRIC]
-    [message] = check("hpa-queue-metric", HPA, gpu_only)
-    assert "does not scale on a queue metric (llm_pending_requests, vllm:num_requests_waiting)" in message
-    no_metrics = seed_hpa()
-    del no_metrics["spec"]["metrics"]
-    assert check("hpa-queue-metric", HPA, no_metrics)
-    # vLLM's own metric as a Pods metric counts, and the names are configurable.
-    pods = seed_hpa(metrics=[{"type": "Pods", "pods": {"metric": {"name": "vllm:num_requests_waiting"},
-                                                       "target": {"type": "AverageValue", "averageValue": "5"}}}])
-    assert check("hpa-queue-metric", HPA, pods) == []
-    assert check("hpa-queue-metric", HPA, gpu_only, {"queueMetrics": ["dcgm_gpu_utilization"]}) == []
-
-
-def _gpu_stack(hpa_metrics, *, gpus: str = "8", hpa_namespace: str = "llm-serving") -> list[tuple[str, str, dict]]:
-    deployment = workload([vllm_container(resources={"limits": {"nvidia.com/gpu": gpus}})])
+def _gpu_stack(hpa_metrics, *, gpus: str = "8", hpa_namespace: str = "llm-serving",
+               labels_: dict | None = None) -> list[tuple[str, str, dict]]:
+    """A model server Deployment (``gpus`` GPUs) and an HPA scaling it on ``hpa_metrics``
+    (None: no metrics field)."""
+    deployment = workload([vllm_container(resources={"limits": {"nvidia.com/gpu": gpus}})], labels_=labels_)
     hpa = seed_hpa()
     hpa["metadata"] = {"name": "vllm-llama", "namespace": hpa_namespace}
     hpa["spec"]["scaleTargetRef"] = {"apiVersion": "apps/v1", "kind": "Deployment", "name": "vllm-llama"}
@@ -289,8 +275,38 @@ def _gpu_stack(hpa_metrics, *, gpus: str = "8", hpa_namespace: str = "llm-servin
     return [(rules.DEPLOYMENT, "deployment", deployment), (HPA, "hpa", hpa)]
 
 
+SEED_METRICS = seed_hpa()["spec"]["metrics"]
+GPU_METRIC = [m for m in SEED_METRICS if m["external"]["metric"]["name"] == hpa_module.GPU_UTILIZATION_METRIC]
 CPU = {"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}}}
 MEMORY = {"type": "Resource", "resource": {"name": "memory", "target": {"type": "Utilization", "averageUtilization": 70}}}
+
+
+def test_the_seed_hpa_on_a_model_server_passes_the_stack_hpa_policies():
+    for policy in ("hpa-queue-metric", "gpu-hpa-not-cpu-only"):
+        assert check_stack(policy, _gpu_stack(SEED_METRICS)) == [], policy
+
+
+def test_hpa_without_the_queue_metric_violates():
+    [(message, urn)] = check_stack("hpa-queue-metric", _gpu_stack(GPU_METRIC))
+    assert urn.endswith("::hpa")
+    assert message.startswith("HPA vllm-llama scales Deployment llm-serving/vllm-llama without a queue metric "
+                              "(llm_pending_requests, vllm:num_requests_waiting)")
+    assert check_stack("hpa-queue-metric", _gpu_stack(None))
+    # vLLM's own metric as a Pods metric counts, and the names are configurable.
+    pods = [{"type": "Pods", "pods": {"metric": {"name": "vllm:num_requests_waiting"},
+                                      "target": {"type": "AverageValue", "averageValue": "5"}}}]
+    assert check_stack("hpa-queue-metric", _gpu_stack(pods)) == []
+    assert check_stack("hpa-queue-metric", _gpu_stack(GPU_METRIC), {"queueMetrics": ["dcgm_gpu_utilization"]}) == []
+
+
+def test_the_queue_metric_is_asked_only_of_model_servers_and_gpu_workloads():
+    # A CPU web app may scale on CPU alone; an HPA of another namespace targets something else.
+    cpu_app = _gpu_stack([CPU], gpus="0", labels_={"app.kubernetes.io/name": "web"})
+    assert check_stack("hpa-queue-metric", cpu_app) == []
+    assert check_stack("hpa-queue-metric", _gpu_stack([CPU], hpa_namespace="other")) == []
+    # A vLLM server counts even without GPUs (say, on CPU for tests), a GPU workload without the label too.
+    assert check_stack("hpa-queue-metric", _gpu_stack([CPU], gpus="0"))
+    assert check_stack("hpa-queue-metric", _gpu_stack([CPU], labels_={"app.kubernetes.io/name": "trainer"}))
 
 
 def test_cpu_only_hpa_on_a_gpu_model_violates():
@@ -303,10 +319,10 @@ def test_cpu_only_hpa_on_a_gpu_model_violates():
 
 
 def test_hpas_with_gpu_or_queue_metrics_or_on_cpu_workloads_pass():
-    assert check_stack("gpu-hpa-not-cpu-only", _gpu_stack(seed_hpa()["spec"]["metrics"])) == []
-    assert check_stack("gpu-hpa-not-cpu-only", _gpu_stack([CPU, *seed_hpa()["spec"]["metrics"][1:]])) == []
-    # A CPU workload may scale on CPU; an HPA elsewhere does not target this Deployment.
-    assert check_stack("gpu-hpa-not-cpu-only", _gpu_stack([CPU], gpus="0")) == []
+    assert check_stack("gpu-hpa-not-cpu-only", _gpu_stack(GPU_METRIC)) == []
+    assert check_stack("gpu-hpa-not-cpu-only", _gpu_stack([CPU, *GPU_METRIC])) == []
+    cpu_app = _gpu_stack([CPU], gpus="0", labels_={"app.kubernetes.io/name": "web"})
+    assert check_stack("gpu-hpa-not-cpu-only", cpu_app) == []
     assert check_stack("gpu-hpa-not-cpu-only", _gpu_stack([CPU], hpa_namespace="other")) == []
 
 
