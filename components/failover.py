@@ -9,10 +9,11 @@ Pure arithmetic: no Pulumi, tested on its own.
 regional health URL starts failing (a region or load balancer outage, or the model's
 last ready pod gone):
 
-- detection: ``healthCheckIntervalSeconds x failureThreshold``. Route 53 checks every 10
-  or 30 s and marks an endpoint unhealthy after that many consecutive failures (Route 53
-  Developer Guide, "Values that you specify when you create or update health checks":
-  request interval 10 or 30 s, failure threshold 1-10);
+- detection: ``healthCheckIntervalSeconds x failureThreshold``. Route 53 checks "every 10
+  seconds or every 30 seconds" and acts on a number of consecutive failures, the failure
+  threshold (Route 53 Developer Guide, "How Amazon Route 53 determines whether a health
+  check is healthy"; Route 53 API ``HealthCheckConfig.FailureThreshold``: "integers
+  between 1 and 10");
 - propagation: an allowance for Route 53 to act on the new status. AWS documents no
   figure for it (``propagationAllowanceSeconds``, an estimate);
 - TTL: resolvers may keep the old answer for the record's TTL (``ttlSeconds``; RFC 1035
