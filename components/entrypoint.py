@@ -48,8 +48,10 @@ ranges). Traffic from the pod's own node (the kubelet's probes) is always allowe
 VPC CNI's policy agent adds the node IP to every policy (aws/aws-network-policy-agent@v1.4.1
 ``pkg/fwruleprocessor/fw_rule_processor.go``); on GKE Dataplane V2 the same is Kubernetes'
 documented NetworkPolicy behaviour (unverified in Dataplane V2's source). EKS enforces
-policies with the VPC CNI add-on's ``enableNetworkPolicy`` and GKE with Dataplane V2
-(``ADVANCED_DATAPATH``), both set by the cluster components.
+policies with the VPC CNI add-on's ``enableNetworkPolicy`` (EKS User Guide, "Restrict Pod
+network traffic with Kubernetes network policies") and GKE with Dataplane V2
+(``ADVANCED_DATAPATH``: "Kubernetes NetworkPolicy is always enabled in GKE Dataplane V2
+clusters", GKE docs, "About GKE Dataplane V2"), both set by the cluster components.
 
 Source ranges (``entrypoint.allowedCidrs``) are explicit. When they are not everyone, the
 global routing's health checkers are admitted as well, or every Route 53 check would
