@@ -50,8 +50,9 @@ VPC CNI's policy agent adds the node IP to every policy (aws/aws-network-policy-
 documented NetworkPolicy behaviour (unverified in Dataplane V2's source). EKS enforces
 policies with the VPC CNI add-on's ``enableNetworkPolicy`` (EKS User Guide, "Restrict Pod
 network traffic with Kubernetes network policies") and GKE with Dataplane V2
-(``ADVANCED_DATAPATH``: "Kubernetes NetworkPolicy is always enabled in GKE Dataplane V2
-clusters", GKE docs, "About GKE Dataplane V2"), both set by the cluster components.
+(``ADVANCED_DATAPATH``: "Kubernetes Network policy is always on in clusters with
+Dataplane V2", GKE docs, "Dataplane V2"; the GKE concept page says the same), both set by
+the cluster components.
 
 Source ranges (``entrypoint.allowedCidrs``) are explicit. When they are not everyone, the
 global routing's health checkers are admitted as well, or every Route 53 check would
