@@ -318,7 +318,7 @@ class AwsCluster(pulumi.ComponentResource):
         invoke = pulumi.InvokeOptions(parent=self)
         partition = aws.get_partition(opts=invoke).partition
 
-        vpc_id, private_subnet_ids, public_subnet_ids, vpc_cidr = self._network(name, cfg, here)
+        vpc_id, private_subnet_ids, public_subnet_ids, vpc_cidr, public_cidrs = self._network(name, cfg, here)
         # Every node, system and GPU, is in this group (the cache and EFS admit it). It
         # is not tagged kubernetes.io/cluster/<name>: the load balancer controller wants
         # exactly one such group per node, and the EKS cluster security group is it.
@@ -338,6 +338,7 @@ class AwsCluster(pulumi.ComponentResource):
             private_subnet_ids=pulumi.Output.all(*private_subnet_ids),
             public_subnet_ids=pulumi.Output.all(*public_subnet_ids),
             node_security_group_id=self.node_security_group.id,
+            public_subnet_cidrs=pulumi.Output.all(*public_cidrs),
         )
 
         self._control_plane(name, cfg, partition, private_subnet_ids, here)
@@ -423,11 +424,13 @@ class AwsCluster(pulumi.ComponentResource):
 
     def _network(self, name: str, cfg: RegionConfig, here: pulumi.ResourceOptions):
         """Create (or look up) the VPC; returns its ID, the private and public subnet IDs
-        (one per zone) and the VPC CIDR."""
+        (one per zone), the VPC CIDR and the public subnets' CIDRs."""
         ex = cfg.network.existing
         if ex is not None:
-            vpc = aws.ec2.get_vpc_output(id=ex.vpc_id, opts=pulumi.InvokeOutputOptions(parent=self))
-            return ex.vpc_id, list(ex.private_subnet_ids), list(ex.public_subnet_ids), vpc.cidr_block
+            invoke = pulumi.InvokeOutputOptions(parent=self)
+            vpc = aws.ec2.get_vpc_output(id=ex.vpc_id, opts=invoke)
+            public_cidrs = [aws.ec2.get_subnet_output(id=s, opts=invoke).cidr_block for s in ex.public_subnet_ids]
+            return ex.vpc_id, list(ex.private_subnet_ids), list(ex.public_subnet_ids), vpc.cidr_block, public_cidrs
 
         zones_found = aws.get_availability_zones(
             state="available",
@@ -493,7 +496,7 @@ class AwsCluster(pulumi.ComponentResource):
             opts=here,
         )
         return (self.vpc.id, [s.id for s in self.private_subnets], [s.id for s in self.public_subnets],
-                self.vpc.cidr_block)
+                self.vpc.cidr_block, [s.cidr_block for s in self.public_subnets])
 
     # ----------------------------------------------------------------------- control plane
 

@@ -4,7 +4,8 @@
 :class:`GcpCache` a Memorystore for Redis instance; both are reachable only from the
 cluster's network, require TLS and an AUTH token, and are protected from deletion.
 :class:`CacheConnection` puts the connection settings into the serving namespace as the
-Secret ``redis-connection`` and limits the vLLM pods' egress with a NetworkPolicy.
+Secret ``redis-connection`` and limits the vLLM pods' egress with NetworkPolicies (the
+cache only for the pods that use it).
 
 The pure functions below hold the decisions (versions, node types, windows, tiers,
 the Secret's keys, the policy) so they are tested without Pulumi; the config checks in
@@ -84,8 +85,11 @@ PSA_PREFIX_LENGTH = 24
 REDIS_PORT = 6379
 #: The labels of the vLLM serving pods (set by components.model_deployment).
 VLLM_POD_LABELS = {"app.kubernetes.io/name": "vllm"}
+#: Only pods that use the cache (LMCache on) carry this label and get its credentials.
+CACHE_CLIENT_LABELS = {"gpu-fleet/cache-client": "true"}
 CONNECTION_SECRET = "redis-connection"
 EGRESS_POLICY = "vllm-egress"
+CACHE_EGRESS_POLICY = "vllm-cache-egress"
 _LABELS = {
     "app.kubernetes.io/name": "redis-connection",
     "app.kubernetes.io/component": "cache",
@@ -233,14 +237,32 @@ def connection_data(host: str, port: int, token: str, ca_certificate: Optional[s
     return data
 
 
-def vllm_egress_policy_spec(cache_cidr: str, cache_port: int) -> dict:
-    """NetworkPolicy spec limiting the vLLM pods' egress to the cache, DNS and HTTPS.
+def vllm_egress_policy_spec() -> dict:
+    """NetworkPolicy spec limiting every vLLM pod's egress to cluster DNS and HTTPS
+    (Hugging Face downloads); :func:`cache_egress_policy_spec` adds the cache for the pods
+    that use it."""
+    return {
+        "podSelector": {"matchLabels": dict(VLLM_POD_LABELS)},
+        "policyTypes": ["Egress"],
+        "egress": [
+            {
+                "to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}}}],
+                "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
+            },
+            {"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}], "ports": [{"protocol": "TCP", "port": 443}]},
+        ],
+    }
+
+
+def cache_egress_policy_spec(cache_cidr: str, cache_port: int) -> dict:
+    """NetworkPolicy spec admitting the cache to the vLLM pods that use it (LMCache on,
+    :data:`CACHE_CLIENT_LABELS`); the other vLLM pods have neither the credentials nor
+    the route (policies only add to each other).
 
     What is enforced: on AWS the cache's security group admits only the cluster nodes'
     security group (so only pods on cluster nodes); on GCP Memorystore answers only inside
     the authorized VPC. Every client needs the AUTH token (in the ``redis-connection``
-    Secret) and TLS. This policy selects the vLLM pods, so they can reach nothing but the
-    cache, cluster DNS and HTTPS (Hugging Face downloads).
+    Secret, given only to cache clients) and TLS.
 
     What is not: other pods in the cluster can still open a connection to the cache port.
     A NetworkPolicy only restricts the pods it selects and rules only allow, so denying
@@ -251,15 +273,10 @@ def vllm_egress_policy_spec(cache_cidr: str, cache_port: int) -> dict:
     agent on EKS, Dataplane V2 or network policy enforcement on GKE).
     """
     return {
-        "podSelector": {"matchLabels": dict(VLLM_POD_LABELS)},
+        "podSelector": {"matchLabels": {**VLLM_POD_LABELS, **CACHE_CLIENT_LABELS}},
         "policyTypes": ["Egress"],
         "egress": [
             {"to": [{"ipBlock": {"cidr": cache_cidr}}], "ports": [{"protocol": "TCP", "port": cache_port}]},
-            {
-                "to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}}}],
-                "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
-            },
-            {"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}], "ports": [{"protocol": "TCP", "port": 443}]},
         ],
     }
 
@@ -443,7 +460,7 @@ class CacheConnectionArgs(TypedDict):
 
 
 class CacheConnection(pulumi.ComponentResource):
-    """The Secret ``redis-connection`` and the vLLM egress NetworkPolicy in the serving
+    """The Secret ``redis-connection`` and the vLLM egress NetworkPolicies in the serving
     namespace (``gpufleet:index:CacheConnection``). Uses the ``kubernetes`` provider passed
     in ``opts``. ``secret_name`` is what the model Deployments reference."""
 
@@ -467,7 +484,14 @@ class CacheConnection(pulumi.ComponentResource):
         k8s.networking.v1.NetworkPolicy(
             f"{name}-vllm-egress",
             metadata={"name": EGRESS_POLICY, "namespace": namespace, "labels": {**_LABELS, "app.kubernetes.io/name": EGRESS_POLICY}},
-            spec=pulumi.Output.all(cache.cidr, cache.port).apply(lambda v: vllm_egress_policy_spec(*v)),
+            spec=vllm_egress_policy_spec(),
+            opts=here,
+        )
+        k8s.networking.v1.NetworkPolicy(
+            f"{name}-vllm-cache-egress",
+            metadata={"name": CACHE_EGRESS_POLICY, "namespace": namespace,
+                      "labels": {**_LABELS, "app.kubernetes.io/name": CACHE_EGRESS_POLICY}},
+            spec=pulumi.Output.all(cache.cidr, cache.port).apply(lambda v: cache_egress_policy_spec(*v)),
             opts=here,
         )
         self.secret_name = secret.metadata["name"]

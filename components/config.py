@@ -273,8 +273,20 @@ class EntrypointConfig(_Model):
     #: region's own location. GCP: the name of a Compute Engine SSL certificate in the
     #: project (pre-shared); empty: a Google-managed certificate for the model hostnames.
     certificate: Optional[str] = None
-    #: Source ranges allowed to reach the load balancer.
-    allowed_cidrs: list[ipaddress.IPv4Network] = [ipaddress.IPv4Network("0.0.0.0/0")]
+    #: Source ranges allowed to reach the load balancer, required and never empty: the
+    #: world is ``0.0.0.0/0`` written out. Restricted ranges get the global routing's
+    #: health checkers added automatically (:mod:`components.entrypoint`).
+    allowed_cidrs: list[ipaddress.IPv4Network]
+
+    @field_validator("allowed_cidrs")
+    @classmethod
+    def _explicit_sources(cls, v: list[ipaddress.IPv4Network]) -> list[ipaddress.IPv4Network]:
+        # An empty list would render an empty ALB inbound-cidrs (unverified: probably the
+        # controller's 0.0.0.0/0 default) but a Cloud Armor policy denying everyone.
+        if not v:
+            raise ValueError("empty: list the source ranges that may reach the models, or write "
+                             "['0.0.0.0/0'] for everyone")
+        return v
 
     def problems(self, cloud: str, location: str, models: list[str]) -> list["Problem"]:
         """What is wrong with this section for a region on ``cloud`` in ``location``

@@ -11,10 +11,75 @@ One Kubernetes Ingress per region, in the serving namespace, with one host rule 
 hostname to the model's Service. TLS ends at the load balancer; the API key is checked by
 vLLM itself (``VLLM_API_KEY``, from the serving Secret). ``/health`` needs no key.
 
+Only two paths reach vLLM (:data:`PUBLIC_PATHS`): ``/v1`` (Prefix) and ``/health``
+(Exact). vLLM's API key guards only some paths: in v0.14.0 its
+``AuthenticationMiddleware`` checks the key only when the path starts with ``/v1``
+(vllm-project/vllm@v0.14.0 ``vllm/entrypoints/openai/api_server.py``, quoted in vLLM's
+advisory on that middleware; the same check in v0.11.0 is unverified line by line),
+later releases (docs v0.16.0 on) guard ``/v1``, ``/v2``, ``/inference`` and
+``/cohere`` (vLLM docs, "Security": "only for endpoints under the /v1, /v2, /inference,
+and /cohere path prefixes"), and current main guards every route but a public list
+(``/health``, ``/ping``, ``/load``, ``/version``, ``/metrics``, the API docs;
+``vllm/entrypoints/serve/utils/server_utils.py``). ``/invocations``, ``/tokenize``,
+``/pooling``, ``/score``, ``/rerank`` and ``/metrics`` answer without a key in the
+released versions, so they are never routed. Every other path gets the load balancer's
+own 404: the AWS Load Balancer Controller gives the listener a fixed 404 response when no
+Ingress has a default backend (kubernetes-sigs/aws-load-balancer-controller@v2.12.0
+``pkg/ingress/model_build_listener.go`` ``buildListenerDefaultActions``), and GKE's URL
+map sends unmatched paths of a host to the system default backend,
+``kube-system/default-http-backend``, a 404 server (kubernetes/ingress-gce@v1.41.1
+``pkg/translator/translator.go`` ``ToCompositeURLMap``, ``pkg/flags/flags.go``).
+Both controllers turn a Prefix path ``/v1`` (or ``/v1/``) into the two rules ``/v1`` and
+``/v1/*`` and keep an Exact path as it is (aws-load-balancer-controller@v2.12.0
+``pkg/ingress/model_build_listener_rules.go`` ``buildPathPatternsForPrefixPathType``;
+ingress-gce@v1.41.1 ``pkg/controller/translator/translator.go``
+``validateAndModifyPrefixPathType``). Route 53 checks ``/health`` through the load
+balancer; the load balancers' own checks, the kubelet's probes and Prometheus reach the
+pods directly.
+
+An ingress NetworkPolicy (:func:`model_ingress_policy_spec`) admits to the vLLM pods only
+the load balancer's data path and Prometheus; no other pod in the cluster reaches them.
+The load balancer's source addresses: on EKS (IP targets) the ALB's nodes, which live in
+the public subnets, so the public subnets' CIDRs (pods get addresses in the private
+subnets); on GKE (container-native, NEG) Google's front ends and health checkers,
+``35.191.0.0/16`` and ``130.211.0.0/22`` (Cloud Load Balancing, "Firewall rules": for the
+global external Application Load Balancer the GFE proxy ranges are the health check
+ranges). Traffic from the pod's own node (the kubelet's probes) is always allowed: the
+VPC CNI's policy agent adds the node IP to every policy (aws/aws-network-policy-agent@v1.4.1
+``pkg/fwruleprocessor/fw_rule_processor.go``); on GKE Dataplane V2 the same is Kubernetes'
+documented NetworkPolicy behaviour (unverified in Dataplane V2's source). EKS enforces
+policies with the VPC CNI add-on's ``enableNetworkPolicy`` (EKS User Guide, "Restrict Pod
+network traffic with Kubernetes network policies") and GKE with Dataplane V2
+(``ADVANCED_DATAPATH``: "Kubernetes Network policy is always on in clusters with
+Dataplane V2", GKE docs, "Dataplane V2"; the GKE concept page says the same), both set by
+the cluster components.
+
+Source ranges (``entrypoint.allowedCidrs``) are explicit. When they are not everyone, the
+global routing's health checkers are admitted as well, or every Route 53 check would
+fail (and with every record unhealthy, Route 53 answers as if all were healthy, so
+failover silently stops):
+
+- **AWS**: the AWS-managed prefix list ``com.amazonaws.<region>.route53-healthchecks``
+  (Route 53 Developer Guide, "Configuring router and firewall rules for Amazon Route 53
+  health checks"; weight 25 against the security group's rule quota, VPC User Guide,
+  "AWS-managed prefix lists"), by ID in the controller's
+  ``alb.ingress.kubernetes.io/security-group-prefix-lists``, which adds one rule per list
+  to the ALB's security group beside the ``inbound-cidrs`` ones
+  (aws-load-balancer-controller@v2.12.0 ``docs/guide/ingress/annotations.md``,
+  ``pkg/ingress/model_build_managed_sg.go``).
+- **GCP**: Cloud Armor cannot reference an AWS prefix list, so the published ranges
+  (``ip-ranges.json``, service ``ROUTE53_HEALTHCHECKS``, Route 53 Developer Guide, "IP
+  address ranges of Amazon Route 53 servers") are read at deployment through the AWS
+  provider's ``getIpRanges`` (it needs AWS credentials, as the global stack does) and
+  added as allow rules of at most ten ranges each (Compute API
+  ``SecurityPolicyRuleMatcherConfig.srcIpRanges``: "Maximum number of src_ip_ranges
+  allowed is 10").
+
 - **AWS**: Ingress class ``alb`` (the AWS Load Balancer Controller the EKS cluster
   installs). An internet-facing ALB in the public subnets with IP targets (pods directly),
   HTTPS 443 only with ``entrypoint.certificate`` (ACM) and a TLS 1.3 policy, source ranges
-  from ``allowedCidrs``, target health ``/health``, and a fixed name
+  from ``allowedCidrs`` (plus the Route 53 health checkers), target health ``/health``,
+  and a fixed name
   (:func:`alb_name`) so the region looks the ALB up after the Ingress is ready, for its
   ARN (Global Accelerator), DNS name and hosted zone (alias records).
 - **GCP**: GKE's built-in controller. GKE documents the ``kubernetes.io/ingress.class:
@@ -25,15 +90,14 @@ vLLM itself (``VLLM_API_KEY``, from the serving Secret). ``/health`` needs no ke
   hostname, a ``FrontendConfig`` with an SSL policy (TLS 1.2+, MODERN) and no plain-HTTP
   listener, and a ``BackendConfig`` (health check ``/health``, a request timeout long
   enough for long generations, and a Cloud Armor policy admitting only ``allowedCidrs``
-  unless that is everyone). The model Services carry the NEG and BackendConfig
-  annotations from :func:`service_annotations`.
+  and the Route 53 health checkers unless ``allowedCidrs`` is everyone). The model
+  Services carry the NEG and BackendConfig annotations from :func:`service_annotations`.
 
 The load balancer's own checks on the pods (:data:`LB_CHECK_INTERVAL_SECONDS` x
 :data:`LB_UNHEALTHY_THRESHOLD`) also bound anycast failover (see
 :mod:`components.failover`): Global Accelerator takes an ALB endpoint's health from them.
-Note that Global Accelerator counts an ALB unhealthy as soon as *any* of its target
-groups (one per model) has no healthy target, so in anycast mode a region that loses one
-model leaves the accelerator for every model.
+The accelerator knows one health per ALB, and the ALB serves every model of the region,
+so anycast mode fails over per region, not per model.
 
 The decisions are plain functions below, tested without Pulumi; the class wires them.
 """
@@ -52,8 +116,10 @@ import pulumi_gcp as gcp
 import pulumi_kubernetes as k8s
 
 from .aws_cluster import INGRESS_CLASS as ALB_INGRESS_CLASS
+from .cache import VLLM_POD_LABELS
 from .config import EntrypointConfig, ModelConfig, RegionConfig
 from .labels import FLEET_LABELS
+from .monitoring_rules import MONITORING_NAMESPACE
 from .network import AwsNetwork, GcpNetwork
 
 #: Names of the Kubernetes objects in the serving namespace.
@@ -63,6 +129,24 @@ FRONTEND_CONFIG_NAME = "llm-entrypoint"
 MANAGED_CERTIFICATE_NAME = "llm-entrypoint"
 #: vLLM's health endpoint (200 once the engine is up; no API key needed).
 HEALTH_PATH = "/health"
+#: The OpenAI API, which vLLM's API key guards in every release (see the module docstring).
+API_PATH = "/v1"
+#: The only (path, pathType) pairs the load balancers route to vLLM.
+PUBLIC_PATHS = ((API_PATH, "Prefix"), (HEALTH_PATH, "Exact"))
+#: The NetworkPolicy admitting only the load balancer and Prometheus to the vLLM pods.
+INGRESS_POLICY_NAME = "vllm-ingress"
+#: GCP: Google Front End proxies and health checkers of the global external Application
+#: Load Balancer (Cloud Load Balancing, "Firewall rules").
+GCP_LB_SOURCE_RANGES = ("35.191.0.0/16", "130.211.0.0/22")
+#: Prometheus pods carry this label (prometheus-operator sets
+#: ``app.kubernetes.io/name=prometheus``; its e2e tests select the pods by it).
+PROMETHEUS_POD_LABELS = {"app.kubernetes.io/name": "prometheus"}
+#: Route 53's health checkers as an AWS-managed prefix list, per region.
+ROUTE53_HEALTHCHECK_PREFIX_LIST = "com.amazonaws.{region}.route53-healthchecks"
+#: The ``getIpRanges`` service name of Route 53's health checkers.
+ROUTE53_HEALTHCHECK_SERVICE = "route53_healthchecks"
+#: The AWS provider that reads ip-ranges.json on GCP needs some region; the file is global.
+IP_RANGES_AWS_REGION = "us-east-1"
 HTTPS_PORT = 443
 #: The load balancer's checks on the pods: a pod leaves after 2 failures 5 s apart.
 LB_CHECK_INTERVAL_SECONDS = 5
@@ -79,6 +163,8 @@ GKE_INGRESS_CLASS = "gce"
 #: Cloud Armor accepts at most ten source ranges per rule; the default rule is last.
 CLOUD_ARMOR_RANGES_PER_RULE = 10
 CLOUD_ARMOR_FIRST_PRIORITY = 1000
+#: The health checkers' rules come after the configured ranges' (at most 1000 rules each).
+CLOUD_ARMOR_CHECKER_PRIORITY = 2000
 CLOUD_ARMOR_DEFAULT_PRIORITY = 2147483647
 #: GKE creates the load balancer after the Ingress; it often takes over ten minutes.
 GKE_INGRESS_CREATE_TIMEOUT = "30m"
@@ -100,12 +186,13 @@ class EntrypointArgs(TypedDict):
 
     config: the validated region config; used: ``cloud``, ``location``, ``namespace`` and
         ``entrypoint`` (``domain``, ``aliases`` (default none), ``certificate`` (required
-        on AWS; on GCP default a Google-managed certificate), ``allowedCidrs`` (default
-        everyone)). An invalid ``entrypoint`` section raises ValueError.
+        on AWS; on GCP default a Google-managed certificate), ``allowedCidrs`` (required)).
+        An invalid ``entrypoint`` section raises ValueError.
     models: the region's model deployments (``components.model_deployment.ModelDeployment``
         or anything with ``model``, ``service_name`` and ``service_port``); none: no load
         balancer is created.
-    network: the cluster's network; on AWS the ALB goes in its public subnets.
+    network: the cluster's network; on AWS the ALB goes in its public subnets, whose CIDRs
+        the model pods' ingress NetworkPolicy admits.
     """
 
     config: RegionConfig
@@ -145,10 +232,20 @@ def allows_everyone(cidrs: Sequence[ipaddress.IPv4Network]) -> bool:
     return any(c.prefixlen == 0 for c in cidrs)
 
 
-def alb_annotations(entry: EntrypointConfig, lb_name: str, public_subnet_ids: Sequence[str]) -> dict[str, str]:
-    """AWS Load Balancer Controller annotations of the Ingress."""
+def route53_prefix_list_name(region: str) -> str:
+    """The AWS-managed prefix list of Route 53's health checkers in ``region``."""
+    return ROUTE53_HEALTHCHECK_PREFIX_LIST.format(region=region)
+
+
+def alb_annotations(entry: EntrypointConfig, lb_name: str, public_subnet_ids: Sequence[str],
+                    health_checker_prefix_list: Optional[str] = None) -> dict[str, str]:
+    """AWS Load Balancer Controller annotations of the Ingress.
+
+    ``health_checker_prefix_list``: the ID of the Route 53 health checkers' prefix list,
+    admitted beside ``allowedCidrs`` when those are restricted (None: everyone anyway).
+    """
     prefix = "alb.ingress.kubernetes.io"
-    return {
+    out = {
         f"{prefix}/load-balancer-name": lb_name,
         f"{prefix}/scheme": "internet-facing",
         # Pods are targets directly (no NodePort hop); the controller opens the pod port.
@@ -169,6 +266,9 @@ def alb_annotations(entry: EntrypointConfig, lb_name: str, public_subnet_ids: Se
         f"{prefix}/load-balancer-attributes": f"idle_timeout.timeout_seconds={REQUEST_TIMEOUT_SECONDS}",
         f"{prefix}/tags": ",".join(f"{k}={v}" for k, v in FLEET_LABELS.items()),
     }
+    if health_checker_prefix_list:
+        out[f"{prefix}/security-group-prefix-lists"] = health_checker_prefix_list
+    return out
 
 
 def gke_annotations(entry: EntrypointConfig, address_name: str) -> dict[str, str]:
@@ -201,19 +301,19 @@ def service_annotations(cfg: RegionConfig) -> dict[str, str]:
 
 
 def ingress_spec(ingress_class: Optional[str], backends: Sequence[tuple[Sequence[str], Any, int]]) -> dict:
-    """One host rule per hostname, all paths to that model's Service.
+    """One host rule per hostname, only :data:`PUBLIC_PATHS` to that model's Service.
 
     ``backends``: ``(hostnames, service name, service port)`` per model. No default
-    backend: an unknown hostname gets the load balancer's 404.
+    backend: an unknown hostname or any other path gets the load balancer's 404.
     """
     rules = [
         {
             "host": host,
-            "http": {"paths": [{
-                "path": "/",
-                "pathType": "Prefix",
-                "backend": {"service": {"name": service, "port": {"number": port}}},
-            }]},
+            "http": {"paths": [
+                {"path": path, "pathType": path_type,
+                 "backend": {"service": {"name": service, "port": {"number": port}}}}
+                for path, path_type in PUBLIC_PATHS
+            ]},
         }
         for hosts, service, port in backends
         for host in hosts
@@ -229,19 +329,25 @@ def managed_certificate_domains(entry: EntrypointConfig, models: Sequence[str]) 
     return [host for m in models for host in hostnames(entry, m)]
 
 
-def cloud_armor_rules(cidrs: Sequence[ipaddress.IPv4Network]) -> list[dict]:
-    """Allow the given source ranges (ten per rule), deny everything else with 403."""
-    ranges = [str(c) for c in cidrs]
+def _allow_rules(ranges: Sequence[str], first_priority: int, description: str) -> list[dict]:
+    """Cloud Armor allow rules of at most ten ranges each, from ``first_priority`` on."""
     chunks = [ranges[i : i + CLOUD_ARMOR_RANGES_PER_RULE] for i in range(0, len(ranges), CLOUD_ARMOR_RANGES_PER_RULE)]
-    rules = [
+    return [
         {
             "action": "allow",
-            "priority": CLOUD_ARMOR_FIRST_PRIORITY + i,
-            "match": {"versioned_expr": "SRC_IPS_V1", "config": {"src_ip_ranges": chunk}},
-            "description": "entrypoint.allowedCidrs",
+            "priority": first_priority + i,
+            "match": {"versioned_expr": "SRC_IPS_V1", "config": {"src_ip_ranges": list(chunk)}},
+            "description": description,
         }
         for i, chunk in enumerate(chunks)
     ]
+
+
+def cloud_armor_rules(cidrs: Sequence[ipaddress.IPv4Network], health_checkers: Sequence[str] = ()) -> list[dict]:
+    """Allow the given source ranges and the global routing's health checkers (ten
+    ranges per rule), deny everything else with 403."""
+    rules = _allow_rules([str(c) for c in cidrs], CLOUD_ARMOR_FIRST_PRIORITY, "entrypoint.allowedCidrs")
+    rules += _allow_rules(sorted(set(health_checkers)), CLOUD_ARMOR_CHECKER_PRIORITY, "Route 53 health checkers")
     rules.append({
         "action": "deny(403)",
         "priority": CLOUD_ARMOR_DEFAULT_PRIORITY,
@@ -249,6 +355,26 @@ def cloud_armor_rules(cidrs: Sequence[ipaddress.IPv4Network]) -> list[dict]:
         "description": "default: deny every other source",
     })
     return rules
+
+
+def model_ingress_policy_spec(load_balancer_sources: Sequence[str], ports: Sequence[int]) -> dict:
+    """NetworkPolicy spec: the vLLM pods accept connections on ``ports`` only from the load
+    balancer's source ranges and from Prometheus (namespace ``monitoring``); every other
+    pod and address is refused. The node's own traffic (kubelet probes) is always allowed
+    by the policy engines (module docstring)."""
+    allowed = [{"protocol": "TCP", "port": p} for p in sorted(set(ports))]
+    return {
+        "podSelector": {"matchLabels": dict(VLLM_POD_LABELS)},
+        "policyTypes": ["Ingress"],
+        "ingress": [
+            {"from": [{"ipBlock": {"cidr": str(c)}} for c in load_balancer_sources],
+             "ports": allowed},
+            {"from": [{
+                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": MONITORING_NAMESPACE}},
+                "podSelector": {"matchLabels": dict(PROMETHEUS_POD_LABELS)},
+            }], "ports": allowed},
+        ],
+    }
 
 
 def backend_config_spec(health_port: int, security_policy: Optional[Any]) -> dict:
@@ -281,6 +407,7 @@ class Entrypoint(pulumi.ComponentResource):
     passed in ``opts.providers``. After construction: ``model_hostnames`` (model to
     ``<model>.<domain>``), and the load balancer's address: on AWS ``hostname`` (ALB DNS
     name), ``zone_id`` and ``arn``; on GCP ``ip``; the other cloud's attributes are None.
+    With models it also creates the ``vllm-ingress`` NetworkPolicy (``ingress_policy``).
     """
 
     model_hostnames: dict[str, str]
@@ -304,16 +431,32 @@ class Entrypoint(pulumi.ComponentResource):
             namespace = pulumi.Output.all(*[m.service_name for m in models]).apply(lambda _: cfg.namespace)
             backends = [(hostnames(entry, m.model.name), m.service_name, m.service_port) for m in models]
             if cfg.cloud == "aws":
-                self._aws(name, cfg, backends, namespace, args["network"])
+                network: AwsNetwork = args["network"]  # type: ignore[assignment]
+                self._aws(name, cfg, backends, namespace, network)
+                sources: pulumi.Input[Sequence[str]] = network.public_subnet_cidrs
             else:
                 self._gcp(name, cfg, models, backends, namespace)
+                sources = list(GCP_LB_SOURCE_RANGES)
+            ports = [m.service_port for m in models]
+            self.ingress_policy = k8s.networking.v1.NetworkPolicy(
+                f"{name}-vllm-ingress",
+                metadata={"name": INGRESS_POLICY_NAME, "namespace": namespace,
+                          "labels": {**_LABELS, "app.kubernetes.io/name": INGRESS_POLICY_NAME}},
+                spec=pulumi.Output.from_input(sources).apply(lambda s: model_ingress_policy_spec(s, ports)),
+                opts=pulumi.ResourceOptions(parent=self),
+            )
         self.register_outputs({"modelHostnames": self.model_hostnames, "hostname": self.hostname, "ip": self.ip})
 
     def _aws(self, name: str, cfg: RegionConfig, backends: list, namespace: pulumi.Output[str],
              network: AwsNetwork) -> None:
         lb_name = alb_name(pulumi.get_project(), pulumi.get_stack())
-        annotations = pulumi.Output.from_input(network.public_subnet_ids).apply(
-            lambda ids: alb_annotations(cfg.entrypoint, lb_name, ids)
+        checkers: pulumi.Input[Optional[str]] = None
+        if not allows_everyone(cfg.entrypoint.allowed_cidrs):
+            checkers = aws.ec2.get_managed_prefix_list_output(
+                name=route53_prefix_list_name(cfg.location), opts=pulumi.InvokeOutputOptions(parent=self)
+            ).id
+        annotations = pulumi.Output.all(network.public_subnet_ids, checkers).apply(
+            lambda v: alb_annotations(cfg.entrypoint, lb_name, v[0], v[1])
         )
         self.ingress = k8s.networking.v1.Ingress(
             name,
@@ -344,9 +487,16 @@ class Entrypoint(pulumi.ComponentResource):
         )
         security_policy = None
         if not allows_everyone(entry.allowed_cidrs):
+            # ip-ranges.json is global; any region's endpoint serves it.
+            ranges_provider = aws.Provider(f"{name}-ip-ranges", region=IP_RANGES_AWS_REGION, opts=here)
+            checkers = aws.get_ip_ranges_output(
+                services=[ROUTE53_HEALTHCHECK_SERVICE],
+                opts=pulumi.InvokeOutputOptions(parent=self, provider=ranges_provider),
+            ).cidr_blocks
             security_policy = gcp.compute.SecurityPolicy(
-                f"{name}-sources", type="CLOUD_ARMOR", rules=cloud_armor_rules(entry.allowed_cidrs),
-                description=f"{name}: entrypoint.allowedCidrs only", opts=here,
+                f"{name}-sources", type="CLOUD_ARMOR",
+                rules=checkers.apply(lambda c: cloud_armor_rules(entry.allowed_cidrs, c)),
+                description=f"{name}: entrypoint.allowedCidrs and the Route 53 health checkers only", opts=here,
             )
         objects = [
             k8s.apiextensions.CustomResource(

@@ -9,32 +9,51 @@ Pure arithmetic: no Pulumi, tested on its own.
 regional health URL starts failing (a region or load balancer outage, or the model's
 last ready pod gone):
 
-- detection: ``healthCheckIntervalSeconds x failureThreshold`` (Route 53 checks every 10
-  or 30 s and needs that many consecutive failures);
-- propagation: an allowance for Route 53 to act on the new status (AWS documents no
-  figure; ``propagationAllowanceSeconds``);
-- TTL: resolvers may keep the old answer for the record's TTL (``ttlSeconds``).
+- detection: ``healthCheckIntervalSeconds x failureThreshold``. Route 53 checks "every 10
+  seconds or every 30 seconds" and acts on a number of consecutive failures, the failure
+  threshold (Route 53 Developer Guide, "How Amazon Route 53 determines whether a health
+  check is healthy"; Route 53 API ``HealthCheckConfig.FailureThreshold``: "integers
+  between 1 and 10");
+- propagation: an allowance for Route 53 to act on the new status. AWS documents no
+  figure for it (``propagationAllowanceSeconds``, an estimate);
+- TTL: resolvers may keep the old answer for the record's TTL (``ttlSeconds``; RFC 1035
+  caching), so a failed-over answer reaches a client within one TTL.
 
 Not counted, because no setting here bounds them: resolvers that ignore TTLs, clients
 that cache DNS themselves, and connections already open (they stay on the failed region
-until they break).
+until they break). DNS mode fails over per model: each model has its own health check of
+``https://<model>.<region domain>/health``.
 
 **Anycast (AWS Global Accelerator in front of the regions' ALBs)**, counted from the
 moment the model's pods stop answering ``/health``:
 
-- load balancer detection: the ALB's own target health check (for ALB endpoints Global
-  Accelerator uses the ALB's health, not its own endpoint-group checks: "Health check
-  options that you choose in Global Accelerator do not affect Application Load Balancers
-  ... that you've added as endpoints", Global Accelerator developer guide, "Health check
-  options"). The entry point sets ``interval x unhealthy threshold``
+- load balancer detection: the ALB's own target health checks. For ALB endpoints Global
+  Accelerator uses the load balancer's health, not its endpoint groups' settings:
+  "Health check options that you choose in Global Accelerator do not affect Application
+  Load Balancers or Network Load Balancers that you've added as endpoints" (Global
+  Accelerator Developer Guide, "Health check options",
+  awsdocs/aws-global-accelerator-dev-guide ``doc_source/about-endpoint-groups-health-check-options.md``;
+  the "Endpoint groups" page: "For Network Load Balancer and Application Load Balancer
+  endpoints, configure health check settings on the Elastic Load Balancing console").
+  The entry point sets ``interval x unhealthy threshold``
   (:data:`components.entrypoint.LB_CHECK_INTERVAL_SECONDS` x
-  :data:`~components.entrypoint.LB_UNHEALTHY_THRESHOLD`);
-- accelerator reaction: once the endpoint is unhealthy, "it takes AWS Global Accelerator
-  up to 30 seconds (the health check interval) to direct new connections to the next
-  closest endpoint" (AWS Global Accelerator workshop, "Failover"); the workshop used the
-  default 30 s interval, so the endpoint group's ``healthCheckIntervalSeconds`` (10 or
-  30) is counted. AWS documents no separate figure for load balancer endpoints, so this
-  is the documented bound, not a measurement. No DNS TTL: the anycast IPs never change.
+  :data:`~components.entrypoint.LB_UNHEALTHY_THRESHOLD`, 5 s x 2, the ALB's fastest).
+  ``routing.anycast.healthCheckIntervalSeconds`` and ``thresholdCount`` therefore do not
+  enter the budget;
+- accelerator reaction: :data:`ACCELERATOR_REACTION_SECONDS`. AWS documents no failover
+  time for load balancer endpoints; the AWS Global Accelerator workshop ("Failover") says
+  it "takes AWS Global Accelerator up to 30 seconds ... to direct new connections to the
+  next closest endpoint", and the developer guide ("How failover works for unhealthy
+  endpoints") says routing returns to recovered endpoints "in about 30 seconds or so".
+  30 s is that documented order, not a measurement (unverified for ALB endpoints). No DNS
+  TTL: the anycast IPs never change.
+
+Anycast mode fails over per region, not per model: the accelerator knows one health per
+endpoint, and a region's one ALB serves all its models (one target group each). A model
+that loses its last pod in one region answers 503 there while the accelerator still
+sends that region's clients to it, or, if the accelerator counts the ALB unhealthy once
+any target group is, moves every model away (which one AWS does for ALB endpoints is not
+documented; unverified). Use DNS mode where per-model failover matters.
 
 Failback is automatic in both designs: Route 53 answers with a region again, and Global
 Accelerator sends new connections to it again, as soon as its health checks pass.
@@ -45,7 +64,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from .config import ACCELERATOR_INTERVALS, ROUTE53_INTERVALS, ROUTE53_THRESHOLDS
+from .config import ROUTE53_INTERVALS, ROUTE53_THRESHOLDS
+
+#: How long Global Accelerator takes to send new connections away from an endpoint that
+#: turned unhealthy (see the module docstring: documented order, not a measurement).
+ACCELERATOR_REACTION_SECONDS = 30
 
 
 @dataclass(frozen=True)
@@ -80,6 +103,12 @@ class FailoverBudget:
         return "connections already open (they stay on the failed region until they break)"
 
     @property
+    def scope(self) -> str:
+        """What fails over as one: each model (DNS, one health check per model and region)
+        or a whole region (anycast, one health per ALB)."""
+        return "per model" if self.mode == "dns" else "per region"
+
+    @property
     def message(self) -> str:
         """One plain sentence: the budget, its parts, and the verdict (with the fix)."""
         parts = " + ".join(f"{name} {seconds} s" for name, seconds in self.parts)
@@ -98,6 +127,7 @@ class FailoverBudget:
             "meetsTarget": self.meets_target,
             "message": self.message,
             "notCounted": self.not_counted,
+            "failsOver": self.scope,
         }
 
 
@@ -164,26 +194,20 @@ def dns_budget(interval: int, threshold: int, ttl: int, propagation: int, target
     return FailoverBudget("dns", parts, target, fix)
 
 
-def anycast_budget(lb_interval: int, lb_unhealthy_threshold: int, accelerator_interval: int,
-                   target: int) -> FailoverBudget:
+def anycast_budget(lb_interval: int, lb_unhealthy_threshold: int, target: int) -> FailoverBudget:
     """Global Accelerator with ALB endpoints: ALB detection + accelerator reaction.
 
-    lb_interval, lb_unhealthy_threshold: the ALB target group's health check interval and
-        unhealthy threshold (set by the entry point).
-    accelerator_interval: the endpoint groups' health check interval
-        (``routing.anycast.healthCheckIntervalSeconds``), the accelerator's reaction time.
+    lb_interval, lb_unhealthy_threshold: the ALB target groups' health check interval and
+        unhealthy threshold (set by the entry point; Global Accelerator's own endpoint
+        group settings do not apply to ALB endpoints).
     target: the failover target in seconds (``routing.failoverTargetSeconds``).
     """
-    parts = (("loadBalancerDetection", lb_interval * lb_unhealthy_threshold),
-             ("acceleratorReaction", accelerator_interval))
+    detection = lb_interval * lb_unhealthy_threshold
+    parts = (("loadBalancerDetection", detection), ("acceleratorReaction", ACCELERATOR_REACTION_SECONDS))
     budget = FailoverBudget("anycast", parts, target)
     if budget.meets_target:
         return budget
-    detection = lb_interval * lb_unhealthy_threshold
-    fastest = min(ACCELERATOR_INTERVALS)
-    if accelerator_interval != fastest and detection + fastest < target:
-        fix = f"set routing.anycast.healthCheckIntervalSeconds to {fastest} ({detection + fastest} s)"
-    else:
-        fix = (f"no setting meets it: the load balancer's own checks take {detection} s and the accelerator "
-               f"reacts within {fastest} s at best")
+    fix = (f"no setting meets it: the load balancer's own checks take {detection} s and Global Accelerator "
+           f"takes up to {ACCELERATOR_REACTION_SECONDS} s to send new connections elsewhere (its endpoint "
+           "group health check settings do not apply to ALB endpoints)")
     return FailoverBudget("anycast", parts, target, fix)

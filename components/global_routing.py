@@ -33,7 +33,10 @@ created and protected with ``createHostedZone``):
 
 **Anycast mode** (every region on AWS): an AWS Global Accelerator with a TCP listener on
 443, one endpoint group per region with the region's ALB as its endpoint (client IP
-preserved), and alias records ``<model>.<global domain>`` to the accelerator.
+preserved), and alias records ``<model>.<global domain>`` to the accelerator. It fails
+over per region, not per model (the plan warns): the accelerator takes each ALB's
+health from the ALB's own target checks, and one ALB serves all of a region's models
+(:mod:`components.failover`).
 
 Replacements: Pulumi creates the replacement before deleting the old resource (its
 default; nothing here sets ``delete_before_replace``). Health checks have no unique name
@@ -57,7 +60,7 @@ import pulumi
 import pulumi_aws as aws
 
 from .config import PROJECT, DnsRoutingConfig, GlobalConfig, RegionConfig, RoutingConfig, in_zone, load_stack_file
-from .entrypoint import HTTPS_PORT, LB_CHECK_INTERVAL_SECONDS, LB_UNHEALTHY_THRESHOLD, allows_everyone
+from .entrypoint import HTTPS_PORT, LB_CHECK_INTERVAL_SECONDS, LB_UNHEALTHY_THRESHOLD
 from .failover import FailoverBudget, anycast_budget, dns_budget
 from .labels import FLEET_LABELS
 from .latency_regions import latency_region
@@ -188,8 +191,7 @@ def failover_budget(routing: RoutingConfig) -> FailoverBudget:
         d = routing.dns
         return dns_budget(d.health_check_interval_seconds, d.failure_threshold, d.ttl_seconds,
                           d.propagation_allowance_seconds, routing.failover_target_seconds)
-    return anycast_budget(LB_CHECK_INTERVAL_SECONDS, LB_UNHEALTHY_THRESHOLD,
-                          routing.anycast.health_check_interval_seconds, routing.failover_target_seconds)
+    return anycast_budget(LB_CHECK_INTERVAL_SECONDS, LB_UNHEALTHY_THRESHOLD, routing.failover_target_seconds)
 
 
 def served_by(regions: Sequence[RegionEndpoint]) -> dict[str, list[str]]:
@@ -267,6 +269,9 @@ class GlobalRouting(pulumi.ComponentResource):
                                     "region to fail over to", resource=self)
         else:
             self._anycast(name, cfg, regions)
+            pulumi.log.warn("anycast routing fails over per region, not per model: Global Accelerator knows one "
+                            "health per region's load balancer, which serves all of the region's models",
+                            resource=self)
         if not self.budget.meets_target:
             pulumi.log.warn(self.budget.message, resource=self)
         # A real policy run reads a component's registered outputs (the props above serve the offline plan).
@@ -304,9 +309,6 @@ class GlobalRouting(pulumi.ComponentResource):
                 pulumi.log.warn(f"{r.stack}: {entry.domain} is outside hosted zone {apex}; the names "
                                 f"<model>.{entry.domain} must point at the region's load balancer where that "
                                 "domain is served", resource=self)
-            if not allows_everyone(entry.allowed_cidrs):
-                pulumi.log.warn(f"{r.stack}: entrypoint.allowedCidrs must admit the Route 53 health checkers "
-                                "(ip-ranges.json, service ROUTE53_HEALTHCHECKS) or every check fails", resource=self)
             ids: dict[str, pulumi.Output[str]] = {}
             for model in r.models:
                 regional = r.model_hostname(model)
@@ -372,6 +374,8 @@ class GlobalRouting(pulumi.ComponentResource):
                 listener_arn=listener.arn,
                 endpoint_group_region=r.location,
                 endpoint_configurations=[{"endpoint_id": r.arn, "client_ip_preservation_enabled": True}],
+                # Kept for the API; Global Accelerator ignores these for ALB endpoints and
+                # uses the ALB's own target health (components.failover).
                 health_check_interval_seconds=a.health_check_interval_seconds,
                 threshold_count=a.threshold_count,
                 health_check_protocol="HTTPS",

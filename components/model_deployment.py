@@ -22,7 +22,9 @@ creates the objects. Decisions and why:
   follows the image.
 - Secrets: the Hugging Face token and the API key come from the serving Secret through
   ``secretKeyRef`` (vLLM reads ``VLLM_API_KEY``), the cache connection through
-  ``envFrom``; no secret value is ever in the pod spec. Because vLLM then rejects
+  ``envFrom`` and only with LMCache on (those pods carry
+  :data:`components.cache.CACHE_CLIENT_LABELS` for the cache's egress NetworkPolicy); no
+  secret value is ever in the pod spec. Because vLLM then rejects
   unauthenticated ``/v1/*`` calls and an ``httpGet`` probe's headers would hold the key in
   plaintext, the startup and readiness probes are ``exec`` probes reading the key from
   the container's environment; liveness uses the unauthenticated ``/health``.
@@ -64,7 +66,7 @@ from typing import Any, Optional, TypedDict
 import pulumi
 import pulumi_kubernetes as k8s
 
-from .cache import VLLM_POD_LABELS
+from .cache import CACHE_CLIENT_LABELS, VLLM_POD_LABELS
 from .config import GpuPoolConfig, ModelConfig
 from .gpu_catalog import GpuShape
 from .hpa import hpa_spec
@@ -218,6 +220,8 @@ def labels(model: ModelConfig) -> dict[str, str]:
         "app.kubernetes.io/component": "inference-server",
         **FLEET_LABELS,
         "app.kubernetes.io/managed-by": "pulumi",
+        # The cache's egress NetworkPolicy selects the pods that use it.
+        **(CACHE_CLIENT_LABELS if model.lmcache.enabled else {}),
     }
 
 
@@ -355,7 +359,9 @@ def pod_spec(model: ModelConfig, pool: GpuPoolConfig, shape: GpuShape, sizing: S
         # as root with a writable root filesystem: the image writes compile caches under /root.
         "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
     }
-    if cache_secret_name is not None:
+    # Redis credentials only where LMCache uses them (container_env refuses LMCache
+    # without the cache Secret).
+    if model.lmcache.enabled:
         container["envFrom"] = [{"secretRef": {"name": cache_secret_name}}]
     spread = [
         {"maxSkew": 1, "topologyKey": key, "whenUnsatisfiable": "ScheduleAnyway",

@@ -24,6 +24,9 @@ class AwsNetwork:
     public_subnet_ids: pulumi.Output[list[str]]
     #: The security group every node (system and GPU) is in: the cache admits only it.
     node_security_group_id: pulumi.Output[str]
+    #: The public subnets' CIDRs: an ALB with IP targets reaches pods from these (the
+    #: model pods' ingress NetworkPolicy admits them; pods live in the private subnets).
+    public_subnet_cidrs: pulumi.Output[list[str]]
 
 
 @dataclass(frozen=True)

@@ -346,6 +346,36 @@ def _aws_vpc_lookup(args: dict, ctx: Context) -> dict:
             "enableDnsHostnames": True, "enableDnsSupport": True, "ownerId": ACCOUNT_ID, "region": ctx.region}
 
 
+def _aws_subnet_lookup(args: dict, ctx: Context) -> dict:
+    """An existing subnet, looked up by ID: a /24 of the looked-up VPC's 10.90.0.0/16
+    (the third octet from the ID, so different subnets get different ranges)."""
+    subnet = args["id"]
+    return {"id": subnet, "arn": _aws_arn("ec2", ctx, f"subnet/{subnet}"),
+            "cidrBlock": f"10.90.{int(_suffix(subnet, 2), 16)}.0/24", "vpcId": "vpc-offline",
+            "availabilityZone": f"{ctx.region}a", "ownerId": ACCOUNT_ID}
+
+
+def _aws_managed_prefix_list(args: dict, ctx: Context) -> dict:
+    """An AWS-managed prefix list, looked up by name (``com.amazonaws.<region>.<service>``)."""
+    name = args["name"]
+    pl = f"pl-{_suffix(name, 17)}"
+    return {"id": pl, "name": name, "arn": _aws_arn("ec2", ctx, f"prefix-list/{pl}"), "addressFamily": "IPv4",
+            "maxEntries": 25, "ownerId": "AWS", "version": 1, "entries": []}
+
+
+#: An offline stand-in for ip-ranges.json's ROUTE53_HEALTHCHECKS IPv4 ranges: twelve /26
+#: ranges of the documentation blocks (RFC 5737), enough to need two Cloud Armor rules.
+_OFFLINE_CHECKER_RANGES = [f"{net}.{host}/26" for net in ("192.0.2", "198.51.100", "203.0.113")
+                           for host in (0, 64, 128, 192)]
+
+
+def _aws_ip_ranges(args: dict, ctx: Context) -> dict:
+    services = [s.lower() for s in args.get("services") or []]
+    blocks = list(_OFFLINE_CHECKER_RANGES) if "route53_healthchecks" in services else []
+    return {"cidrBlocks": blocks, "ipv6CidrBlocks": [], "services": services, "regions": args.get("regions") or [],
+            "createDate": "2026-12-01-00-00-00", "syncToken": 1764547200, "id": "offline-ip-ranges"}
+
+
 #: Canonical hosted zone IDs of Application Load Balancers (AWS "Elastic Load Balancing
 #: endpoints and quotas"), for alias records to an ALB.
 _ALB_ZONE_IDS = {
@@ -381,6 +411,9 @@ CALLS: dict[str, Callable[[dict, Context], dict]] = {
     "gcp:compute/getSubnetwork:getSubnetwork": _gcp_subnetwork_lookup,
     "aws:iam/getSessionContext:getSessionContext": _aws_session_context,
     "aws:ec2/getVpc:getVpc": _aws_vpc_lookup,
+    "aws:ec2/getSubnet:getSubnet": _aws_subnet_lookup,
+    "aws:ec2/getManagedPrefixList:getManagedPrefixList": _aws_managed_prefix_list,
+    "aws:index/getIpRanges:getIpRanges": _aws_ip_ranges,
 }
 
 

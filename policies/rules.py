@@ -49,6 +49,7 @@ from __future__ import annotations
 import re
 import shlex
 from collections.abc import Mapping, Sequence
+from urllib.parse import urlsplit
 from decimal import Decimal
 from typing import Any, Iterator, NamedTuple, Optional
 
@@ -390,6 +391,66 @@ def validate_hpa_gpu_target(args: ResourceValidationArgs, report: ReportViolatio
         if not low <= value <= high:
             report(f"{name} target is {_num(value)} % ({raw!r}); keep it between {_num(low)} and {_num(high)} % "
                    "so replicas are added before the GPUs saturate, without idling them.")
+
+
+#: Metrics counting requests waiting for a model: the HPAs' queue metric and vLLM's own.
+QUEUE_METRICS = ["llm_pending_requests", "vllm:num_requests_waiting"]
+
+QUEUE_METRIC_SCHEMA = _schema(
+    queueMetrics={"type": "array", "items": {"type": "string"}, "default": QUEUE_METRICS,
+                  "description": "Metrics counting waiting requests; an HPA must scale on one of them."},
+)
+
+
+def _workload_key(r: PolicyResource) -> tuple[str, str, str]:
+    """``(namespace, kind, name)`` of a Deployment or StatefulSet, as an HPA's
+    ``scaleTargetRef`` names it."""
+    kind = "Deployment" if r.resource_type == DEPLOYMENT else "StatefulSet"
+    return (str(get(r.props, "metadata", "namespace", default="default")), kind,
+            str(get(r.props, "metadata", "name", default=r.name)))
+
+
+def _requests_gpu(r: PolicyResource) -> bool:
+    spec = pod_spec(r)
+    return spec is not None and any(
+        (_gpu_amount(mapping(get(c, "resources", section))) or 0) > 0
+        for c in _containers(spec) for section in ("limits", "requests"))
+
+
+def _scaled_workloads(resources: list[PolicyResource]) -> Iterator[tuple[PolicyResource, Mapping, str]]:
+    """Every HPA of the stack that scales a model server or a GPU workload of the stack:
+    ``(hpa, its spec, "<kind> <namespace>/<name>")``."""
+    targets = {_workload_key(r) for r in resources
+               if r.resource_type in (DEPLOYMENT, STATEFUL_SET) and (_is_model_server(r) or _requests_gpu(r))}
+    for r in resources:
+        if r.resource_type != HPA:
+            continue
+        spec = mapping(get(r.props, "spec"))
+        key = (str(get(r.props, "metadata", "namespace", default="default")),
+               str(get(spec, "scaleTargetRef", "kind", default="")), str(get(spec, "scaleTargetRef", "name", default="")))
+        if key in targets:
+            yield r, spec, f"{key[1]} {key[0]}/{key[2]}"
+
+
+def validate_hpa_queue_metric(args: StackValidationArgs, report: ReportViolation) -> None:
+    names = list(settings(args, QUEUE_METRIC_SCHEMA)["queueMetrics"])
+    for hpa, spec, target in _scaled_workloads(args.resources):
+        if not any(True for name in names for _ in _metric_targets(spec, name)):
+            report(f"HPA {get(hpa.props, 'metadata', 'name', default=hpa.name)} scales {target} without a queue metric "
+                   f"({', '.join(names)}); add one: GPU utilisation alone stays near 100 % once a replica is busy "
+                   "and cannot tell how many requests are waiting.", hpa.urn)
+
+
+def validate_gpu_hpa_metrics(args: StackValidationArgs, report: ReportViolation) -> None:
+    for hpa, spec, target in _scaled_workloads(args.resources):
+        metrics = items(get(spec, "metrics"))
+        # autoscaling/v2 defaults an empty metrics list to 80 % average CPU utilisation.
+        if all(get(m, "type") in ("Resource", "ContainerResource") for m in metrics):
+            used = sorted({str(get(m, "resource", "name", default=get(m, "containerResource", "name", default="?")))
+                           for m in metrics}) or ["cpu (the default when metrics is empty)"]
+            report(f"HPA {get(hpa.props, 'metadata', 'name', default=hpa.name)} scales GPU workload {target} on "
+                   f"{', '.join(used)} only; a GPU model's CPU and memory do not follow its load. Scale on GPU "
+                   "utilisation and the queue depth.", hpa.urn)
 
 
 # --------------------------------------------------------------------------- pods
@@ -890,7 +951,7 @@ class QueueAlert(NamedTuple):
 
 QUEUE_ALERT_SCHEMA = _schema(
     queueMetrics={"type": "array", "items": {"type": "string"},
-                  "default": ["llm_pending_requests", "vllm:num_requests_waiting"],
+                  "default": QUEUE_METRICS,
                   "description": "Metrics counting requests waiting for a model (read through recording rules)."},
     maxThreshold={"type": "number", "minimum": 0, "default": 20,
                   "description": "The alert must fire at this many waiting requests or fewer (seed: > 20)."},
@@ -1035,6 +1096,19 @@ def literal(value: Any) -> bool:
     return bool(value) and not value.startswith(("$", "/")) and value.lower() not in ("true", "false")
 
 
+def url_credential(value: Any) -> bool:
+    """Whether ``value`` is a URL with a password written into it
+    (``redis://:pass@host``, ``https://user:pass@host``); a ``$(VAR)`` expansion is not."""
+    value = plain(value)
+    if not isinstance(value, str) or "://" not in value or "@" not in value:
+        return False
+    try:
+        password = urlsplit(value.strip()).password
+    except ValueError:
+        return False
+    return bool(password) and literal(password)
+
+
 def _argv(values: list) -> list[str]:
     """Command-line words; a string with spaces (``sh -c "..."``) is split like a shell would."""
     out = []
@@ -1067,6 +1141,9 @@ def _handlers(container: Mapping) -> Iterator[tuple[str, Mapping]]:
 def _container_secrets(c: Mapping, cfg: Mapping) -> Iterator[str]:
     for env in items(get(c, "env")):
         name = get(env, "name")
+        if url_credential(get(env, "value")):
+            yield f"env {name} is a URL with a password in it; build it from a secretKeyRef ($(VAR) expansion)"
+            continue
         if not secret_name(name, cfg):
             continue
         if literal(get(env, "value")):
@@ -1099,7 +1176,8 @@ def validate_kubernetes_secrets(args: ResourceValidationArgs, report: ReportViol
     if args.resource_type == CONFIG_MAP:
         for section in ("data", "binaryData"):
             for key in mapping(get(args.props, section)):
-                if secret_name(key, cfg) and literal(get(args.props, section, key)):
+                value = get(args.props, section, key)
+                if (secret_name(key, cfg) and literal(value)) or url_credential(value):
                     report(f"ConfigMap {section}.{key} looks like a credential: ConfigMaps are meant to be readable and "
                            "are not encrypted at rest like Secrets; move it to a Secret.")
         return
@@ -1179,6 +1257,15 @@ POLICIES = [
         name="hpa-gpu-utilization-target",
         description="HPAs scale on GPU utilisation (dcgm_gpu_utilization) with an AverageValue target of 70-80 %.",
         validate=validate_hpa_gpu_target, enforcement_level=ADVISORY, config_schema=GPU_TARGET_SCHEMA),
+    StackValidationPolicy(
+        name="hpa-queue-metric",
+        description="HPAs of model servers and GPU workloads scale on the queue of waiting requests "
+                    "(llm_pending_requests), not on GPU utilisation alone.",
+        validate=validate_hpa_queue_metric, enforcement_level=MANDATORY, config_schema=QUEUE_METRIC_SCHEMA),
+    StackValidationPolicy(
+        name="gpu-hpa-not-cpu-only",
+        description="An HPA scaling a model server or GPU workload does not scale on CPU or memory alone.",
+        validate=validate_gpu_hpa_metrics, enforcement_level=MANDATORY),
     ResourceValidationPolicy(
         name="model-prewarm-probes",
         description="vLLM model servers take traffic only once the model is loaded: startup and readiness probes "
@@ -1220,7 +1307,8 @@ POLICIES = [
         validate=validate_failover_budget, enforcement_level=ADVISORY, config_schema=BUDGET_SCHEMA),
     ResourceValidationPolicy(
         name="kubernetes-no-plaintext-secrets",
-        description="No credential is written into a pod spec (env values, probe headers, arguments) or a ConfigMap.",
+        description="No credential is written into a pod spec (env values, URLs with passwords, probe headers, "
+                    "arguments) or a ConfigMap.",
         validate=validate_kubernetes_secrets, enforcement_level=MANDATORY, config_schema=K8S_SECRETS_SCHEMA),
     ResourceValidationPolicy(
         name="secret-inputs-encrypted",

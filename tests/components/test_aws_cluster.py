@@ -69,6 +69,7 @@ def _run(fleet, cfg) -> Recording:
         pulumi.export("network", {
             "vpcId": net.vpc_id, "vpcCidr": net.vpc_cidr, "privateSubnetIds": net.private_subnet_ids,
             "publicSubnetIds": net.public_subnet_ids, "nodeSecurityGroupId": net.node_security_group_id,
+            "publicSubnetCidrs": net.public_subnet_cidrs,
         })
 
     return fleet.run(program, stack="us-east")
@@ -122,6 +123,8 @@ def test_vpc_with_public_and_private_subnets_in_three_eks_zones(us_east):
         assert s.plain_inputs["tags"]["kubernetes.io/role/internal-elb"] == "1"
         assert "kubernetes.io/role/elb" not in s.plain_inputs["tags"]
     assert {s.plain_inputs["vpcId"] for s in public + private} == {vpc.outputs["id"]}
+    # The model pods' ingress NetworkPolicy admits the ALB's nodes by these.
+    assert us_east.stack_outputs["network"]["publicSubnetCidrs"] == ["10.40.128.0/22", "10.40.132.0/22", "10.40.136.0/22"]
 
 
 def test_zones_come_from_the_regional_provider(us_east):
@@ -187,6 +190,10 @@ def test_existing_network_is_looked_up_not_created(fleet):
     calls = {c.token: c for c in rec.calls}
     assert "aws:index/getAvailabilityZones:getAvailabilityZones" not in calls
     assert calls["aws:ec2/getVpc:getVpc"].args["id"] == "vpc-0shared"
+    subnets = [c.args["id"] for c in rec.calls if c.token == "aws:ec2/getSubnet:getSubnet"]
+    assert subnets == ["subnet-u1", "subnet-u2"]
+    cidrs = rec.stack_outputs["network"]["publicSubnetCidrs"]
+    assert len(cidrs) == 2 and all(c.startswith("10.90.") for c in cidrs)
     provider = rec.named("pulumi:providers:aws", "us-east-aws")
     for call in rec.calls:
         assert call.provider.rsplit("::", 1)[0] == provider.urn, call.token

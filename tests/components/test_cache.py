@@ -3,6 +3,7 @@ the Secret and NetworkPolicy that wire it into the serving namespace."""
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -57,6 +58,7 @@ def _aws_network() -> AwsNetwork:
         private_subnet_ids=o(["subnet-a", "subnet-b", "subnet-c"]),
         public_subnet_ids=o(["subnet-d"]),
         node_security_group_id=o("sg-nodes"),
+        public_subnet_cidrs=o(["10.40.0.0/24"]),
     )
 
 
@@ -285,25 +287,46 @@ def test_connection_secret_holds_a_rediss_url_and_is_secret(fleet, stack, port):
     assert rec.provider_of(secret).name == "cluster"
 
 
+def _egress_allows(policies: list[dict], pod_labels: dict, address: str, port: int) -> bool:
+    """Whether the egress policies selecting a pod with ``pod_labels`` let it connect to
+    ``address:port`` (policies add up; a pod no policy selects may connect anywhere)."""
+    selecting = [p["spec"] for p in policies if p["spec"]["podSelector"]["matchLabels"].items() <= pod_labels.items()]
+    if not selecting:
+        return True
+    return any(
+        any(peer.get("ipBlock") and ipaddress.IPv4Address(address) in ipaddress.IPv4Network(peer["ipBlock"]["cidr"])
+            for peer in rule["to"]) and any(p["port"] == port for p in rule["ports"])
+        for spec in selecting for rule in spec["egress"])
+
+
 @pytest.mark.parametrize("stack,cidr,port", [("us-east", "10.40.0.0/16", 6379), ("eu-west", "10.60.0.0/24", 6378)])
-def test_network_policy_limits_vllm_egress_to_cache_dns_and_https(fleet, stack, cidr, port):
+def test_network_policies_give_the_cache_only_to_its_clients(fleet, stack, cidr, port):
     rec = fleet.run(_program(_config(stack)), stack=stack)
-    objects = {m["kind"]: m for _, m in rec.kubernetes_objects()}
-    assert set(objects) == {"Secret", "NetworkPolicy"}
-    for manifest in objects.values():
+    objects = [m for _, m in rec.kubernetes_objects()]
+    assert sorted(m["kind"] for m in objects) == ["NetworkPolicy", "NetworkPolicy", "Secret"]
+    for manifest in objects:
         assert validate(manifest) == (True, [])
         assert manifest["metadata"]["namespace"] == "llm-serving"
         assert manifest["metadata"]["labels"]["app.kubernetes.io/part-of"] == "gpu-fleet"
-    policy = objects["NetworkPolicy"]
-    assert policy["metadata"]["name"] == "vllm-egress"
-    spec = policy["spec"]
-    assert spec["podSelector"] == {"matchLabels": {"app.kubernetes.io/name": "vllm"}}
-    assert spec["policyTypes"] == ["Egress"]
-    assert spec["egress"][0] == {"to": [{"ipBlock": {"cidr": cidr}}], "ports": [{"protocol": "TCP", "port": port}]}
-    assert spec["egress"][1]["to"] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}}}]
-    assert spec["egress"][1]["ports"] == [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]
-    assert spec["egress"][2] == {"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}], "ports": [{"protocol": "TCP", "port": 443}]}
-    assert len(spec["egress"]) == 3
+    policies = {m["metadata"]["name"]: m for m in objects if m["kind"] == "NetworkPolicy"}
+    assert set(policies) == {"vllm-egress", "vllm-cache-egress"}
+    every = policies["vllm-egress"]["spec"]
+    assert every["podSelector"] == {"matchLabels": {"app.kubernetes.io/name": "vllm"}}
+    assert every["policyTypes"] == ["Egress"]
+    assert every["egress"][0]["to"] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}}}]
+    assert every["egress"][0]["ports"] == [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]
+    assert every["egress"][1] == {"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}], "ports": [{"protocol": "TCP", "port": 443}]}
+    assert len(every["egress"]) == 2
+    cache = policies["vllm-cache-egress"]["spec"]
+    assert cache["podSelector"] == {"matchLabels": {"app.kubernetes.io/name": "vllm", "gpu-fleet/cache-client": "true"}}
+    assert cache["egress"] == [{"to": [{"ipBlock": {"cidr": cidr}}], "ports": [{"protocol": "TCP", "port": port}]}]
+    # A vLLM pod without LMCache reaches Hugging Face but not the cache; an LMCache pod both.
+    cache_host = str(next(ipaddress.IPv4Network(cidr).hosts()))
+    plain_pod, client = {"app.kubernetes.io/name": "vllm"}, {"app.kubernetes.io/name": "vllm", **cachemod.CACHE_CLIENT_LABELS}
+    all_policies = list(policies.values())
+    assert not _egress_allows(all_policies, plain_pod, cache_host, port)
+    assert _egress_allows(all_policies, client, cache_host, port)
+    assert _egress_allows(all_policies, plain_pod, "18.1.2.3", 443) and _egress_allows(all_policies, client, "18.1.2.3", 443)
 
 
 def test_components_register_under_their_type_tokens_with_children_parented(aws_rec, gcp_rec):

@@ -187,7 +187,8 @@ def test_anycast_example_is_valid():
 
 
 def _entry(**fields) -> EntrypointConfig:
-    return EntrypointConfig.model_validate({"domain": "us-east.llm.example.com", **fields})
+    return EntrypointConfig.model_validate({"domain": "us-east.llm.example.com", "allowedCidrs": ["0.0.0.0/0"],
+                                            **fields})
 
 
 ARN = "arn:aws:acm:us-east-1:123456789012:certificate/00000000-0000-0000-0000-000000000000"
@@ -227,8 +228,28 @@ def test_alias_must_be_a_domain():
         _entry(aliases=["Not A Domain"])
 
 
-def test_allowed_cidrs_default_to_everyone():
+def _region_raw(edit: Callable[[dict], None]) -> dict:
+    doc = yaml.safe_load((REPO / "stacks" / "Pulumi.us-east.yaml").read_text())
+    raw = copy.deepcopy(doc["config"]["gpu-fleet:fleet"])
+    edit(raw["entrypoint"])
+    return raw
+
+
+@pytest.mark.parametrize("edit,message", [
+    (lambda e: e.update(allowedCidrs=[]), "entrypoint.allowedCidrs: empty: list the source ranges"),
+    (lambda e: e.pop("allowedCidrs"), "entrypoint.allowedCidrs: required"),
+])
+def test_allowed_cidrs_are_explicit(edit, message):
+    source = "stacks/Pulumi.us-east.yaml"
+    with pytest.raises(ConfigError) as exc:
+        parse_fleet(_region_raw(edit), source, REPO / "stacks")
+    assert f"{source}: {message}" in str(exc.value)
+
+
+def test_everyone_is_written_out():
     assert _entry().allowed_cidrs == [ipaddress.IPv4Network("0.0.0.0/0")]
+    cfg = parse_fleet(_region_raw(lambda e: e.update(allowedCidrs=["203.0.113.0/24"])), "s.yaml", REPO / "stacks")
+    assert cfg.entrypoint.allowed_cidrs == [ipaddress.IPv4Network("203.0.113.0/24")]
 
 
 # --------------------------------------------------------------------------- latency labels

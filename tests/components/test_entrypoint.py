@@ -27,6 +27,11 @@ FRONTEND = "kubernetes:networking.gke.io/v1beta1:FrontendConfig"
 MANAGED_CERT = "kubernetes:networking.gke.io/v1:ManagedCertificate"
 ARMOR = "gcp:compute/securityPolicy:SecurityPolicy"
 GET_LB = "aws:lb/getLoadBalancer:getLoadBalancer"
+GET_PREFIX_LIST = "aws:ec2/getManagedPrefixList:getManagedPrefixList"
+GET_IP_RANGES = "aws:index/getIpRanges:getIpRanges"
+POLICY = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
+PUBLIC_CIDRS = ["10.40.0.0/24", "10.40.1.0/24"]
+RESTRICTED = [ipaddress.IPv4Network("100.64.10.0/24"), ipaddress.IPv4Network("100.64.20.0/24")]
 
 
 @dataclass
@@ -51,7 +56,7 @@ def _program(cfg: RegionConfig, ports=None):
         if cfg.cloud == "aws":
             cloud = aws.Provider("region-aws", region=cfg.location)
             net = AwsNetwork(o("vpc-1"), o("10.40.0.0/16"), o(["subnet-a", "subnet-b"]),
-                             o(["subnet-pub-a", "subnet-pub-b"]), o("sg-nodes"))
+                             o(["subnet-pub-a", "subnet-pub-b"]), o("sg-nodes"), o(PUBLIC_CIDRS))
         else:
             cloud = gcp.Provider("region-gcp", project=cfg.project, region=cfg.location)
             net = GcpNetwork(o("projects/p/global/networks/n"), o("n"), o("projects/p/regions/r/subnetworks/s"),
@@ -82,12 +87,13 @@ def _ingress(rec: Recording) -> dict:
 
 
 def _rules(manifest: dict) -> dict[str, tuple[str, int]]:
+    """Host to (service, port); every host routes exactly /v1 (Prefix) and /health (Exact)."""
     out = {}
     for rule in manifest["spec"]["rules"]:
-        (path,) = rule["http"]["paths"]
-        assert (path["path"], path["pathType"]) == ("/", "Prefix")
-        service = path["backend"]["service"]
-        out[rule["host"]] = (service["name"], int(service["port"]["number"]))
+        paths = rule["http"]["paths"]
+        assert [(p["path"], p["pathType"]) for p in paths] == [("/v1", "Prefix"), ("/health", "Exact")]
+        (service,) = {(p["backend"]["service"]["name"], int(p["backend"]["service"]["port"]["number"])) for p in paths}
+        out[rule["host"]] = service
     return out
 
 
@@ -128,11 +134,23 @@ def test_aws_ingress_asks_for_an_internet_facing_tls_alb(aws_rec):
     assert all(isinstance(v, str) for v in a.values())
 
 
-def test_aws_inbound_cidrs_follow_allowed_cidrs(fleet):
-    cidrs = [ipaddress.IPv4Network("203.0.113.0/24"), ipaddress.IPv4Network("198.51.100.0/24")]
-    rec = fleet.run(_program(_config("us-east", allowed_cidrs=cidrs)), stack="us-east")
-    assert _ingress(rec)["metadata"]["annotations"]["alb.ingress.kubernetes.io/inbound-cidrs"] == \
-        "203.0.113.0/24,198.51.100.0/24"
+def test_aws_open_to_everyone_needs_no_health_checker_rules(aws_rec):
+    a = _ingress(aws_rec)["metadata"]["annotations"]
+    assert "alb.ingress.kubernetes.io/security-group-prefix-lists" not in a
+    assert not [c for c in aws_rec.calls if c.token == GET_PREFIX_LIST]
+
+
+def test_aws_restricted_sources_admit_route53_health_checkers_by_prefix_list(fleet):
+    rec = fleet.run(_program(_config("us-east", allowed_cidrs=RESTRICTED)), stack="us-east")
+    a = _ingress(rec)["metadata"]["annotations"]
+    assert a["alb.ingress.kubernetes.io/inbound-cidrs"] == "100.64.10.0/24,100.64.20.0/24"
+    (call,) = [c for c in rec.calls if c.token == GET_PREFIX_LIST]
+    assert call.args["name"] == "com.amazonaws.us-east-1.route53-healthchecks"
+    assert "::region-aws::" in call.provider
+    # The controller adds one security group rule per prefix list beside the CIDR rules,
+    # so Route 53's checks of https://<model>.<domain>/health reach the listener.
+    assert a["alb.ingress.kubernetes.io/security-group-prefix-lists"].startswith("pl-")
+    assert ep.route53_prefix_list_name("eu-west-1") == "com.amazonaws.eu-west-1.route53-healthchecks"
 
 
 def test_aws_looks_up_the_alb_by_name_through_the_region_provider(aws_rec):
@@ -214,17 +232,51 @@ def test_gcp_cloud_resources_use_the_region_provider(gcp_rec):
             assert gcp_rec.provider_of(r).name == "cluster", r.name
 
 
-def test_gcp_restricted_sources_get_a_cloud_armor_policy(fleet):
-    cidrs = [ipaddress.IPv4Network(f"198.51.{i}.0/24") for i in range(12)]
+def armor_verdict(rules: list[dict], address: str) -> str:
+    """What Cloud Armor does with a request from ``address``: the action of the matching
+    rule with the lowest priority number (Cloud Armor evaluates rules in priority order)."""
+    ip = ipaddress.IPv4Address(address)
+    for rule in sorted(rules, key=lambda r: r["priority"]):
+        config = rule["match"]["config"]
+        ranges = config.get("srcIpRanges", config.get("src_ip_ranges"))  # recorded inputs are camelCase
+        if ranges == ["*"] or any(ip in ipaddress.IPv4Network(r) for r in ranges):
+            return rule["action"]
+    return "allow"  # no rule: Cloud Armor's implicit default
+
+
+def test_gcp_restricted_sources_get_a_cloud_armor_policy_that_admits_the_health_checkers(fleet):
+    cidrs = [ipaddress.IPv4Network(f"100.64.{i}.0/24") for i in range(12)]
     rec = fleet.run(_program(_config("eu-west", allowed_cidrs=cidrs)), stack="eu-west")
     policy = rec.named(ARMOR, "r-entrypoint-sources")
     rules = policy.plain_inputs["rules"]
-    assert [r["action"] for r in rules] == ["allow", "allow", "deny(403)"]
-    assert [len(r["match"]["config"]["srcIpRanges"]) for r in rules] == [10, 2, 1]
-    assert rules[-1]["match"]["config"]["srcIpRanges"] == ["*"] and rules[-1]["priority"] == 2147483647
+    assert [r["action"] for r in rules] == ["allow"] * 4 + ["deny(403)"]
+    # Cloud Armor takes at most ten ranges per rule: 12 configured + 12 checker ranges.
+    assert [len(r["match"]["config"]["srcIpRanges"]) for r in rules] == [10, 2, 10, 2, 1]
+    assert [r["priority"] for r in rules] == [1000, 1001, 2000, 2001, 2147483647]
+    assert rules[-1]["match"]["config"]["srcIpRanges"] == ["*"]
     assert sorted(ip for r in rules[:2] for ip in r["match"]["config"]["srcIpRanges"]) == sorted(map(str, cidrs))
+    # The health checkers' ranges come from ip-ranges.json (ROUTE53_HEALTHCHECKS) through
+    # an AWS provider of the component's own, never a default provider.
+    (call,) = [c for c in rec.calls if c.token == GET_IP_RANGES]
+    assert call.args["services"] == ["route53_healthchecks"]
+    assert "::r-entrypoint-ip-ranges::" in call.provider
+    checkers = sorted(ip for r in rules[2:4] for ip in r["match"]["config"]["srcIpRanges"])
+    assert len(checkers) == 12
+    # So every Route 53 checker gets through, configured sources too, and nobody else.
+    for checker in checkers:
+        network = ipaddress.IPv4Network(checker)
+        assert armor_verdict(rules, str(network[0])) == armor_verdict(rules, str(network[-1])) == "allow"
+    assert armor_verdict(rules, "100.64.11.7") == "allow"
+    assert armor_verdict(rules, "8.8.8.8") == "deny(403)"
     (backend,) = [m for r, m in rec.kubernetes_objects() if r.type == BACKEND]
     assert backend["spec"]["securityPolicy"] == {"name": policy.outputs["name"]}
+
+
+def test_without_the_health_checkers_route53_checks_would_be_denied():
+    # The same evaluation on rules built without them: the check this guards against.
+    rules = ep.cloud_armor_rules(RESTRICTED)
+    assert armor_verdict(rules, "192.0.2.1") == "deny(403)"
+    assert armor_verdict(ep.cloud_armor_rules(RESTRICTED, ["192.0.2.0/26"]), "192.0.2.1") == "allow"
 
 
 def test_gcp_without_certificate_gets_a_google_managed_one(fleet):
@@ -250,7 +302,8 @@ def test_gcp_exports(gcp_rec):
     assert o["entrypointIp"] == gcp_rec.named("gcp:compute/globalAddress:GlobalAddress", "r-entrypoint-ip").outputs["address"]
     assert (o["entrypointHostname"], o["entrypointZoneId"], o["entrypointArn"]) == (None, None, None)
     assert o["modelHostnames"]["qwen2-5-72b"] == "qwen2-5-72b.eu-west.llm.example.com"
-    assert not gcp_rec.calls
+    # Open to everyone: no Cloud Armor, so no lookup of the health checkers and no AWS provider.
+    assert not gcp_rec.calls and not gcp_rec.of_type("pulumi:providers:aws")
 
 
 def test_gcp_models_must_share_one_service_port(fleet):
@@ -263,10 +316,73 @@ def test_gcp_models_must_share_one_service_port(fleet):
 
 
 @pytest.mark.parametrize("stack", ["us-east", "eu-west"])
-def test_ingress_is_strictly_valid_kubernetes(fleet, stack):
+def test_ingress_and_network_policy_are_strictly_valid_kubernetes(fleet, stack):
     rec = fleet.run(_program(_config(stack)), stack=stack)
     checked, errors = validate(_ingress(rec))
     assert checked and errors == []
+    (policy,) = [m for r, m in rec.kubernetes_objects() if r.type == POLICY]
+    checked, errors = validate(policy)
+    assert checked and errors == []
+
+
+def admitted(spec: dict, source: str, namespace: str = "llm-serving", pod_labels: dict | None = None,
+             port: int = 8000) -> bool:
+    """Whether an ingress NetworkPolicy ``spec`` admits a connection to ``port`` from
+    ``source``: an address outside the cluster (``pod_labels`` None) or a pod in
+    ``namespace`` with ``pod_labels`` (Kubernetes' NetworkPolicy semantics)."""
+    for rule in spec["ingress"]:
+        if not any(p["port"] == port for p in rule["ports"]):
+            continue
+        for peer in rule["from"]:
+            if "ipBlock" in peer and pod_labels is None:
+                if ipaddress.IPv4Address(source) in ipaddress.IPv4Network(peer["ipBlock"]["cidr"]):
+                    return True
+            elif "namespaceSelector" in peer and pod_labels is not None:
+                ns = peer["namespaceSelector"]["matchLabels"]
+                pods = peer.get("podSelector", {}).get("matchLabels", {})
+                if ns == {"kubernetes.io/metadata.name": namespace} and pods.items() <= pod_labels.items():
+                    return True
+    return False
+
+
+@pytest.mark.parametrize("stack,lb_address,sources", [
+    ("us-east", "10.40.1.17", PUBLIC_CIDRS),
+    ("eu-west", "35.191.3.4", ["35.191.0.0/16", "130.211.0.0/22"]),
+])
+def test_model_pods_admit_only_the_load_balancer_and_prometheus(fleet, stack, lb_address, sources):
+    rec = fleet.run(_program(_config(stack)), stack=stack)
+    (policy,) = [m for r, m in rec.kubernetes_objects() if r.type == POLICY]
+    assert (policy["metadata"]["name"], policy["metadata"]["namespace"]) == ("vllm-ingress", "llm-serving")
+    spec = policy["spec"]
+    assert spec["podSelector"] == {"matchLabels": {"app.kubernetes.io/name": "vllm"}}
+    assert spec["policyTypes"] == ["Ingress"]
+    assert [peer["ipBlock"]["cidr"] for peer in spec["ingress"][0]["from"]] == sources
+    assert admitted(spec, lb_address)
+    assert admitted(spec, "x", namespace="monitoring", pod_labels={"app.kubernetes.io/name": "prometheus"})
+    # Not another pod of the cluster, not Grafana next to Prometheus, not the internet,
+    # not a port other than vLLM's.
+    assert not admitted(spec, "x", namespace="llm-serving", pod_labels={"app.kubernetes.io/name": "curl"})
+    assert not admitted(spec, "x", namespace="monitoring", pod_labels={"app.kubernetes.io/name": "grafana"})
+    assert not admitted(spec, "8.8.8.8")
+    assert not admitted(spec, lb_address, port=9000)
+    if stack == "us-east":
+        # Pods live in the private subnets of the VPC: not admitted by address.
+        assert not admitted(spec, "10.40.64.5")
+
+
+def test_route53_checks_an_exact_routed_path(aws_rec):
+    # The global stack's health checks request the exported healthPath through the load
+    # balancer: it must be one of the routed paths, matched exactly.
+    assert (aws_rec.stack_outputs["healthPath"], "Exact") in ep.PUBLIC_PATHS
+
+
+def test_only_the_api_and_health_paths_are_routed():
+    spec = ep.ingress_spec(None, [(["m.example.com"], "vllm-m", 8000)])
+    (rule,) = spec["rules"]
+    assert [(p["path"], p["pathType"]) for p in rule["http"]["paths"]] == list(ep.PUBLIC_PATHS)
+    assert "defaultBackend" not in spec
+    assert ep.PUBLIC_PATHS == (("/v1", "Prefix"), ("/health", "Exact"))
+    assert ep.HEALTH_PATH == "/health"
 
 
 def test_invalid_ingress_is_caught_by_the_validator(aws_rec):
@@ -285,7 +401,7 @@ def test_an_invalid_entrypoint_section_is_refused(fleet):
 def test_no_models_means_no_load_balancer(fleet):
     cfg = _config("us-east").model_copy(update={"models": []})
     rec = fleet.run(_program(cfg), stack="us-east")
-    assert not rec.of_type(INGRESS) and not rec.calls
+    assert not rec.of_type(INGRESS) and not rec.calls and not rec.of_type(POLICY)
     assert rec.stack_outputs["modelHostnames"] == {} and rec.stack_outputs["entrypointHostname"] is None
 
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from components.failover import anycast_budget, dns_budget
+from components.failover import ACCELERATOR_REACTION_SECONDS, anycast_budget, dns_budget
 
 
 def test_dns_budget_is_detection_plus_propagation_plus_ttl():
@@ -77,21 +77,27 @@ def test_summary_is_the_stack_output_shape():
     assert "ignore the TTL" in s["notCounted"]
 
 
-def test_anycast_budget_is_alb_detection_plus_accelerator_interval():
-    b = anycast_budget(lb_interval=5, lb_unhealthy_threshold=2, accelerator_interval=10, target=30)
-    assert b.parts == (("loadBalancerDetection", 10), ("acceleratorReaction", 10))
-    assert (b.total, b.meets_target, b.fix) == (20, True, "")
+def test_anycast_budget_is_alb_detection_plus_the_accelerators_documented_reaction():
+    b = anycast_budget(lb_interval=5, lb_unhealthy_threshold=2, target=60)
+    assert b.parts == (("loadBalancerDetection", 10), ("acceleratorReaction", ACCELERATOR_REACTION_SECONDS))
+    assert ACCELERATOR_REACTION_SECONDS == 30
+    assert (b.total, b.meets_target, b.fix) == (40, True, "")
 
 
-def test_anycast_with_the_default_30s_accelerator_interval_misses_and_names_the_fix():
-    b = anycast_budget(lb_interval=5, lb_unhealthy_threshold=2, accelerator_interval=30, target=30)
+def test_anycast_cannot_promise_30_seconds_and_says_no_setting_helps():
+    # Global Accelerator's endpoint group settings do not apply to ALB endpoints, so the
+    # ALB's fastest checks (5 s x 2) plus the accelerator's 30 s are the floor.
+    b = anycast_budget(lb_interval=5, lb_unhealthy_threshold=2, target=30)
     assert (b.total, b.meets_target) == (40, False)
-    assert b.fix == "set routing.anycast.healthCheckIntervalSeconds to 10 (20 s)"
+    assert b.fix.startswith("no setting meets it: the load balancer's own checks take 10 s")
+    assert "do not apply to ALB endpoints" in b.fix
+    slow = anycast_budget(lb_interval=15, lb_unhealthy_threshold=2, target=30)
+    assert slow.total == 60 and "checks take 30 s" in slow.fix
 
 
-def test_anycast_with_slow_alb_checks_has_no_setting_to_change():
-    b = anycast_budget(lb_interval=15, lb_unhealthy_threshold=2, accelerator_interval=10, target=30)
-    assert b.total == 40 and b.fix.startswith("no setting meets it: the load balancer's own checks take 30 s")
+def test_budgets_say_what_fails_over_as_one():
+    assert dns_budget(10, 1, 5, 10, 30).summary()["failsOver"] == "per model"
+    assert anycast_budget(5, 2, 30).summary()["failsOver"] == "per region"
 
 
 def _apply(fix: str, settings: dict) -> dict:
@@ -131,8 +137,7 @@ def test_every_suggested_fix_meets_the_target(interval, threshold, ttl, propagat
         assert suggestion.endswith(f"({dns_budget(target=target, **fixed).total} s)")
 
 
-@pytest.mark.parametrize("accelerator_interval", [10, 30])
-def test_anycast_total_counts_no_ttl(accelerator_interval):
-    b = anycast_budget(5, 2, accelerator_interval, 30)
+def test_anycast_total_counts_no_ttl():
+    b = anycast_budget(5, 2, 30)
     assert [name for name, _ in b.parts] == ["loadBalancerDetection", "acceleratorReaction"]
-    assert b.total == 10 + accelerator_interval
+    assert b.total == 10 + ACCELERATOR_REACTION_SECONDS

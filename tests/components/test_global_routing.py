@@ -53,7 +53,7 @@ def region_outputs(cfg: RegionConfig, stack: str) -> dict:
         o = pulumi.Output.from_input
         if cfg.cloud == "aws":
             cloud = aws.Provider("region-aws", region=cfg.location)
-            net = AwsNetwork(o("vpc"), o("10.0.0.0/16"), o(["a", "b"]), o(["c", "d"]), o("sg"))
+            net = AwsNetwork(o("vpc"), o("10.0.0.0/16"), o(["a", "b"]), o(["c", "d"]), o("sg"), o(["10.0.0.0/24", "10.0.1.0/24"]))
         else:
             cloud = gcp.Provider("region-gcp", project=cfg.project, region=cfg.location)
             net = GcpNetwork(o("n"), o("n"), o("s"), o("10.0.0.0/20"), o("10.4.0.0/14"))
@@ -288,14 +288,14 @@ def test_region_domain_outside_the_zone_is_left_to_the_region(reference):
     assert any(w.startswith("eu-west: eu.example.net is outside hosted zone example.com") for w in rec.warnings)
 
 
-def test_restricted_sources_warn_about_route53_checkers(reference):
+def test_restricted_sources_need_no_warning_the_region_admits_the_checkers(reference):
     cfg, regions, outputs = reference
     regions = dict(regions)
     us = regions["us-east"]
     regions["us-east"] = us.model_copy(update={"entrypoint": us.entrypoint.model_copy(
         update={"allowed_cidrs": [ipaddress.IPv4Network("203.0.113.0/24")]})})
     rec = run_global(cfg, regions, outputs)
-    assert any(w.startswith("us-east: entrypoint.allowedCidrs must admit the Route 53 health checkers") for w in rec.warnings)
+    assert not any("allowedCidrs" in w for w in rec.warnings)
 
 
 def test_checker_regions_are_passed_on(reference):
@@ -404,21 +404,26 @@ def test_anycast_names_are_aliases_to_the_accelerator(anycast_rec):
 
 def test_anycast_outputs_and_budget(anycast_rec):
     o = anycast_rec.stack_outputs
-    assert (o["routingMode"], o["failoverBudgetSeconds"]) == ("anycast", 20)
-    assert o["failoverBudget"]["parts"] == {"loadBalancerDetection": 10, "acceleratorReaction": 10}
-    assert o["failoverBudget"]["meetsTarget"] is True
+    assert (o["routingMode"], o["failoverBudgetSeconds"]) == ("anycast", 40)
+    assert o["failoverBudget"]["parts"] == {"loadBalancerDetection": 10, "acceleratorReaction": 30}
+    assert o["failoverBudget"]["meetsTarget"] is False
+    assert o["failoverBudget"]["failsOver"] == "per region"
     assert o["healthCheckIds"] == {}
     assert o["acceleratorIps"] == ["75.2.0.10", "99.83.0.10"]
-    assert not any("failover budget" in w or "served only" in w for w in anycast_rec.warnings)
+    assert not any("served only" in w for w in anycast_rec.warnings)
+    # The plan says plainly what anycast cannot do.
+    assert any(w.startswith("anycast routing fails over per region, not per model") for w in anycast_rec.warnings)
+    assert any(w.startswith("anycast failover budget 40 s") and "no setting meets it" in w
+               for w in anycast_rec.warnings)
 
 
-def test_anycast_with_30s_interval_warns_with_the_fix(anycast):
+def test_the_accelerator_interval_does_not_change_the_anycast_budget(anycast):
+    # Endpoint group health check settings do not apply to ALB endpoints.
     cfg, regions, outputs = anycast
     slow = cfg.model_copy(update={"routing": cfg.routing.model_copy(update={
         "anycast": cfg.routing.anycast.model_copy(update={"health_check_interval_seconds": 30})})})
     rec = run_global(slow, regions, outputs)
     assert rec.stack_outputs["failoverBudgetSeconds"] == 40
-    assert any(w.endswith("set routing.anycast.healthCheckIntervalSeconds to 10 (20 s)") for w in rec.warnings)
 
 
 def test_anycast_flow_logs(anycast):

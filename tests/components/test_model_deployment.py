@@ -358,7 +358,11 @@ def test_api_key_and_token_never_appear_in_plaintext(fleet):
         refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"] if "valueFrom" in e}
         assert refs == {"HF_TOKEN": {"name": "vllm-secrets", "key": "HF_TOKEN"},
                         "VLLM_API_KEY": {"name": "vllm-secrets", "key": "VLLM_API_KEY"}}
-        assert container["envFrom"] == [{"secretRef": {"name": "redis-connection"}}]
+        # Redis credentials only where LMCache uses them (llama-3-1-8b here).
+        lmcache = name == "llama-3-1-8b"
+        assert container.get("envFrom") == ([{"secretRef": {"name": "redis-connection"}}] if lmcache else None)
+        pod_labels = rec.named(DEPLOYMENT, f"us-east-{name}-deployment").plain_inputs["spec"]["template"]["metadata"]["labels"]
+        assert (pod_labels.get("gpu-fleet/cache-client") == "true") == lmcache
         # Every plain value is configuration, never a credential.
         values = [e["value"] for e in container["env"] if "value" in e]
         assert all(API_KEY not in v and HF_TOKEN not in v and "rediss://" not in v for v in values)

@@ -35,7 +35,7 @@ def _names(violations: list[Violation]) -> list[tuple[str, str, str]]:
 
 def test_load_policies_reads_the_packs_rules():
     names = [p.name for p in POLICIES]
-    assert len(names) == len(set(names)) == 15
+    assert len(names) == len(set(names)) == 17
     assert "hpa-min-replicas" in names and "model-queue-depth-alert" in names
 
 
@@ -180,3 +180,12 @@ def test_reference_stacks_pass_the_pack(reference_plan):
     [routing] = reference_plan("global").recording.of_type(GLOBAL_ROUTING)
     assert routing.plain_inputs["failoverBudgetSeconds"] < 30, routing.plain_inputs["failoverBudget"]["message"]
     assert evaluate(reference_plan("global").recording, POLICIES) == []
+
+
+def test_the_hpa_stack_policies_really_read_the_reference_hpas(reference_plan):
+    # Asking for a metric the fleet does not use flags every model's HPA: the policy sees them.
+    recording = reference_plan("us-east").recording
+    found = evaluate(recording, POLICIES, config={"hpa-queue-metric": {"queueMetrics": ["not_a_metric"]}})
+    flagged = sorted(v.resource_name for v in found if v.policy == "hpa-queue-metric")
+    hpas = sorted(r.name for r in recording.of_type("kubernetes:autoscaling/v2:HorizontalPodAutoscaler"))
+    assert flagged == hpas and len(hpas) == 3

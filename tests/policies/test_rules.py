@@ -81,7 +81,7 @@ def check_stack(policy: str, resources: list[tuple[str, str, dict]], config: dic
 
 
 def test_every_policy_has_a_name_description_level_and_documented_config():
-    assert len(POLICIES) == len(rules.POLICIES) == 15
+    assert len(POLICIES) == len(rules.POLICIES) == 17
     levels = {name: p.enforcement_level for name, p in POLICIES.items()}
     assert {n for n, level in levels.items() if level == EnforcementLevel.ADVISORY} == {
         "hpa-gpu-utilization-target", "global-failover-budget"}
@@ -91,7 +91,7 @@ def test_every_policy_has_a_name_description_level_and_documented_config():
         for key, prop in (p.config_schema.properties if p.config_schema else {}).items():
             assert {"type", "default", "description"} <= set(prop), (p.name, key)
     stack = {p.name for p in rules.POLICIES if isinstance(p, StackValidationPolicy)}
-    assert stack == {"model-queue-depth-alert", "global-failover-budget"}
+    assert stack == {"model-queue-depth-alert", "global-failover-budget", "gpu-hpa-not-cpu-only", "hpa-queue-metric"}
     assert all(isinstance(p, ResourceValidationPolicy) for p in rules.POLICIES if p.name not in stack)
 
 
@@ -105,6 +105,7 @@ def test_fleet_names_match_the_components():
     assert rules.GPU_TARGET_SCHEMA.properties["metricName"]["default"] == hpa_module.GPU_UTILIZATION_METRIC
     queue = rules.QUEUE_ALERT_SCHEMA.properties["queueMetrics"]["default"]
     assert hpa_module.PENDING_REQUESTS_METRIC in queue and "vllm:num_requests_waiting" in queue
+    assert rules.QUEUE_METRIC_SCHEMA.properties["queueMetrics"]["default"] == queue
 
 
 # --------------------------------------------------------------------------- units
@@ -257,6 +258,72 @@ VLLM_LABELS = {"app.kubernetes.io/name": "vllm", "gpu-fleet/model": "llama"}
 GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
 EXEC_MODELS = {"exec": {"command": ["sh", "-c", 'curl -sf -H "Authorization: Bearer $VLLM_API_KEY" '
                                                  "http://localhost:8000/v1/models"]}, "periodSeconds": 10}
+
+
+def _gpu_stack(hpa_metrics, *, gpus: str = "8", hpa_namespace: str = "llm-serving",
+               labels_: dict | None = None) -> list[tuple[str, str, dict]]:
+    """A model server Deployment (``gpus`` GPUs) and an HPA scaling it on ``hpa_metrics``
+    (None: no metrics field)."""
+    deployment = workload([vllm_container(resources={"limits": {"nvidia.com/gpu": gpus}})], labels_=labels_)
+    hpa = seed_hpa()
+    hpa["metadata"] = {"name": "vllm-llama", "namespace": hpa_namespace}
+    hpa["spec"]["scaleTargetRef"] = {"apiVersion": "apps/v1", "kind": "Deployment", "name": "vllm-llama"}
+    if hpa_metrics is None:
+        del hpa["spec"]["metrics"]
+    else:
+        hpa["spec"]["metrics"] = hpa_metrics
+    return [(rules.DEPLOYMENT, "deployment", deployment), (HPA, "hpa", hpa)]
+
+
+SEED_METRICS = seed_hpa()["spec"]["metrics"]
+GPU_METRIC = [m for m in SEED_METRICS if m["external"]["metric"]["name"] == hpa_module.GPU_UTILIZATION_METRIC]
+CPU = {"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}}}
+MEMORY = {"type": "Resource", "resource": {"name": "memory", "target": {"type": "Utilization", "averageUtilization": 70}}}
+
+
+def test_the_seed_hpa_on_a_model_server_passes_the_stack_hpa_policies():
+    for policy in ("hpa-queue-metric", "gpu-hpa-not-cpu-only"):
+        assert check_stack(policy, _gpu_stack(SEED_METRICS)) == [], policy
+
+
+def test_hpa_without_the_queue_metric_violates():
+    [(message, urn)] = check_stack("hpa-queue-metric", _gpu_stack(GPU_METRIC))
+    assert urn.endswith("::hpa")
+    assert message.startswith("HPA vllm-llama scales Deployment llm-serving/vllm-llama without a queue metric "
+                              "(llm_pending_requests, vllm:num_requests_waiting)")
+    assert check_stack("hpa-queue-metric", _gpu_stack(None))
+    # vLLM's own metric as a Pods metric counts, and the names are configurable.
+    pods = [{"type": "Pods", "pods": {"metric": {"name": "vllm:num_requests_waiting"},
+                                      "target": {"type": "AverageValue", "averageValue": "5"}}}]
+    assert check_stack("hpa-queue-metric", _gpu_stack(pods)) == []
+    assert check_stack("hpa-queue-metric", _gpu_stack(GPU_METRIC), {"queueMetrics": ["dcgm_gpu_utilization"]}) == []
+
+
+def test_the_queue_metric_is_asked_only_of_model_servers_and_gpu_workloads():
+    # A CPU web app may scale on CPU alone; an HPA of another namespace targets something else.
+    cpu_app = _gpu_stack([CPU], gpus="0", labels_={"app.kubernetes.io/name": "web"})
+    assert check_stack("hpa-queue-metric", cpu_app) == []
+    assert check_stack("hpa-queue-metric", _gpu_stack([CPU], hpa_namespace="other")) == []
+    # A vLLM server counts even without GPUs (say, on CPU for tests), a GPU workload without the label too.
+    assert check_stack("hpa-queue-metric", _gpu_stack([CPU], gpus="0"))
+    assert check_stack("hpa-queue-metric", _gpu_stack([CPU], labels_={"app.kubernetes.io/name": "trainer"}))
+
+
+def test_cpu_only_hpa_on_a_gpu_model_violates():
+    [(message, urn)] = check_stack("gpu-hpa-not-cpu-only", _gpu_stack([CPU, MEMORY]))
+    assert urn.endswith("::hpa")
+    assert "scales GPU workload Deployment llm-serving/vllm-llama on cpu, memory only" in message
+    # No metrics at all: autoscaling/v2 scales on CPU.
+    [(message, _)] = check_stack("gpu-hpa-not-cpu-only", _gpu_stack(None))
+    assert "cpu (the default when metrics is empty)" in message
+
+
+def test_hpas_with_gpu_or_queue_metrics_or_on_cpu_workloads_pass():
+    assert check_stack("gpu-hpa-not-cpu-only", _gpu_stack(GPU_METRIC)) == []
+    assert check_stack("gpu-hpa-not-cpu-only", _gpu_stack([CPU, *GPU_METRIC])) == []
+    cpu_app = _gpu_stack([CPU], gpus="0", labels_={"app.kubernetes.io/name": "web"})
+    assert check_stack("gpu-hpa-not-cpu-only", cpu_app) == []
+    assert check_stack("gpu-hpa-not-cpu-only", _gpu_stack([CPU], hpa_namespace="other")) == []
 
 
 def vllm_container(**changes) -> dict:
@@ -621,6 +688,9 @@ def test_pod_specs_referencing_secrets_pass():
     ({"readinessProbe": {"exec": {"command": ["python3", "-c", "u.Request(url, headers={'Authorization': 'Bearer sk-1'})"]}}},
      "readinessProbe exec command carries a literal credential header"),
     ({"command": ["sh", "-c", 'curl -H "X-Api-Key: sk-1" localhost:8000'], "args": []}, "literal credential header"),
+    ({"env": [{"name": "LMCACHE_REMOTE_URL", "value": "redis://:s3cret@10.0.0.5:6379"}]},
+     "env LMCACHE_REMOTE_URL is a URL with a password in it"),
+    ({"env": [{"name": "DATABASE", "value": "postgresql://app:pw@db:5432/app"}]}, "env DATABASE is a URL with a password"),
     ({"args": ["--model", "m", "--api-key", "sk-1"]}, "--api-key is given literally"),
     ({"args": ["--model", "m", "--api-key=sk-1"]}, "--api-key is given literally"),
     ({"command": ["sh", "-c", "vllm serve m --api-key sk-1"], "args": []}, "--api-key is given literally"),
@@ -628,6 +698,13 @@ def test_pod_specs_referencing_secrets_pass():
 def test_credentials_written_into_pod_specs(changes, expected):
     [message] = secrets_in(vllm_container(**changes))
     assert message.startswith("container vllm: ") and expected in message
+
+
+def test_urls_without_a_written_password_pass():
+    for value in ("$(REDIS_URL)", "$(REDIS_URL)?ssl_ca_certs=/etc/redis-tls/ca.crt", "rediss://:$(REDIS_PASSWORD)@h:6379",
+                  "https://huggingface.co/meta-llama", "redis://default@cache:6379", "http://user:@h/"):
+        assert secrets_in(vllm_container(env=[{"name": "LMCACHE_REMOTE_URL", "value": value}])) == [], value
+    assert rules.url_credential("rediss://:p%40ss@h:6379") and not rules.url_credential("not a url @ all")
 
 
 def test_init_containers_and_pods_are_checked_too():
@@ -642,6 +719,8 @@ def test_configmaps_must_not_hold_credentials():
     assert check("kubernetes-no-plaintext-secrets", rules.CONFIG_MAP, settings) == []
     [message] = check("kubernetes-no-plaintext-secrets", rules.CONFIG_MAP, {"data": {"REDIS_PASSWORD": "p"}})
     assert "data.REDIS_PASSWORD looks like a credential" in message
+    [message] = check("kubernetes-no-plaintext-secrets", rules.CONFIG_MAP, {"data": {"CACHE": "redis://:p@h:6379"}})
+    assert "data.CACHE looks like a credential" in message
 
 
 INPUT_CFG = {"secretMarkers": True}
