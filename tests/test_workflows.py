@@ -465,6 +465,9 @@ def assert_pinned_cli_and_backend(doc: dict[str, Any], pulumi: dict[str, Any], s
     assert setup["with"]["pulumi-organization"] == "${{ vars.PULUMI_ORG }}"
     assert pulumi["with"]["stack-name"].startswith("${{ vars.PULUMI_ORG }}/")
     assert pulumi["env"] == {"PULUMI_CONFIG_PASSPHRASE": "${{ secrets.PULUMI_CONFIG_PASSPHRASE }}"}
+    # Stacks are created by hand with their secrets provider; CI never creates one (a misspelt
+    # name must fail). `secrets-provider` only applies to creation (pulumi/actions@v7.0.0 src/main.ts).
+    assert "upsert" not in pulumi["with"] and "secrets-provider" not in pulumi["with"]
 
 
 def assert_stack_identities(setup: dict[str, Any], role: str, cloud_expr: str) -> None:
