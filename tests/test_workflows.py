@@ -789,3 +789,15 @@ def test_a_failed_preview_is_said_above_the_cost(github, tmp_path):
     body = github.comments[-1]["body"]
     assert "The preview failed in this run" in body
     assert body.index("failed in this run") < body.index("Cost per hour")
+
+
+def test_an_oversized_report_is_trimmed_and_the_cost_kept():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("pr_comment", SCRIPTS / "pr_comment.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    head = module.heading("gpu-fleet", "acme/us-east")
+    report = PULUMI_COMMENT + "\n" + "x" * 80_000
+    body = module.compose(report, head, "#### Cost per hour\n| us-east | 1 |", "")
+    assert len(body) <= 65_536 and body.startswith(head)
+    assert body.rstrip().endswith("| us-east | 1 |") and "(report trimmed)" in body
