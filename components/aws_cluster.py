@@ -9,9 +9,9 @@ for the components that deploy into it.
   existing VPC's subnets). Nodes, the control plane's network interfaces, the weight cache
   and the cache all live in the private subnets; internet-facing load balancers in the
   public ones, found through the ``kubernetes.io/role/elb`` subnet tag.
-- Access: authentication mode ``API`` only (no ``aws-auth`` ConfigMap); the deploying
-  identity and ``cluster.adminPrincipalArns`` get cluster-admin access entries, the node
-  role an ``EC2_LINUX`` entry. Add-ons and the load balancer controller get their AWS
+- Access: authentication mode ``API`` only (no ``aws-auth`` ConfigMap);
+  ``cluster.adminPrincipalArns`` (never the identity running Pulumi) get cluster-admin
+  access entries, the node role an ``EC2_LINUX`` entry. Add-ons and the load balancer controller get their AWS
   permissions through EKS Pod Identity, never through the node role.
 - GPU drivers: the ``AL2023_x86_64_NVIDIA`` AMI ships the driver and container toolkit;
   the NVIDIA GPU operator (:mod:`components.gpu_software`) adds the device plugin,
@@ -102,7 +102,6 @@ LBC_POLICY_FILE = Path(__file__).with_name("data") / "aws-load-balancer-controll
 #: Seconds the controller release may take to become ready (two replicas, webhook).
 LBC_RELEASE_TIMEOUT_SECONDS = 600
 AUTH_COMMAND = "aws"
-_ASSUMED_ROLE = re.compile(r"^arn:[^:]+:sts::\d{12}:assumed-role/")
 
 
 class AwsClusterArgs(TypedDict):
@@ -192,11 +191,6 @@ def secrets_key_policy(key_arn: str) -> dict:
             }
         ],
     }
-
-
-def is_assumed_role(arn: str) -> bool:
-    """Whether ``arn`` is an STS assumed-role session (CI and SSO credentials are)."""
-    return bool(_ASSUMED_ROLE.match(arn))
 
 
 def endpoint_access(cfg: RegionConfig) -> dict:
@@ -342,7 +336,7 @@ class AwsCluster(pulumi.ComponentResource):
         )
 
         self._control_plane(name, cfg, partition, private_subnet_ids, here)
-        self._access(name, cfg, partition, invoke, here)
+        self._access(name, cfg, partition, here)
 
         self.node_role = aws.iam.Role(
             f"{name}-nodes", assume_role_policy=json.dumps(trust_policy("ec2.amazonaws.com")), opts=here
@@ -528,8 +522,8 @@ class AwsCluster(pulumi.ComponentResource):
             vpc_config={"subnet_ids": subnet_ids, **endpoint_access(cfg)},
             access_config={
                 "authentication_mode": "API",
-                # The deployer gets an explicit access entry instead (see _access); the
-                # implicit one would be invisible here and clash with it.
+                # Admins get explicit access entries from config instead (see _access); the
+                # implicit one would follow whoever created the cluster, invisibly.
                 "bootstrap_cluster_creator_admin_permissions": False,
             },
             # Managed add-ons instead of the unmanaged copies EKS would install.
@@ -541,18 +535,20 @@ class AwsCluster(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, protect=True, depends_on=[*role_policies, key_access]),
         )
 
-    def _access(self, name: str, cfg: RegionConfig, partition: str, invoke: pulumi.InvokeOptions,
-                here: pulumi.ResourceOptions) -> None:
-        """Cluster-admin access entries for the deployer and the configured principals."""
-        deployer = aws.get_caller_identity(opts=invoke).arn
-        if is_assumed_role(deployer):
-            # Access entries take the role, not one session of it.
-            deployer = aws.iam.get_session_context(arn=deployer, opts=invoke).issuer_arn
-        # The deployer may be listed as an admin too; one entry per principal.
-        self.admin_principals = list(dict.fromkeys([deployer, *cfg.cluster.admin_principal_arns]))
+    def _access(self, name: str, cfg: RegionConfig, partition: str, here: pulumi.ResourceOptions) -> None:
+        """Cluster-admin access entries for the configured principals (CI roles, named admins).
+
+        Never the caller's identity: a preview by another role, or an ``up`` from a laptop,
+        would otherwise replace the entry and take the CI role's access away."""
+        self.admin_principals = list(dict.fromkeys(cfg.cluster.admin_principal_arns))
+        if not self.admin_principals:
+            pulumi.log.warn(
+                "cluster.adminPrincipalArns is empty: no IAM principal, not even the one running pulumi, can use "
+                "the Kubernetes API (the cluster grants its creator nothing), so pulumi up fails at the first "
+                "Kubernetes object; list the CI deploy and preview roles and your admins", resource=self)
         self.admin_access: list[aws.eks.AccessPolicyAssociation] = []
         for principal in self.admin_principals:
-            suffix = "deployer" if principal == deployer else f"admin-{_short_hash(principal)}"
+            suffix = f"admin-{_short_hash(principal)}"
             entry = aws.eks.AccessEntry(f"{name}-{suffix}", cluster_name=self.cluster.name, principal_arn=principal,
                                         type="STANDARD", opts=here)
             self.admin_access.append(aws.eks.AccessPolicyAssociation(

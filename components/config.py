@@ -36,6 +36,10 @@ SECRET_KEYS: dict[str, tuple[str, ...]] = {
 }
 STACKS_DIR = "stacks"
 
+#: An IAM role or user ARN (an access entry takes the role, not an STS session of it).
+IAM_PRINCIPAL_ARN = r"^arn:aws[a-z-]*:iam::\d{12}:(role|user)/[\w+=,.@/-]+$"
+ACCOUNT_EMAIL = r"^[^@\s:]+@[a-z0-9.-]+\.[a-z]+$"
+
 DnsLabel = Annotated[str, Field(pattern=r"^[a-z]([-a-z0-9]*[a-z0-9])?$", max_length=40)]
 
 
@@ -101,8 +105,13 @@ class ClusterConfig(_Model):
     public_access_cidrs: list[ipaddress.IPv4Network] = []
     #: GKE: the control plane's private range.
     master_cidr: ipaddress.IPv4Network = ipaddress.IPv4Network("172.16.0.32/28")
-    #: EKS: extra IAM principals given cluster-admin access entries, beside the deployer.
-    admin_principal_arns: list[str] = []
+    #: EKS: the IAM roles and users given cluster-admin access entries (the CI deploy and
+    #: preview roles, named admins). Nothing is derived from the identity running Pulumi, so a
+    #: preview or an ``up`` by anyone else changes no access entry.
+    admin_principal_arns: list[Annotated[str, Field(pattern=IAM_PRINCIPAL_ARN)]] = []
+    #: GKE: Google accounts and service accounts (emails) bound to ``cluster-admin`` by RBAC,
+    #: beside whoever holds ``roles/container.admin`` in the project through IAM.
+    admin_accounts: list[Annotated[str, Field(pattern=ACCOUNT_EMAIL)]] = []
     system_pool: SystemPoolConfig = SystemPoolConfig()
 
     @field_validator("public_access_cidrs")
@@ -711,8 +720,17 @@ def _check_entrypoint(cfg: RegionConfig) -> list[Problem]:
     return cfg.entrypoint.problems(cfg.cloud, cfg.location, [m.name for m in cfg.models])
 
 
+def _check_admins(cfg: RegionConfig) -> list[Problem]:
+    """Each cloud's admin list is used by that cloud's cluster only."""
+    misplaced = {"aws": ("adminAccounts", cfg.cluster.admin_accounts),
+                 "gcp": ("adminPrincipalArns", cfg.cluster.admin_principal_arns)}[cfg.cloud]
+    field, value = misplaced
+    other = "gcp" if cfg.cloud == "aws" else "aws"
+    return [Problem(f"cluster.{field}", f"only used on {other}")] if value else []
+
+
 REGION_CHECKS = [
-    _check_location, _check_network, _check_pools, _check_models, _check_cache, _check_sizing, _check_entrypoint,
+    _check_admins, _check_location, _check_network, _check_pools, _check_models, _check_cache, _check_sizing, _check_entrypoint,
 ]
 
 

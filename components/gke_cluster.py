@@ -27,7 +27,7 @@ import pulumi_kubernetes as k8s
 
 from .config import GpuPoolConfig, RegionConfig, pool_offering
 from .kubeconfig import exec_kubeconfig
-from .labels import GPU_LABEL, GPU_TAINT, POOL_LABEL, SYSTEM_POOL
+from .labels import FLEET_LABELS, GPU_LABEL, GPU_TAINT, POOL_LABEL, SYSTEM_POOL
 from .network import GcpNetwork
 
 DEFAULT_SYSTEM_MACHINE_TYPE = "n2-standard-8"
@@ -63,6 +63,9 @@ AUTH_PLUGIN = "gke-gcloud-auth-plugin"
 #: GKE cluster and node-pool names: 40 characters; service account IDs: 6 to 30.
 CLUSTER_NAME_MAX = 40
 ACCOUNT_ID_MAX = 30
+#: The ClusterRoleBinding giving ``cluster.adminAccounts`` Kubernetes' built-in ``cluster-admin``.
+ADMIN_BINDING = "gpu-fleet-admins"
+RBAC_API_GROUP = "rbac.authorization.k8s.io"
 
 
 class GkeClusterArgs(TypedDict):
@@ -118,6 +121,14 @@ def master_authorized_networks(cfg: RegionConfig) -> dict:
         ],
         "gcp_public_cidrs_access_enabled": False,
     }
+
+
+def admin_subjects(accounts: list[str]) -> list[dict]:
+    """RBAC subjects for Google accounts and service accounts: GKE authenticates both as a
+    ``User`` named by the email (GKE "Role-based access control"; each also needs the
+    ``container.clusters.get`` IAM permission, e.g. ``roles/container.clusterViewer``, to
+    authenticate at all)."""
+    return [{"kind": "User", "name": account, "apiGroup": RBAC_API_GROUP} for account in dict.fromkeys(accounts)]
 
 
 def initial_node_count(min_nodes: int, zones: int) -> int:
@@ -340,6 +351,18 @@ class GkeCluster(pulumi.ComponentResource):
             # The system pool only: a GPU capacity shortage holds back only the models (Region
             # makes them wait for gpu_pools), not monitoring or the entry point.
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.system_pool]),
+        )
+        # Admins from config only, never the identity running Pulumi (which reaches the API
+        # through its own IAM role): a preview by another identity changes nothing here.
+        self.admin_binding = (
+            k8s.rbac.v1.ClusterRoleBinding(
+                f"{name}-admins",
+                metadata={"name": ADMIN_BINDING, "labels": dict(FLEET_LABELS)},
+                role_ref={"apiGroup": RBAC_API_GROUP, "kind": "ClusterRole", "name": "cluster-admin"},
+                subjects=admin_subjects(cfg.cluster.admin_accounts),
+                opts=pulumi.ResourceOptions(parent=self, provider=self.k8s_provider),
+            )
+            if cfg.cluster.admin_accounts else None
         )
         self.weight_cache_storage_class = WEIGHT_CACHE_STORAGE_CLASS
 

@@ -1,14 +1,17 @@
 """``gpu-fleet``: plan stacks offline and simulate their autoscaling.
 
-``gpu-fleet plan [STACK ...] [--config FILE] [--out DIR] [--format table|json]`` runs the
-real program for each stack under Pulumi's mock engine and shows what ``pulumi up`` would
-create. Exit status: 0 clean, 2 configuration error, 1 any other failure.
+``gpu-fleet plan [STACK ...] [--config FILE] [--out DIR] [--format table|json] [--deployer-cidr CIDR]``
+runs the real program for each stack under Pulumi's mock engine and shows what ``pulumi up``
+would create. ``gpu-fleet cost-diff BASE.json HEAD.json`` turns two such JSON plans into a
+markdown table of the hourly cost change. Exit status: 0 clean, 2 configuration error, 1 any
+other failure.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections import Counter
@@ -17,8 +20,9 @@ from typing import Any, Optional, Sequence
 
 from components.config import ConfigError, GlobalConfig, Problem, load_stack_file
 
-from . import engine, manifests, policy_check
+from . import cost_diff, engine, manifests, policy_check
 from .plan import StackPlan, plan_stack, project_dir, stack_files
+from .readiness import DEPLOYER_CIDRS_ENV, parse_cidrs
 
 EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
 
@@ -121,10 +125,9 @@ def _print_table(plan: StackPlan, report: manifests.ManifestReport, out_dir: Pat
     print("\n  outputs:")
     for k, v in _outputs(plan).items():
         print(f"    {k}: {json.dumps(v)}")
-    for w in rec.warnings:
+    print(f"\n  secrets: {plan.secrets.summary()}")
+    for w in plan.warnings:
         print(f"\n  warning: {w}")
-    if plan.missing_secrets:
-        print(f"\n  note: set before pulumi up: {', '.join(f'pulumi config set --secret {k}' for k in plan.missing_secrets)}")
     print(f"\n  kubernetes objects: {len(report.written)} written to {out_dir}, "
           f"validated against Kubernetes {manifests.KUBERNETES_VERSION} (strict); "
           f"{len(report.unchecked)} custom resources without a schema")
@@ -147,6 +150,13 @@ def cmd_plan(args: argparse.Namespace) -> int:
     except ConfigError as e:
         print(e, file=sys.stderr)
         return EXIT_CONFIG
+    try:
+        deployer = parse_cidrs(" ".join(args.deployer_cidr) if args.deployer_cidr
+                               else os.environ.get(DEPLOYER_CIDRS_ENV, ""),
+                               "--deployer-cidr" if args.deployer_cidr else DEPLOYER_CIDRS_ENV)
+    except ConfigError as e:
+        print(e, file=sys.stderr)
+        return EXIT_CONFIG
     plans: dict[str, StackPlan] = {}
     results = []
     failed = False
@@ -154,7 +164,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     policies = policy_check.load_policies(project) if (project / policy_check.RULES).exists() else None
     for path in files:
         try:
-            plan = plan_stack(path, program, plans)
+            plan = plan_stack(path, program, plans, deployer)
         except ConfigError as e:
             print(e, file=sys.stderr)
             return EXIT_CONFIG
@@ -178,7 +188,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
                     "stack": plan.stack,
                     "resources": [_resource_json(plan.recording, r) for r in plan.recording.resources],
                     "outputs": _outputs(plan),
-                    "warnings": plan.recording.warnings,
+                    "warnings": plan.warnings,
+                    "secrets": plan.secrets.to_json(),
                     "manifests": {"written": [str(p) for p in report.written],
                                   "errors": [{"file": str(p), "error": e} for p, e in report.errors]},
                     "policyViolations": [
@@ -201,6 +212,16 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_cost_diff(args: argparse.Namespace) -> int:
+    try:
+        base, head = cost_diff.read_plan(Path(args.base)), cost_diff.read_plan(Path(args.head))
+    except cost_diff.PlanFileError as e:
+        print(e, file=sys.stderr)
+        return EXIT_CONFIG
+    print(cost_diff.render(cost_diff.diff(base, head, args.stack)))
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gpu-fleet", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -209,7 +230,15 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--config", metavar="FILE", help="plan this stack file instead (Pulumi.<stack>.yaml)")
     plan.add_argument("--out", metavar="DIR", help="where to write Kubernetes YAML (default build/<stack>/)")
     plan.add_argument("--format", choices=("table", "json"), default="table")
+    plan.add_argument("--deployer-cidr", action="append", metavar="CIDR",
+                      help=f"network pulumi runs from (repeatable; default ${DEPLOYER_CIDRS_ENV}): "
+                           "the plan says when it cannot reach a cluster's API endpoint")
     plan.set_defaults(func=cmd_plan)
+    cost = sub.add_parser("cost-diff", help="markdown table of the hourly cost change between two plan JSONs")
+    cost.add_argument("base", metavar="BASE.json", help="gpu-fleet plan --format json of the base branch")
+    cost.add_argument("head", metavar="HEAD.json", help="the same for the change")
+    cost.add_argument("--stack", action="append", metavar="STACK", help="only these stacks (repeatable)")
+    cost.set_defaults(func=cmd_cost_diff)
     from .simulate import cli as simulate_cli
 
     simulate = sub.add_parser("simulate", help="replay traffic against a stack's HPA settings")

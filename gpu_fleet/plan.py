@@ -6,20 +6,20 @@ with their (offline) outputs, exactly the names ``pulumi up`` would export.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import runpy
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Iterator, Optional, Sequence
 
 from components.config import (
-    PROJECT,
-    SECRET_KEYS,
     ConfigError,
     FleetConfig,
     GlobalConfig,
     Problem,
+    RegionConfig,
     load_stack_file,
     read_stack_file,
 )
@@ -27,6 +27,7 @@ from components.global_routing import stack_reference_name
 from components.program import STACKS_DIR_ENV
 
 from . import engine
+from .readiness import SecretsReport, endpoint_notes, secrets_report, stack_environments
 
 #: Stand-in for secret config the stack file does not set (secrets are never in the repo).
 PLACEHOLDER_SECRET = "offline-plan-placeholder"
@@ -38,8 +39,15 @@ class StackPlan:
     path: Path
     config: FleetConfig
     recording: engine.Recording
-    #: Secret config keys the stack file does not set (``pulumi up`` needs them).
-    missing_secrets: list[str]
+    #: Where each secret ``pulumi up`` needs comes from (stack file, ESC, nowhere).
+    secrets: SecretsReport
+    #: Why the deployer's network cannot reach the cluster API (empty: it can, or unknown).
+    endpoint_notes: list[str]
+
+    @property
+    def warnings(self) -> list[str]:
+        """The program's warnings, then what a real preview would stop at (secrets, network)."""
+        return [*self.recording.warnings, *self.secrets.warnings(self.path.name), *self.endpoint_notes]
 
 
 def project_dir(start: Path) -> Path:
@@ -63,10 +71,12 @@ def _stacks_dir(path: Path) -> Iterator[None]:
             os.environ[STACKS_DIR_ENV] = old
 
 
-def plan_stack(path: Path, program: Path, region_plans: Optional[dict[str, StackPlan]] = None) -> StackPlan:
+def plan_stack(path: Path, program: Path, region_plans: Optional[dict[str, StackPlan]] = None,
+               deployer_cidrs: Sequence[ipaddress.IPv4Network] = ()) -> StackPlan:
     """Plan one stack file by running ``program`` (the project's ``__main__.py``).
 
-    ``region_plans`` supplies the outputs a global stack's StackReferences read.
+    ``region_plans`` supplies the outputs a global stack's StackReferences read;
+    ``deployer_cidrs`` is the network ``pulumi`` will run from, if known.
     Raises ConfigError for invalid config; anything else the program raises propagates.
     """
     cfg = load_stack_file(path)
@@ -74,14 +84,11 @@ def plan_stack(path: Path, program: Path, region_plans: Optional[dict[str, Stack
     kind = "global" if isinstance(cfg, GlobalConfig) else "region"
     config = {k: v for k, v in sf.config.items() if not (isinstance(v, dict) and set(v) == {"secure"})}
     secret_keys = sorted(sf.secret_keys)
-    missing = []
-    for key in SECRET_KEYS[kind]:
-        full = f"{PROJECT}:{key}"
-        # Encrypted values cannot be read offline; the plan only needs them to be secret.
+    secrets = secrets_report(sf, kind, stack_environments(path))
+    for full in secrets.sources:
+        # Encrypted (or ESC) values cannot be read offline; the plan only needs them to be secret.
         config[full] = PLACEHOLDER_SECRET
         secret_keys.append(full)
-        if full not in sf.secret_keys:
-            missing.append(full)
     stack_outputs = {}
     if isinstance(cfg, GlobalConfig):
         region_plans = region_plans or {}
@@ -99,7 +106,8 @@ def plan_stack(path: Path, program: Path, region_plans: Optional[dict[str, Stack
             engine.run(lambda: runpy.run_path(str(program), run_name="__main__"), recording)
     finally:
         os.chdir(cwd)
-    return StackPlan(sf.stack, path, cfg, recording, missing)
+    notes = endpoint_notes(cfg, list(deployer_cidrs)) if isinstance(cfg, RegionConfig) else []
+    return StackPlan(sf.stack, path, cfg, recording, secrets, notes)
 
 
 def stack_files(stacks_dir: Path) -> list[Path]:

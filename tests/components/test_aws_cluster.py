@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from components import aws_cluster as eks
 from components import gke_cluster, labels
-from components.config import load_stack_file, parse_fleet
+from components.config import ConfigError, load_stack_file, parse_fleet
 from components.monitoring_rules import SYSTEM_NODE_SELECTOR
 from gpu_fleet import mock_outputs
 from gpu_fleet.engine import Recording, ResourceRecord, is_secret
@@ -272,14 +272,15 @@ def test_public_access_cidrs_open_the_public_endpoint_to_them_only(fleet):
     assert vpc_config["publicAccessCidrs"] == ["203.0.113.0/24", "198.51.100.7/32"]
 
 
-def test_deployer_and_configured_admins_get_cluster_admin(fleet):
+def test_configured_admins_get_cluster_admin(fleet):
     admin = "arn:aws:iam::210987654321:role/sre"
 
     def admins(raw):
-        raw["cluster"]["adminPrincipalArns"] = [admin, DEPLOYER]  # the deployer once only
+        raw["cluster"]["adminPrincipalArns"] = [admin, DEPLOYER, admin]  # each principal once only
 
     rec = _run(fleet, _cfg(admins))
     assert _admin_entries(rec) == {DEPLOYER, admin}
+    assert len(rec.of_type(ACCESS_ENTRY)) == 3  # two admins and the node role
     associations = {a.plain_inputs["principalArn"]: a.plain_inputs for a in rec.of_type(ACCESS_POLICY)}
     assert set(associations) == {DEPLOYER, admin}
     for a in associations.values():
@@ -288,20 +289,60 @@ def test_deployer_and_configured_admins_get_cluster_admin(fleet):
         assert a["clusterName"] == "us-east-cluster"
 
 
-def test_assumed_role_deployer_is_mapped_to_its_role(fleet, monkeypatch):
-    session = f"arn:aws:sts::{mock_outputs.ACCOUNT_ID}:assumed-role/ci-deployer/github-actions-1234"
-    monkeypatch.setitem(mock_outputs.CALLS, CALLER, lambda args, ctx: {
-        "accountId": mock_outputs.ACCOUNT_ID, "arn": session, "userId": "AROAX:github-actions-1234", "id": "x"})
-    rec = _run(fleet, load_stack_file(US_EAST))
-    assert _admin_entries(rec) == {f"arn:aws:iam::{mock_outputs.ACCOUNT_ID}:role/ci-deployer"}
-    lookup = next(c for c in rec.calls if c.token == "aws:iam/getSessionContext:getSessionContext")
-    assert lookup.args["arn"] == session
-    provider = rec.named("pulumi:providers:aws", "us-east-aws")
-    assert lookup.provider.rsplit("::", 1)[0] == provider.urn
+def test_the_reference_stack_names_its_ci_roles_as_admins(us_east):
+    expected = set(_raw()["cluster"]["adminPrincipalArns"])
+    assert {arn.rsplit("/", 1)[1] for arn in expected} >= {"gpu-fleet-deploy", "gpu-fleet-preview"}
+    assert _admin_entries(us_east) == expected
 
 
-def test_iam_role_deployer_needs_no_session_lookup(us_east):
-    assert "aws:iam/getSessionContext:getSessionContext" not in {c.token for c in us_east.calls}
+def test_admins_never_follow_the_identity_running_pulumi(fleet, monkeypatch):
+    """A preview by another role (or an ``up`` from a laptop) plans exactly the same entries."""
+    def entries(caller_arn: str) -> list[tuple[str, str, dict]]:
+        monkeypatch.setitem(mock_outputs.CALLS, CALLER, lambda args, ctx: {
+            "accountId": mock_outputs.ACCOUNT_ID, "arn": caller_arn, "userId": "AROAX:x", "id": "x"})
+        rec = _run(fleet, load_stack_file(US_EAST))
+        return sorted((r.type, r.name, r.plain_inputs) for r in rec.resources
+                      if r.type in (ACCESS_ENTRY, ACCESS_POLICY))
+
+    ci = entries(f"arn:aws:sts::{mock_outputs.ACCOUNT_ID}:assumed-role/gpu-fleet-preview/github-1")
+    laptop = entries(f"arn:aws:sts::{mock_outputs.ACCOUNT_ID}:assumed-role/AWSReservedSSO_Admin_1/alice")
+    assert ci == laptop
+    assert len(ci) == 2 * len(_raw()["cluster"]["adminPrincipalArns"]) + 1
+
+
+def test_no_caller_identity_lookup(us_east):
+    tokens = {c.token for c in us_east.calls}
+    assert CALLER not in tokens and "aws:iam/getSessionContext:getSessionContext" not in tokens
+
+
+def test_no_admins_warns_that_kubernetes_is_unreachable(fleet):
+    def none(raw):
+        raw["cluster"]["adminPrincipalArns"] = []
+
+    rec = _run(fleet, _cfg(none))
+    assert _admin_entries(rec) == set()
+    assert any("cluster.adminPrincipalArns is empty" in w for w in rec.warnings)
+
+
+@pytest.mark.parametrize("arn", [
+    "arn:aws:sts::123456789012:assumed-role/ci/session",  # a session, not the role
+    "123456789012",
+    "arn:aws:iam::1234:role/x",
+])
+def test_admin_principals_must_be_role_or_user_arns(arn):
+    def bad(raw):
+        raw["cluster"]["adminPrincipalArns"] = [arn]
+
+    with pytest.raises(ConfigError, match=r"cluster\.adminPrincipalArns\[0\]"):
+        _cfg(bad)
+
+
+def test_gke_admin_accounts_are_refused_on_aws():
+    def bad(raw):
+        raw["cluster"]["adminAccounts"] = ["alice@example.com"]
+
+    with pytest.raises(ConfigError, match=r"cluster\.adminAccounts: only used on gcp"):
+        _cfg(bad)
 
 
 # --------------------------------------------------------------------------- nodes
@@ -606,7 +647,7 @@ def test_kubernetes_provider_waits_for_nodes_and_addons(us_east):
     system = us_east.named(NODE_GROUP, "us-east-cluster-system")
     waits_for = {system.urn} | {r.urn for r in us_east.of_type(ADDON)} | {
         r.urn for r in us_east.of_type("aws:eks/accessPolicyAssociation:AccessPolicyAssociation")}
-    assert len(waits_for) == 8
+    assert len(waits_for) == 7 + len(_raw()["cluster"]["adminPrincipalArns"])  # system group, 6 add-ons, admins
     assert waits_for <= set(provider.depends_on)
     # GPU node groups are not waited for: a capacity shortage holds back only the models.
     gpu_groups = {r.urn for r in us_east.of_type(NODE_GROUP)} - {system.urn}
@@ -669,16 +710,6 @@ def test_eks_zones_skip_unsupported_zone_ids():
     assert eks.eks_zones(names, ids, 3) == ["us-east-1a", "us-east-1b", "us-east-1d"]
     with pytest.raises(ValueError, match="zoneCount is 4"):
         eks.eks_zones(names, ids, 4)
-
-
-@pytest.mark.parametrize("arn,assumed", [
-    ("arn:aws:sts::123456789012:assumed-role/ci/session", True),
-    ("arn:aws-us-gov:sts::123456789012:assumed-role/AWSReservedSSO_Admin_1/alice", True),
-    ("arn:aws:iam::123456789012:role/platform-deployer", False),
-    ("arn:aws:iam::123456789012:user/alice", False),
-])
-def test_is_assumed_role(arn, assumed):
-    assert eks.is_assumed_role(arn) is assumed
 
 
 def test_launch_template_spec_for_system_nodes_has_no_gpu_extras():

@@ -12,10 +12,11 @@ import pytest
 import yaml
 
 from components import gke_cluster as gke
-from components.config import load_stack_file, parse_fleet
+from components.config import ConfigError, load_stack_file, parse_fleet
 from components.monitoring_rules import SYSTEM_NODE_SELECTOR
 from gpu_fleet import mock_outputs
 from gpu_fleet.engine import Recording, ResourceRecord, is_secret
+from gpu_fleet.manifests import validate
 
 REPO = Path(__file__).resolve().parents[2]
 EU_WEST = REPO / "stacks" / "Pulumi.eu-west.yaml"
@@ -344,3 +345,47 @@ def test_missing_secondary_range_names_what_exists():
     assert gke.secondary_range_cidr(ranges, "gke-pods", "sub") == "10.1.0.0/16"
     with pytest.raises(ValueError, match="no secondary range 'pods'; it has: gke-pods"):
         gke.secondary_range_cidr(ranges, "pods", "sub")
+
+
+# --------------------------------------------------------------------------- admins
+
+BINDING = "kubernetes:rbac.authorization.k8s.io/v1:ClusterRoleBinding"
+
+
+def test_admin_accounts_are_bound_to_cluster_admin(eu_west):
+    expected = _raw()["cluster"]["adminAccounts"]
+    assert any(a.endswith(".iam.gserviceaccount.com") for a in expected)  # the CI preview identity
+    binding = eu_west.named(BINDING, "eu-west-cluster-admins")
+    inputs = binding.plain_inputs
+    assert inputs["metadata"]["name"] == gke.ADMIN_BINDING
+    assert inputs["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"}
+    assert inputs["subjects"] == [{"kind": "User", "name": a, "apiGroup": "rbac.authorization.k8s.io"} for a in expected]
+    provider = eu_west.named("pulumi:providers:kubernetes", "eu-west-cluster-k8s")
+    assert eu_west.provider_of(binding) is provider
+    (manifest,) = [obj for r, obj in eu_west.kubernetes_objects() if r is binding]
+    assert validate(manifest) == (True, [])
+
+
+def test_no_admin_accounts_no_binding(fleet):
+    def none(raw):
+        raw["cluster"]["adminAccounts"] = []
+
+    rec = _run(fleet, _cfg(none))
+    assert rec.of_type(BINDING) == []
+
+
+def test_admins_do_not_depend_on_who_runs_pulumi(eu_west):
+    # GKE's deployer reaches the API through its own IAM role: nothing reads the caller.
+    assert not [c for c in eu_west.calls if "ClientConfig" in c.token or "Caller" in c.token]
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("adminAccounts", ["not-an-email"], r"cluster\.adminAccounts\[0\]"),
+    ("adminPrincipalArns", ["arn:aws:iam::123456789012:role/x"], r"cluster\.adminPrincipalArns: only used on aws"),
+])
+def test_admin_fields_are_validated(field, value, message):
+    def bad(raw):
+        raw["cluster"][field] = value
+
+    with pytest.raises(ConfigError, match=message):
+        _cfg(bad)

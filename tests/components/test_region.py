@@ -41,7 +41,7 @@ def test_every_cloud_resource_uses_the_regions_explicit_provider(region):
 
 def test_every_data_source_goes_through_an_explicit_provider(region):
     stack, rec = region
-    # EKS looks up zones, the caller and the ALB; GKE needs no look-up.
+    # EKS looks up zones and the partition; GKE needs no look-up.
     assert rec.calls or REGIONS[stack][0] == "gcp"
     for call in rec.calls:
         assert call.provider and "::default" not in call.provider, f"{call.token} used the default provider"
