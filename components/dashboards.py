@@ -287,7 +287,7 @@ def model_dashboard(models: Sequence[ModelRef], lmcache_models: Iterable[str] = 
             (f"max({KSM_HPA_DESIRED}{{namespace=\"$namespace\"}} * {hpa_of})", "HPA desired"),
             (f"max({KSM_HPA_MIN}{{namespace=\"$namespace\"}} * {hpa_of})", "min"),
             (f"max({KSM_HPA_MAX}{{namespace=\"$namespace\"}} * {hpa_of})", "max"),
-        ], description="With KEDA the HPA exists only while the model has replicas (min shows 1 then)."),
+        ], description="With KEDA and minReplicas 0 the HPA's min reads 1: KEDA itself moves the model between 0 and 1."),
         _row("Autoscaling signals, as the HPA sees them"),
         _panel("dcgm_gpu_utilization", [
             (f"max({GPU_UTILIZATION_METRIC}{{{dep}}})", "Deployment total (External metric)"),

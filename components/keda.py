@@ -14,6 +14,13 @@ prometheus-adapter is not, and every model gets a ScaledObject instead of an HPA
 then creates and owns each model's HPA (named ``vllm-<model>`` as in HPA mode, so
 alerts and dashboards see the same object) and serves its metrics.
 
+Switching a live stack: from ``hpa`` to ``keda``, the ScaledObject adopts the existing
+HPA (:data:`TRANSFER_HPA_OWNERSHIP_ANNOTATION`); Pulumi then deletes the HPA it created
+and KEDA, which reconciles the HPAs it owns, creates it again (unverified in a cluster:
+until then the model does not scale). From ``keda`` back to ``hpa``,
+Pulumi would create the HPA while KEDA's of the same name still exists and fail: delete
+the ScaledObjects first (``kubectl delete scaledobject -n <ns> vllm-<model>``).
+
 The ScaledObject keeps the HPA mode's numbers: the same two signals (the recorded
 ``dcgm_gpu_utilization`` and ``llm_pending_requests`` of the Deployment, read straight
 from Prometheus), the same AverageValue targets, min/max and ``behavior``. What KEDA adds
@@ -53,6 +60,11 @@ KEDA_NAMESPACE = "keda"
 #: ``keda/templates/crds/crd-scaledobjects.yaml``).
 SCALED_OBJECT_API_VERSION = "keda.sh/v1alpha1"
 SCALED_OBJECT_KIND = "ScaledObject"
+#: Lets a ScaledObject adopt the HPA of the same name that HPA mode created, so switching a
+#: live model from ``hpa`` to ``keda`` is not refused by KEDA's admission webhook (which
+#: rejects a second autoscaler on one Deployment); https://keda.sh/docs/latest/reference/
+#: scaledobject-spec/ ("transfer an existing HPA ownership to this ScaledObject").
+TRANSFER_HPA_OWNERSHIP_ANNOTATION = "scaledobject.keda.sh/transfer-hpa-ownership"
 #: How often KEDA evaluates the triggers; the HPA's own sync period is 15 s as well.
 POLLING_INTERVAL_SECONDS = 15
 #: The port KEDA's metrics server and webhooks listen on. The API server calls both; a
@@ -114,7 +126,8 @@ def scaled_object(autoscaling: AutoscalingConfig, deployment_name: str, namespac
     return {
         "apiVersion": SCALED_OBJECT_API_VERSION,
         "kind": SCALED_OBJECT_KIND,
-        "metadata": {"name": deployment_name, "namespace": namespace, "labels": {**labels, **FLEET_LABELS}},
+        "metadata": {"name": deployment_name, "namespace": namespace, "labels": {**labels, **FLEET_LABELS},
+                     "annotations": {TRANSFER_HPA_OWNERSHIP_ANNOTATION: "true"}},
         "spec": {
             "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": deployment_name},
             "minReplicaCount": autoscaling.min_replicas,

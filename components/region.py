@@ -136,7 +136,8 @@ class Region(pulumi.ComponentResource):
                     "pool_scales_to_zero": pools[m.pool].min_nodes == 0,
                 },
                 opts=pulumi.ResourceOptions.merge(
-                    kube, pulumi.ResourceOptions(depends_on=[self.gpu_software, self.cluster.gpu_pools[m.pool]])
+                    kube, pulumi.ResourceOptions(depends_on=[self.gpu_software, self.monitoring.autoscaler,
+                                                             self.cluster.gpu_pools[m.pool]])
                 ),
             )
             for m in cfg.models

@@ -92,6 +92,8 @@ def test_scaled_object_keeps_the_hpa_modes_numbers():
     assert triggers["dcgm_gpu_utilization"]["metadata"]["activationThreshold"] == "5"
     assert triggers["llm_pending_requests"]["metadata"]["activationThreshold"] == "0"
     assert (spec["cooldownPeriod"], spec["initialCooldownPeriod"]) == (1800, 2700)
+    # Switching a live model from hpa to keda: the ScaledObject adopts the HPA of that name.
+    assert _so()["metadata"]["annotations"] == {keda.TRANSFER_HPA_OWNERSHIP_ANNOTATION: "true"}
 
 
 def test_metadata_values_are_strings_as_the_crd_requires():
