@@ -161,10 +161,29 @@ class ScalingRules(_Model):
     policies: list[ScalingPolicy] = Field(min_length=1)
 
 
-class AutoscalingConfig(_Model):
-    """The HPA of one model. Defaults are the seed's HPA exactly."""
+class ScaleToZeroConfig(_Model):
+    """KEDA's scale-to-zero settings of one model (``engine: keda`` with ``minReplicas: 0``)."""
 
-    min_replicas: int = Field(2, ge=1)
+    #: Seconds with both signals at or below their activation thresholds before KEDA scales
+    #: the last replica away (the ScaledObject's ``cooldownPeriod``).
+    idle_seconds: int = Field(1800, ge=60, le=86400)
+    #: The model counts as active while its mean GPU utilisation per replica is above this
+    #: (percent) ...
+    activation_gpu_utilization: int = Field(5, ge=0, le=100)
+    #: ... or more than this many requests wait in its queue.
+    activation_pending_requests: int = Field(0, ge=0)
+
+
+class AutoscalingConfig(_Model):
+    """The autoscaling of one model. Defaults are the seed's HPA exactly."""
+
+    #: ``hpa``: an autoscaling/v2 HPA on prometheus-adapter's External metrics (the seed's).
+    #: ``keda``: a KEDA ScaledObject on the same two signals and the same behaviour, which
+    #: may scale a model of a non-production stack to zero (``minReplicas: 0``). One engine
+    #: per stack: the cluster's External metrics API is served by one of the two.
+    engine: Literal["hpa", "keda"] = "hpa"
+    #: 0 only with ``engine: keda`` in a stack with ``environment: non-production``.
+    min_replicas: int = Field(2, ge=0)
     max_replicas: int = Field(20, ge=1)
     #: External metric ``dcgm_gpu_utilization``, AverageValue target in percent.
     gpu_utilization_target: int = Field(75, ge=1, le=100)
@@ -178,6 +197,8 @@ class AutoscalingConfig(_Model):
         stabilization_window_seconds=300,
         policies=[ScalingPolicy(type="Pods", value=1, period_seconds=120)],
     )
+    #: Idle period and activation thresholds of KEDA's scale to zero.
+    scale_to_zero: ScaleToZeroConfig = ScaleToZeroConfig()
 
 
 class ModelArchitecture(_Model):
@@ -351,6 +372,9 @@ class RegionConfig(_Model):
     """A region stack: one cluster with GPU pools, models, a cache and an entry point."""
 
     kind: Literal["region"]
+    #: ``non-production`` allows models to scale to zero (KEDA, ``minReplicas: 0``); the
+    #: policy pack refuses zero anywhere else.
+    environment: Literal["production", "non-production"] = "production"
     cloud: Cloud
     #: AWS region (``us-east-1``) or GCP region (``europe-west4``).
     location: str
@@ -619,9 +643,29 @@ def _check_models(cfg: RegionConfig) -> list[Problem]:
         a = model.autoscaling
         if a.min_replicas > a.max_replicas:
             problems.append(Problem(f"{at}.autoscaling.minReplicas", f"{a.min_replicas} is above maxReplicas {a.max_replicas}"))
+        if a.min_replicas == 0 and a.engine != "keda":
+            problems.append(Problem(f"{at}.autoscaling.minReplicas", "0 needs engine: keda (an HPA cannot scale to zero)"))
+        elif a.min_replicas == 0 and cfg.environment != "non-production":
+            problems.append(Problem(f"{at}.autoscaling.minReplicas", "0 is for non-production stacks only (set "
+                                    "environment: non-production); a production model keeps at least one replica"))
         if model.pool not in pools:
             problems.append(Problem(f"{at}.pool", f"no GPU pool named {model.pool!r}; pools: {', '.join(pools)}"))
     return problems
+
+
+def _check_autoscaling_engine(cfg: RegionConfig) -> list[Problem]:
+    """One engine per stack: KEDA and prometheus-adapter both serve external.metrics.k8s.io
+    and a cluster registers one APIService per group and version (kedacore/keda#470)."""
+    engines = {m.autoscaling.engine for m in cfg.models}
+    if len(engines) < 2:
+        return []
+    keda = [m.name for m in cfg.models if m.autoscaling.engine == "keda"]
+    return [
+        Problem(f"models[{i}].autoscaling.engine", f"hpa, but {', '.join(keda)} use keda: a cluster serves External "
+                "metrics from either prometheus-adapter or KEDA, not both (kedacore/keda#470); set engine: keda on "
+                "every model (minReplicas >= 1 keeps a model warm)")
+        for i, m in enumerate(cfg.models) if m.autoscaling.engine == "hpa"
+    ]
 
 
 def _check_cache(cfg: RegionConfig) -> list[Problem]:
@@ -730,7 +774,8 @@ def _check_admins(cfg: RegionConfig) -> list[Problem]:
 
 
 REGION_CHECKS = [
-    _check_admins, _check_location, _check_network, _check_pools, _check_models, _check_cache, _check_sizing, _check_entrypoint,
+    _check_admins, _check_location, _check_network, _check_pools, _check_models, _check_autoscaling_engine,
+    _check_cache, _check_sizing, _check_entrypoint,
 ]
 
 

@@ -39,6 +39,11 @@ def _rules(rules: ScalingRules) -> dict:
     }
 
 
+def behavior(autoscaling: AutoscalingConfig) -> dict:
+    """The HPA ``behavior`` (also KEDA's ``advanced.horizontalPodAutoscalerConfig.behavior``)."""
+    return {"scaleUp": _rules(autoscaling.scale_up), "scaleDown": _rules(autoscaling.scale_down)}
+
+
 def hpa_spec(autoscaling: AutoscalingConfig, deployment_name: str) -> dict:
     """The ``spec`` of the HorizontalPodAutoscaler scaling ``deployment_name``."""
     return {
@@ -49,5 +54,5 @@ def hpa_spec(autoscaling: AutoscalingConfig, deployment_name: str) -> dict:
             _external(GPU_UTILIZATION_METRIC, deployment_name, autoscaling.gpu_utilization_target),
             _external(PENDING_REQUESTS_METRIC, deployment_name, autoscaling.pending_requests_target),
         ],
-        "behavior": {"scaleUp": _rules(autoscaling.scale_up), "scaleDown": _rules(autoscaling.scale_down)},
+        "behavior": behavior(autoscaling),
     }

@@ -16,3 +16,7 @@ FLEET_LABELS = {"app.kubernetes.io/part-of": "gpu-fleet"}
 #: Keeps everything but GPU workloads off GPU nodes (GKE puts the same taint on GPU nodes
 #: itself). EKS and GKE both spell the effect ``NO_SCHEDULE`` in their node pool APIs.
 GPU_TAINT = {"key": "nvidia.com/gpu", "value": "present", "effect": "NO_SCHEDULE"}
+#: The stack's ``environment`` (``production`` / ``non-production``) on its serving
+#: namespace and autoscaling objects; the policy pack allows scale to zero only under
+#: ``non-production``.
+ENVIRONMENT_LABEL = "gpu-fleet/environment"

@@ -7,7 +7,9 @@
   them again;
 - the Deployment ``vllm-<model>`` serving the OpenAI API on port 8000 (``http``);
 - a ClusterIP Service ``vllm-<model>``, a PodDisruptionBudget and the HPA
-  (:func:`components.hpa.hpa_spec`, the seed's HPA by default).
+  (:func:`components.hpa.hpa_spec`, the seed's HPA by default), or with
+  ``autoscaling.engine: keda`` a KEDA ScaledObject (:func:`components.keda.scaled_object`)
+  on the same signals, which may scale a non-production model to zero.
 
 The pure functions below build every spec, so most tests need no Pulumi; the class only
 creates the objects. Decisions and why:
@@ -70,13 +72,18 @@ from .cache import CACHE_CLIENT_LABELS, VLLM_POD_LABELS
 from .config import GpuPoolConfig, ModelConfig
 from .gpu_catalog import GpuShape
 from .hpa import hpa_spec
-from .labels import FLEET_LABELS, GPU_TAINT, POOL_LABEL
-from .monitoring_rules import MODEL_LABEL, VLLM_METRICS_PORT, ModelRef
+from .keda import SCALED_OBJECT_API_VERSION, SCALED_OBJECT_KIND, scaled_object
+from .labels import ENVIRONMENT_LABEL, FLEET_LABELS, GPU_TAINT, POOL_LABEL
+from .monitoring_rules import MODEL_LABEL, PROMETHEUS_URL, VLLM_METRICS_PORT, ModelRef
 from .sizing import (
     GB,
     GIB,
+    IMAGE_PULL_SECONDS,
+    SCHEDULING_ALLOWANCE_SECONDS,
     STARTUP_MARGIN,
+    ColdStart,
     Sizing,
+    cold_start,
     host_share,
     problems,
     size_model,
@@ -124,12 +131,6 @@ PRE_STOP_SECONDS = 15
 #: The pause plus two minutes for running generations to finish (4k tokens at ~35/s).
 TERMINATION_GRACE_SECONDS = PRE_STOP_SECONDS + 120
 
-#: A new GPU node (autoscaler, boot, driver) or a new Filestore volume: 5-15 minutes,
-#: in parallel.
-SCHEDULING_ALLOWANCE_SECONDS = 900
-#: Pulling a vLLM image (about 10 GB compressed) onto a node that does not have it.
-IMAGE_PULL_SECONDS = 600
-
 #: Smallest volume (GiB) of known ReadWriteMany classes: GKE Filestore (Basic SSD 2.5 TiB,
 #: Basic HDD, zonal and Enterprise 1 TiB).
 WEIGHT_CACHE_MIN_GI: dict[str, int] = {"premium-rwx": 2560, "standard-rwx": 1024, "zonal-rwx": 1024,
@@ -143,6 +144,11 @@ WEIGHT_CACHE_HEADROOM = 2.0
 
 #: LMCache's connector in vLLM: store and retrieve KV cache in the same server.
 LMCACHE_TRANSFER_CONFIG = {"kv_connector": "LMCacheConnectorV1", "kv_role": "kv_both"}
+
+#: prometheus_client's multiprocess directory: it must exist before vLLM starts (neither
+#: vLLM nor LMCache creates one it did not choose) and be empty at each start, as vLLM
+#: asks; the container's own /tmp is both (a restarted container gets a fresh filesystem).
+PROMETHEUS_MULTIPROC_DIR = "/tmp"
 
 TIMEOUT_ANNOTATION = "pulumi.com/timeoutSeconds"
 SKIP_AWAIT_ANNOTATION = "pulumi.com/skipAwait"
@@ -172,9 +178,16 @@ class ModelDeploymentArgs(_ModelDeploymentArgsRequired, total=False):
     weight_cache_storage_class: ReadWriteMany StorageClass of the weight cache
         (``premium-rwx`` on GKE, ``efs-weights`` on EKS).
     service_annotations: annotations of the Service (e.g. GKE NEG); default none.
+    environment: the stack's ``environment`` (``production`` by default), labelled on the
+        autoscaling object for the policy pack.
+    pool_scales_to_zero: whether the model's GPU pool may have no node (its
+        ``minNodes`` is 0), so a cold start from zero replicas includes a new node;
+        default True.
     """
 
     service_annotations: Optional[dict[str, str]]
+    environment: str
+    pool_scales_to_zero: bool
 
 
 # --------------------------------------------------------------------------- names and labels
@@ -278,6 +291,10 @@ def container_env(model: ModelConfig, secret_name: Any, cache_secret_name: Any, 
             {"name": "LMCACHE_MAX_LOCAL_CPU_SIZE", "value": str(lm.local_cpu_gb)},
             {"name": "LMCACHE_REMOTE_URL", "value": remote},
             {"name": "LMCACHE_REMOTE_SERDE", "value": "naive"},
+            # LMCache counts hits in the engine's worker process; with a multiprocess
+            # directory set before vLLM starts, vLLM's /metrics serves those counters too
+            # (vllm/v1/metrics/prometheus.py get_prometheus_registry at v0.11.0).
+            {"name": "PROMETHEUS_MULTIPROC_DIR", "value": PROMETHEUS_MULTIPROC_DIR},
         ]
     return env
 
@@ -384,14 +401,21 @@ def pod_spec(model: ModelConfig, pool: GpuPoolConfig, shape: GpuShape, sizing: S
     }
 
 
+def initial_replicas(model: ModelConfig) -> int:
+    """Replicas the Deployment is created with: minReplicas, but at least one, so the first
+    ``pulumi up`` proves the model starts and fills the weight cache even when it may
+    scale to zero (KEDA leaves it alone for ``initialCooldownPeriod`` first)."""
+    return max(model.autoscaling.min_replicas, 1)
+
+
 def deployment_spec(model: ModelConfig, pool: GpuPoolConfig, shape: GpuShape, sizing: Sizing, *,
                     secret_name: Any, cache_secret_name: Any = None) -> dict:
-    """The Deployment's spec (initial replicas: minReplicas)."""
+    """The Deployment's spec (initial replicas: :func:`initial_replicas`)."""
     return {
-        "replicas": model.autoscaling.min_replicas,
+        "replicas": initial_replicas(model),
         "selector": {"matchLabels": selector_labels(model)},
         "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
-        "progressDeadlineSeconds": rollout_timeout_seconds(sizing, model.autoscaling.min_replicas),
+        "progressDeadlineSeconds": rollout_timeout_seconds(sizing, initial_replicas(model)),
         "template": {
             "metadata": {"labels": labels(model)},
             "spec": pod_spec(model, pool, shape, sizing, secret_name=secret_name, cache_secret_name=cache_secret_name),
@@ -426,6 +450,16 @@ def pvc_spec(sizing: Sizing, storage_class: str) -> dict:
     }
 
 
+def scale_to_zero_notice(model: str, idle_seconds: int, wait: ColdStart) -> str:
+    """What the plan and ``pulumi up`` say about a model that may scale to zero."""
+    node = f"a new GPU node {wait.node_seconds} s + " if wait.node_seconds else ""
+    return (f"model {model} scales to zero after {idle_seconds} s idle. At zero replicas the load balancer answers "
+            f"503 at once (requests are not held, and no signal wakes the model by itself); wake it with "
+            f"'kubectl annotate scaledobject vllm-{model} autoscaling.keda.sh/paused-replicas=1' (remove the "
+            f"annotation once traffic flows). A woken replica serves after up to {wait.total_seconds} s "
+            f"({node}image pull {wait.image_pull_seconds} s + start-up budget {wait.startup_seconds} s).")
+
+
 # --------------------------------------------------------------------------- component
 
 
@@ -438,7 +472,9 @@ class ModelDeployment(pulumi.ComponentResource):
     ``service_port`` (8000), ``model``, ``sizing`` (:class:`components.sizing.Sizing`) and
     ``summary``, a plain dict for the stack output ``models``: name, modelId, revision,
     pool, gpusPerReplica, minReplicas, maxReplicas, kvCacheTokens and
-    maxConcurrentSequences (per replica), startupBudgetSeconds and service (its name).
+    maxConcurrentSequences (per replica), startupBudgetSeconds, service (its name) and,
+    for a model that may scale to zero, scaleToZero (idleSeconds and the cold start:
+    coldStartSeconds and its parts).
 
     Raises ValueError, before creating anything, for a model that does not fit ``shape``
     or that enables LMCache without ``cache_secret_name``.
@@ -467,7 +503,7 @@ class ModelDeployment(pulumi.ComponentResource):
         self.service_port = VLLM_PORT
         namespace = args["namespace"]
         budget = startup_budget_seconds(self.sizing)
-        timeout = rollout_timeout_seconds(self.sizing, model.autoscaling.min_replicas)
+        timeout = rollout_timeout_seconds(self.sizing, initial_replicas(model))
         # Both: custom timeouts are what the provider honours first; the annotation keeps
         # the wait with the object for tools that read it.
         waits = pulumi.CustomTimeouts(create=f"{timeout}s", update=f"{timeout}s")
@@ -503,12 +539,30 @@ class ModelDeployment(pulumi.ComponentResource):
             spec=pdb_spec(model),
             opts=pulumi.ResourceOptions(parent=self),
         )
-        k8s.autoscaling.v2.HorizontalPodAutoscaler(
-            f"{name}-hpa",
-            metadata={**meta, "name": self.deployment_name},
-            spec=hpa_spec(model.autoscaling, self.deployment_name),
-            opts=pulumi.ResourceOptions(parent=self),
-        )
+        autoscaling = model.autoscaling
+        if autoscaling.engine == "keda":
+            # KEDA creates and owns the HPA (components.keda); the CRD comes with the KEDA
+            # release, which the region installs before the models.
+            # The triggers' queries name the namespace, so the spec waits for it.
+            so = pulumi.Output.from_input(namespace).apply(lambda ns: scaled_object(
+                autoscaling, self.deployment_name, ns,
+                labels={**labels(model), ENVIRONMENT_LABEL: args.get("environment") or "production"},
+                prometheus_url=PROMETHEUS_URL, initial_cooldown_seconds=timeout))
+            k8s.apiextensions.CustomResource(
+                f"{name}-scaledobject",
+                api_version=SCALED_OBJECT_API_VERSION,
+                kind=SCALED_OBJECT_KIND,
+                metadata=so["metadata"],
+                spec=so["spec"],
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+        else:
+            k8s.autoscaling.v2.HorizontalPodAutoscaler(
+                f"{name}-hpa",
+                metadata={**meta, "name": self.deployment_name},
+                spec=hpa_spec(autoscaling, self.deployment_name),
+                opts=pulumi.ResourceOptions(parent=self),
+            )
 
         self.service_name = service.metadata["name"]
         self.summary = {
@@ -524,4 +578,14 @@ class ModelDeployment(pulumi.ComponentResource):
             "startupBudgetSeconds": budget,
             "service": self.deployment_name,
         }
+        if autoscaling.min_replicas == 0:
+            wait = cold_start(self.sizing, needs_node=args.get("pool_scales_to_zero", True))
+            self.summary["scaleToZero"] = {
+                "idleSeconds": autoscaling.scale_to_zero.idle_seconds,
+                "coldStartSeconds": wait.total_seconds,
+                "coldStart": {"nodeSeconds": wait.node_seconds, "imagePullSeconds": wait.image_pull_seconds,
+                              "startupSeconds": wait.startup_seconds},
+            }
+            pulumi.log.warn(scale_to_zero_notice(model.name, autoscaling.scale_to_zero.idle_seconds, wait),
+                            resource=self)
         self.register_outputs({"deploymentName": self.deployment_name, "serviceName": self.service_name})

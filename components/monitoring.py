@@ -12,7 +12,17 @@ from typing import Optional, TypedDict
 
 import pulumi
 import pulumi_kubernetes as k8s
+import pulumi_random as random
 
+from .dashboards import (
+    GRAFANA_ADMIN_PASSWORD_KEY,
+    GRAFANA_ADMIN_SECRET,
+    GRAFANA_ADMIN_USER,
+    GRAFANA_ADMIN_USER_KEY,
+    dashboard_config_maps,
+    grafana_values,
+)
+from .keda import KEDA_CHART_VERSION, KEDA_NAMESPACE, KEDA_RELEASE, KEDA_REPO, keda_values
 from .labels import FLEET_LABELS
 from .monitoring_rules import (
     KUBE_PROMETHEUS_STACK_CHART_VERSION,
@@ -22,6 +32,7 @@ from .monitoring_rules import (
     PROMETHEUS_ADAPTER_RELEASE,
     PROMETHEUS_COMMUNITY_REPO,
     PROMETHEUS_URL,
+    SYSTEM_NODE_SELECTOR,
     AlertSettings,
     ModelRef,
     gpu_operator_dcgm_values,
@@ -38,6 +49,7 @@ __all__ = ["AlertSettings", "ModelRef", "Monitoring", "MonitoringArgs"]
 #: CRDs and an admission-webhook job, which takes a few minutes on a fresh cluster.
 KUBE_PROMETHEUS_STACK_TIMEOUT_SECONDS = 900
 PROMETHEUS_ADAPTER_TIMEOUT_SECONDS = 600
+KEDA_TIMEOUT_SECONDS = 600
 
 
 class _MonitoringArgsRequired(TypedDict):
@@ -61,6 +73,10 @@ class MonitoringArgs(_MonitoringArgsRequired, total=False):
     prometheus_storage_size: size of Prometheus' volume; default ``"50Gi"``.
     prometheus_storage_class: StorageClass of that volume; default None (the cluster's
         default StorageClass).
+    autoscaling_engine: ``"hpa"`` (default): prometheus-adapter serves the External
+        metrics the models' HPAs read. ``"keda"``: KEDA is installed instead (it serves
+        that API itself; see :mod:`components.keda`) and prometheus-adapter is not.
+    lmcache_models: models running LMCache; the model dashboard gets its panels.
     """
 
     alerts: AlertSettings
@@ -69,15 +85,20 @@ class MonitoringArgs(_MonitoringArgsRequired, total=False):
     prometheus_retention: str
     prometheus_storage_size: str
     prometheus_storage_class: Optional[str]
+    autoscaling_engine: str
+    lmcache_models: list[str]
 
 
 class Monitoring(pulumi.ComponentResource):
     """Prometheus, the External metrics API and the fleet's rules, in namespace ``monitoring``.
 
     Creates (all children of this component, through the provider the caller passes in
-    ``opts``): the ``monitoring`` Namespace; the kube-prometheus-stack and
-    prometheus-adapter Helm releases (pinned chart versions); one vLLM PodMonitor per
-    serving namespace; one PrometheusRule with the recording and alert rules. The
+    ``opts``): the ``monitoring`` Namespace; Grafana's admin Secret (a generated
+    password); the kube-prometheus-stack release (Prometheus, Alertmanager, Grafana) and
+    either the prometheus-adapter release or, with ``autoscaling_engine: keda``, the KEDA
+    release in its own namespace (pinned chart versions); one vLLM PodMonitor per serving
+    namespace; one PrometheusRule with the recording and alert rules; the dashboard
+    ConfigMaps (:mod:`components.dashboards`). The
     PodMonitors and the PrometheusRule depend on the kube-prometheus-stack release, which
     installs their CRDs.
 
@@ -98,6 +119,26 @@ class Monitoring(pulumi.ComponentResource):
         )
         namespace = self.namespace.metadata["name"]
 
+        # Grafana's admin login: a generated password in a Secret the chart reads
+        # (grafana.admin.existingSecret), so it never appears in the Helm values.
+        self.grafana_password = random.RandomPassword(f"{name}-grafana-admin", length=32, special=False, opts=child)
+        self.grafana_secret = k8s.core.v1.Secret(
+            f"{name}-grafana-admin",
+            metadata={"name": GRAFANA_ADMIN_SECRET, "namespace": namespace, "labels": {**FLEET_LABELS}},
+            type="Opaque",
+            string_data={
+                GRAFANA_ADMIN_USER_KEY: GRAFANA_ADMIN_USER,
+                GRAFANA_ADMIN_PASSWORD_KEY: pulumi.Output.secret(self.grafana_password.result),
+            },
+            opts=child,
+        )
+        stack_values = kube_prometheus_stack_values(
+            retention=args.get("prometheus_retention") or "15d",
+            storage_size=args.get("prometheus_storage_size") or "50Gi",
+            storage_class=args.get("prometheus_storage_class"),
+        )
+        stack_values["grafana"] = grafana_values(SYSTEM_NODE_SELECTOR)
+
         self.kube_prometheus_stack = k8s.helm.v3.Release(
             f"{name}-kube-prometheus-stack",
             name=KUBE_PROMETHEUS_STACK_RELEASE,
@@ -105,32 +146,55 @@ class Monitoring(pulumi.ComponentResource):
             version=args.get("kube_prometheus_stack_version") or KUBE_PROMETHEUS_STACK_CHART_VERSION,
             repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=PROMETHEUS_COMMUNITY_REPO),
             namespace=namespace,
-            values=kube_prometheus_stack_values(
-                retention=args.get("prometheus_retention") or "15d",
-                storage_size=args.get("prometheus_storage_size") or "50Gi",
-                storage_class=args.get("prometheus_storage_class"),
-            ),
+            values=stack_values,
             atomic=True,
             cleanup_on_fail=True,
             timeout=KUBE_PROMETHEUS_STACK_TIMEOUT_SECONDS,
             max_history=10,
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.grafana_secret]),
         )
 
-        self.prometheus_adapter = k8s.helm.v3.Release(
-            f"{name}-prometheus-adapter",
-            name=PROMETHEUS_ADAPTER_RELEASE,
-            chart="prometheus-adapter",
-            version=args.get("prometheus_adapter_version") or PROMETHEUS_ADAPTER_CHART_VERSION,
-            repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=PROMETHEUS_COMMUNITY_REPO),
-            namespace=namespace,
-            values=prometheus_adapter_values(PROMETHEUS_URL),
-            atomic=True,
-            cleanup_on_fail=True,
-            timeout=PROMETHEUS_ADAPTER_TIMEOUT_SECONDS,
-            max_history=10,
-            opts=child,
-        )
+        # Exactly one of the two serves external.metrics.k8s.io (kedacore/keda#470).
+        self.engine = args.get("autoscaling_engine") or "hpa"
+        if self.engine not in ("hpa", "keda"):
+            raise ValueError(f"autoscaling_engine {self.engine!r}: expected 'hpa' or 'keda'")
+        self.prometheus_adapter = None
+        self.keda = None
+        if self.engine == "hpa":
+            self.prometheus_adapter = k8s.helm.v3.Release(
+                f"{name}-prometheus-adapter",
+                name=PROMETHEUS_ADAPTER_RELEASE,
+                chart="prometheus-adapter",
+                version=args.get("prometheus_adapter_version") or PROMETHEUS_ADAPTER_CHART_VERSION,
+                repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=PROMETHEUS_COMMUNITY_REPO),
+                namespace=namespace,
+                values=prometheus_adapter_values(PROMETHEUS_URL),
+                atomic=True,
+                cleanup_on_fail=True,
+                timeout=PROMETHEUS_ADAPTER_TIMEOUT_SECONDS,
+                max_history=10,
+                opts=child,
+            )
+        else:
+            keda_ns = k8s.core.v1.Namespace(
+                f"{name}-keda-ns", metadata={"name": KEDA_NAMESPACE, "labels": {**FLEET_LABELS}}, opts=child)
+            self.keda = k8s.helm.v3.Release(
+                f"{name}-keda",
+                name=KEDA_RELEASE,
+                chart="keda",
+                version=KEDA_CHART_VERSION,
+                repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=KEDA_REPO),
+                namespace=keda_ns.metadata["name"],
+                values=keda_values(),
+                atomic=True,
+                cleanup_on_fail=True,
+                timeout=KEDA_TIMEOUT_SECONDS,
+                max_history=10,
+                opts=child,
+            )
+        #: What the models' autoscaling objects need first (the External metrics API, and
+        #: with KEDA the ScaledObject CRD).
+        self.autoscaler = self.keda or self.prometheus_adapter
 
         # Custom resources need the CRDs the kube-prometheus-stack release installs.
         after_stack = pulumi.ResourceOptions(parent=self, depends_on=[self.kube_prometheus_stack])
@@ -139,6 +203,11 @@ class Monitoring(pulumi.ComponentResource):
             for ns in serving_namespaces(models)
         ]
         self.prometheus_rule = _custom_resource(f"{name}-rules", prometheus_rule(models, alerts), after_stack)
+        self.dashboards = [
+            k8s.core.v1.ConfigMap(f"{name}-{cm['metadata']['name']}", metadata={**cm["metadata"], "namespace": namespace},
+                                  data=cm["data"], opts=child)
+            for cm in dashboard_config_maps(models, args.get("lmcache_models") or [])
+        ]
 
         self.prometheus_url = PROMETHEUS_URL
         self.gpu_operator_values = gpu_operator_dcgm_values()
@@ -147,7 +216,7 @@ class Monitoring(pulumi.ComponentResource):
                 "namespace": namespace,
                 "prometheusUrl": self.prometheus_url,
                 "kubePrometheusStackStatus": self.kube_prometheus_stack.status,
-                "prometheusAdapterStatus": self.prometheus_adapter.status,
+                "autoscalerStatus": self.autoscaler.status,
             }
         )
 

@@ -452,10 +452,9 @@ def kube_prometheus_stack_values(
     return {
         "fullnameOverride": KUBE_PROMETHEUS_STACK_RELEASE,
         "crds": {"enabled": True},
-        # Grafana off: dashboards are not part of this library, and the chart's Grafana
-        # ships a well-known default admin password (adminPassword: prom-operator) and a
-        # stateful UI to secure. Point an existing Grafana at the Prometheus service, or
-        # override grafana.enabled.
+        # Grafana off here; components.monitoring turns it on with
+        # components.dashboards.grafana_values (a generated admin password, never the
+        # chart's well-known default).
         "grafana": {"enabled": False},
         # EKS and GKE run the control plane (and GKE Dataplane V2 has no kube-proxy; EKS's
         # binds its metrics to localhost): these targets are unreachable and would only

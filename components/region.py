@@ -19,7 +19,8 @@ from .cache import AwsCache, CacheConnection, GcpCache
 from .config import RegionConfig, pool_offering
 from .entrypoint import Entrypoint, service_annotations
 from .gpu_software import GpuSoftware
-from .labels import FLEET_LABELS
+from .keda import uses_keda
+from .labels import ENVIRONMENT_LABEL, FLEET_LABELS
 from .model_deployment import ModelDeployment
 from .monitoring import AlertSettings, ModelRef, Monitoring
 
@@ -74,6 +75,9 @@ class Region(pulumi.ComponentResource):
             {
                 "models": [ModelRef(name=m.name, namespace=cfg.namespace) for m in cfg.models],
                 "alerts": AlertSettings.from_config(cfg.alerts),
+                # One engine per stack (components.config checks it; components.keda says why).
+                "autoscaling_engine": "keda" if uses_keda([m.autoscaling.engine for m in cfg.models]) else "hpa",
+                "lmcache_models": [m.name for m in cfg.models if m.lmcache.enabled],
             },
             opts=kube,
         )
@@ -83,7 +87,7 @@ class Region(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions.merge(kube, pulumi.ResourceOptions(depends_on=[self.monitoring])),
         )
 
-        labels = dict(FLEET_LABELS)
+        labels = {**FLEET_LABELS, ENVIRONMENT_LABEL: cfg.environment}
         if cfg.cloud == "aws":
             # Pod readiness gates: a new vLLM pod counts as Ready only once the ALB sees it as a
             # healthy target, so rollouts and scale-ins do not answer 502/503 in between.
@@ -128,9 +132,12 @@ class Region(pulumi.ComponentResource):
                     "cache_secret_name": self.cache_connection.secret_name if self.cache_connection else None,
                     "weight_cache_storage_class": self.cluster.weight_cache_storage_class,
                     "service_annotations": service_annotations(cfg),
+                    "environment": cfg.environment,
+                    "pool_scales_to_zero": pools[m.pool].min_nodes == 0,
                 },
                 opts=pulumi.ResourceOptions.merge(
-                    kube, pulumi.ResourceOptions(depends_on=[self.gpu_software, self.cluster.gpu_pools[m.pool]])
+                    kube, pulumi.ResourceOptions(depends_on=[self.gpu_software, self.monitoring.autoscaler,
+                                                             self.cluster.gpu_pools[m.pool]])
                 ),
             )
             for m in cfg.models

@@ -64,6 +64,12 @@ WARMUP_SECONDS = 120
 #: Headroom of the start-up budget over the estimate (slow mirrors, cold page cache).
 STARTUP_MARGIN = 1.5
 
+#: A new GPU node (autoscaler, boot, driver) or a new Filestore volume: 5-15 minutes,
+#: in parallel.
+SCHEDULING_ALLOWANCE_SECONDS = 900
+#: Pulling a vLLM image (about 10 GB compressed) onto a node that does not have it.
+IMAGE_PULL_SECONDS = 600
+
 #: Node capacity kept for the kubelet, the OS and the DaemonSets (network plugin,
 #: node exporter, the GPU operator's dcgm-exporter and toolkit): 4 vCPUs, and 8 GiB plus
 #: 5 % of memory. On a 1,872 GiB a3-highgpu-8g GKE's kubelet reserve (about 2.4 %) and the
@@ -264,6 +270,35 @@ def startup_budget_seconds(sizing: Sizing) -> int:
     partial downloads, so the next attempt continues rather than starts over.
     """
     return math.ceil((sizing.download_seconds_estimate + sizing.load_seconds_estimate) * STARTUP_MARGIN)
+
+
+@dataclass(frozen=True)
+class ColdStart:
+    """The longest wait from "a model at zero replicas needs one" to that replica serving.
+
+    node_seconds: a GPU node to be provisioned (0 when the pool keeps nodes up).
+    image_pull_seconds: the vLLM image pulled onto that node.
+    startup_seconds: the replica's start-up budget (:func:`startup_budget_seconds`).
+    """
+
+    node_seconds: int
+    image_pull_seconds: int
+    startup_seconds: int
+
+    @property
+    def total_seconds(self) -> int:
+        return self.node_seconds + self.image_pull_seconds + self.startup_seconds
+
+
+def cold_start(sizing: Sizing, *, needs_node: bool) -> ColdStart:
+    """The cold start of one replica of a model scaled to zero: node provisioning (when
+    ``needs_node``: its pool may scale to zero nodes too), image pull and the start-up
+    budget, each at its upper bound, so the total is what a waiting client may see."""
+    return ColdStart(
+        node_seconds=SCHEDULING_ALLOWANCE_SECONDS if needs_node else 0,
+        image_pull_seconds=IMAGE_PULL_SECONDS,
+        startup_seconds=startup_budget_seconds(sizing),
+    )
 
 
 def host_share(shape: GpuShape, gpus: int) -> HostShare:

@@ -86,6 +86,7 @@ MEMORYSTORE = "gcp:redis/instance:Instance"
 ROUTE53_RECORD = "aws:route53/record:Record"
 ROUTE53_HEALTH_CHECK = "aws:route53/healthCheck:HealthCheck"
 GLOBAL_ROUTING = "gpufleet:index:GlobalRouting"
+SCALED_OBJECT = "kubernetes:keda.sh/v1alpha1:ScaledObject"
 
 #: Kubernetes objects with a pod template, and where the pod spec sits in each.
 POD_SPEC_PATHS: dict[str, tuple[str, ...]] = {
@@ -111,6 +112,10 @@ MODEL_LABEL = "gpu-fleet/model"
 #: Node label of GPU pools (components.labels.GPU_LABEL) and the GPU taint's key.
 GPU_LABEL = "gpu-fleet/gpu"
 GPU_RESOURCE = "nvidia.com/gpu"
+#: The stack's environment label (components.labels.ENVIRONMENT_LABEL) and the value
+#: that allows scale to zero.
+ENVIRONMENT_LABEL = "gpu-fleet/environment"
+NON_PRODUCTION = "non-production"
 
 # --------------------------------------------------------------------------- Kubernetes defaults
 # autoscaling/v2 defaults (kubernetes/kubernetes pkg/apis/autoscaling/v2/defaults.go and the
@@ -122,6 +127,9 @@ HPA_DEFAULT_SCALE_UP = {
     "selectPolicy": "Max",
     "policies": [{"type": "Pods", "value": 4, "periodSeconds": 15}, {"type": "Percent", "value": 100, "periodSeconds": 15}],
 }
+#: KEDA's ScaledObject ``minReplicaCount`` default (kedacore/keda-docs
+#: ``content/docs/2.15/reference/scaledobject-spec.md``: "Optional. Default: 0").
+KEDA_DEFAULT_MIN_REPLICA_COUNT = 0
 HPA_DEFAULT_SCALE_DOWN = {
     "stabilizationWindowSeconds": 300,
     "selectPolicy": "Max",
@@ -251,6 +259,14 @@ def _hpa_spec(args: ResourceValidationArgs) -> Optional[Mapping]:
     return mapping(get(args.props, "spec")) if args.resource_type == HPA else None
 
 
+def _behavior_spec(args: ResourceValidationArgs) -> Optional[Mapping]:
+    """What carries an HPA ``behavior``: an HPA's spec, or for a KEDA ScaledObject the HPA
+    KEDA creates from ``advanced.horizontalPodAutoscalerConfig``."""
+    if args.resource_type == SCALED_OBJECT:
+        return mapping(get(args.props, "spec", "advanced", "horizontalPodAutoscalerConfig"))
+    return _hpa_spec(args)
+
+
 def _scaling_rules(spec: Mapping, direction: str) -> dict:
     """``behavior.scaleUp``/``scaleDown`` with Kubernetes' defaults for unset fields.
 
@@ -284,6 +300,21 @@ def validate_hpa_min_replicas(args: ResourceValidationArgs, report: ReportViolat
                "while one replica restarts, is rescheduled or its node is drained.")
 
 
+def validate_scale_to_zero_non_production(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    if args.resource_type != SCALED_OBJECT:
+        return
+    spec = mapping(get(args.props, "spec"))
+    want = settings(args, MIN_REPLICAS_SCHEMA)["minReplicas"]
+    have = get(spec, "minReplicaCount", default=KEDA_DEFAULT_MIN_REPLICA_COUNT)
+    environment = mapping(get(args.props, "metadata", "labels")).get(ENVIRONMENT_LABEL)
+    if have < want and environment != NON_PRODUCTION:
+        unset = "" if "minReplicaCount" in spec else " (unset: KEDA defaults to 0)"
+        report(f"minReplicaCount is {_num(have)}{unset}, but the object is not labelled {ENVIRONMENT_LABEL}="
+               f"{NON_PRODUCTION} (it is {environment or 'unlabelled'}): only a non-production stack may scale a "
+               f"model below {_num(want)} replicas, let alone to zero, where its first requests fail until a cold "
+               "start completes.")
+
+
 SCALE_UP_SCHEMA = _schema(
     maxStabilizationWindowSeconds={"type": "integer", "minimum": 0, "default": 120,
                                    "description": "Longest scale-up stabilisation window (seed: scale up within 1-2 minutes)."},
@@ -293,7 +324,7 @@ SCALE_UP_SCHEMA = _schema(
 
 
 def validate_hpa_scale_up(args: ResourceValidationArgs, report: ReportViolation) -> None:
-    spec = _hpa_spec(args)
+    spec = _behavior_spec(args)
     if spec is None:
         return
     cfg = settings(args, SCALE_UP_SCHEMA)
@@ -330,7 +361,7 @@ SCALE_DOWN_SCHEMA = _schema(
 
 
 def validate_hpa_scale_down(args: ResourceValidationArgs, report: ReportViolation) -> None:
-    spec = _hpa_spec(args)
+    spec = _behavior_spec(args)
     if spec is None:
         return
     cfg = settings(args, SCALE_DOWN_SCHEMA)
@@ -1245,9 +1276,15 @@ POLICIES = [
         description="HPAs keep at least 2 replicas, so a model stays served through a restart or a node drain.",
         validate=validate_hpa_min_replicas, enforcement_level=MANDATORY, config_schema=MIN_REPLICAS_SCHEMA),
     ResourceValidationPolicy(
+        name="scale-to-zero-non-production",
+        description="KEDA ScaledObjects keep at least 2 replicas unless their stack is labelled non-production "
+                    "(gpu-fleet/environment), the only place a model may scale to zero.",
+        validate=validate_scale_to_zero_non_production, enforcement_level=MANDATORY,
+        config_schema=MIN_REPLICAS_SCHEMA),
+    ResourceValidationPolicy(
         name="hpa-scale-up-fast",
-        description="HPAs scale up within 1-2 minutes: scale-up window <= 120 s and a policy adding pods at least "
-                    "every 120 s.",
+        description="HPAs (and the HPAs KEDA creates) scale up within 1-2 minutes: scale-up window <= 120 s and a "
+                    "policy adding pods at least every 120 s.",
         validate=validate_hpa_scale_up, enforcement_level=MANDATORY, config_schema=SCALE_UP_SCHEMA),
     ResourceValidationPolicy(
         name="hpa-scale-down-slow",

@@ -26,6 +26,9 @@ RELEASE = "kubernetes:helm.sh/v3:Release"
 POD_MONITOR = "kubernetes:monitoring.coreos.com/v1:PodMonitor"
 PROMETHEUS_RULE = "kubernetes:monitoring.coreos.com/v1:PrometheusRule"
 NAMESPACE = "kubernetes:core/v1:Namespace"
+SECRET = "kubernetes:core/v1:Secret"
+CONFIG_MAP = "kubernetes:core/v1:ConfigMap"
+RANDOM_PASSWORD = "random:index/randomPassword:RandomPassword"
 SYSTEM = {"gpu-fleet/pool": "system"}
 
 
@@ -132,8 +135,10 @@ def test_rules_and_pod_monitors_wait_for_the_crds_and_belong_to_the_component(mo
         (kps_urn,) = [u for u, _ in monitor.of_type(RELEASE) if monitor.inputs(u)["chart"] == "kube-prometheus-stack"]
 
         children = [urn for urn, rec in monitor.registered.items() if rec["parent"] == component_urn]
-        assert {monitor.registered[u]["type"] for u in children} == {NAMESPACE, RELEASE, POD_MONITOR, PROMETHEUS_RULE}
-        assert len(children) == 1 + 2 + 2 + 1
+        assert {monitor.registered[u]["type"] for u in children} == {
+            NAMESPACE, RELEASE, POD_MONITOR, PROMETHEUS_RULE, SECRET, CONFIG_MAP, RANDOM_PASSWORD}
+        # namespace, 2 releases, 2 PodMonitors, rules, Grafana's password and Secret, 2 dashboards
+        assert len(children) == 1 + 2 + 2 + 1 + 2 + 2
 
         (rule_urn, rule), = monitor.of_type(PROMETHEUS_RULE)
         assert rule["parent"] == component_urn
@@ -184,3 +189,29 @@ def test_chart_versions_and_storage_can_be_overridden(monitor):
         assert component.gpu_operator_values["dcgmExporter"]["serviceMonitor"]["enabled"] is True
 
     return pulumi.Output.all(*_urns(component)).apply(check)
+
+
+@pulumi.runtime.test
+def test_keda_engine_installs_keda_instead_of_prometheus_adapter(monitor):
+    """One External metrics API per cluster (kedacore/keda#470): KEDA or the adapter, never both."""
+    from components.keda import KEDA_CHART_VERSION, KEDA_REPO, keda_values
+
+    component = Monitoring("mon", {"models": MODELS, "autoscaling_engine": "keda"})
+    assert component.prometheus_adapter is None and component.autoscaler is component.keda
+
+    def check(_):
+        releases = {monitor.inputs(urn)["chart"]: monitor.inputs(urn) for urn, _ in monitor.of_type(RELEASE)}
+        assert set(releases) == {"kube-prometheus-stack", "keda"}
+        keda = releases["keda"]
+        assert (keda["version"], keda["repositoryOpts"], keda["namespace"]) == (KEDA_CHART_VERSION, {"repo": KEDA_REPO},
+                                                                               "keda")
+        assert keda["values"] == keda_values() and keda["values"]["nodeSelector"] == SYSTEM
+        assert sorted(monitor.inputs(u)["metadata"]["name"] for u, _ in monitor.of_type(NAMESPACE)) == ["keda", "monitoring"]
+
+    return pulumi.Output.all(component.urn, component.keda.urn, component.kube_prometheus_stack.urn,
+                             component.namespace.urn).apply(check)
+
+
+def test_an_unknown_engine_is_refused(monitor):
+    with pytest.raises(ValueError, match="autoscaling_engine 'knative'"):
+        Monitoring("mon", {"models": MODELS, "autoscaling_engine": "knative"})

@@ -93,7 +93,7 @@ def test_csv_trace(capsys, tmp_path):
     (["us-east", "--set", "scaleDown.window=60"], "unknown key; did you mean 'scaleDown.policies'?"),
     (["us-east", "--set", "baseline_rps=10"], "did you mean 'baselineRps'?"),
     (["us-east", "--set", "minReplicas"], "expected key=value"),
-    (["us-east", "--set", "minReplicas=0"], "--set minReplicas: Input should be greater than or equal to 1"),
+    (["us-east", "--set", "minReplicas=0"], "minReplicas: scaling to zero (HPAScaleToZero, alpha) is not modelled"),
     (["us-east", "--set", "minReplicas=30"], "maxReplicas: 20 is below minReplicas 30"),
     (["us-east", "--set", "scaleUp.policies=fast"], "expected TYPE:VALUE:PERIOD_SECONDS"),
     (["us-east", "--set", "scaleUp.selectPolicy=Fastest"], "--set scaleUp.selectPolicy: Input should be 'Max', 'Min' or 'Disabled'"),

@@ -81,7 +81,7 @@ def check_stack(policy: str, resources: list[tuple[str, str, dict]], config: dic
 
 
 def test_every_policy_has_a_name_description_level_and_documented_config():
-    assert len(POLICIES) == len(rules.POLICIES) == 17
+    assert len(POLICIES) == len(rules.POLICIES) == 18
     levels = {name: p.enforcement_level for name, p in POLICIES.items()}
     assert {n for n, level in levels.items() if level == EnforcementLevel.ADVISORY} == {
         "hpa-gpu-utilization-target", "global-failover-budget"}
@@ -100,6 +100,7 @@ def test_fleet_names_match_the_components():
     assert rules.VLLM_NAME == monitoring_rules.VLLM_NAME
     assert rules.MODEL_LABEL == monitoring_rules.MODEL_LABEL
     assert rules.GPU_LABEL == labels.GPU_LABEL
+    assert rules.ENVIRONMENT_LABEL == labels.ENVIRONMENT_LABEL
     assert rules.GPU_RESOURCE == labels.GPU_TAINT["key"]
     assert labels.GPU_TAINT["effect"] == "NO_SCHEDULE"
     assert rules.GPU_TARGET_SCHEMA.properties["metricName"]["default"] == hpa_module.GPU_UTILIZATION_METRIC
