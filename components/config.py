@@ -390,7 +390,9 @@ class DnsRoutingConfig(_Model):
     #: Route 53 checker regions to check from (three or more); empty: all of them.
     health_check_regions: list[Route53CheckerRegion] = []
     #: Region stack to Route 53 weight (0-255, default 1), for regions that share a latency
-    #: label: they split that label's clients in proportion (all 0: evenly).
+    #: label: they split that label's clients in proportion. Weight 0 is a standby, answered
+    #: only when every non-zero record is unhealthy ("How Amazon Route 53 chooses records when
+    #: health checking is configured").
     weights: dict[str, Annotated[int, Field(ge=0, le=255)]] = {}
 
     def weight(self, stack: str) -> int:
@@ -812,6 +814,9 @@ def _check_global(cfg: GlobalConfig, stacks_dir: Path) -> list[Problem]:
             problems.append(Problem("routing.anycast.healthCheckIntervalSeconds", "Global Accelerator accepts 10 or 30"))
         if anycast.threshold_count not in ACCELERATOR_THRESHOLDS:
             problems.append(Problem("routing.anycast.thresholdCount", "Global Accelerator accepts 1 to 10"))
+        if dns.weights:
+            problems.append(Problem("routing.dns.weights", "only used in dns mode (Global Accelerator sends each "
+                                    "client to the nearest healthy endpoint group)"))
         elsewhere = [f"{cfg.regions[i]} is on {r.cloud}" for i, r in regions.items() if r.cloud != "aws"]
         if elsewhere:
             problems.append(Problem("routing.mode", f"anycast (AWS Global Accelerator) needs every region on aws; "

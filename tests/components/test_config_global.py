@@ -141,6 +141,12 @@ def test_anycast_puts_stacks_of_one_aws_region_in_one_endpoint_group(stacks):
     assert cfg.routing.mode == "anycast" and len(cfg.regions) == 10
 
 
+def test_weights_are_for_dns_mode(stacks):
+    raw = _anycast_fleet(stacks, 2)
+    raw["routing"]["dns"]["weights"] = {"r0": 2}
+    assert _has(_errors(raw, stacks), "routing.dns.weights", "only used in dns mode")
+
+
 def test_anycast_endpoint_group_holds_ten_albs(stacks):
     lines = _errors(_anycast_fleet(stacks, 11), stacks)
     assert _has(lines, "regions", "11 region stacks in us-east-1; a Global Accelerator endpoint group holds at most "
