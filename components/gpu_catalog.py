@@ -1,8 +1,10 @@
 """GPU machine shapes and their on-demand prices, per cloud and region.
 
 Pure Python (no Pulumi import) so the stack configuration, the sizing checks and the
-simulator can all use it. The facts live in ``data/gpu_shapes.json``, which records its
-source and date; prices move, so that file is the one place to update them.
+simulator can all use it. The facts live in ``data/gpu_shapes.json``: prices per cloud,
+region and shape, each region naming its source and retrieval date (``priceSources``,
+``sources``), derived prices saying how (``derived``), and the zones offering each shape
+(``zones``). Prices move, so that file is the one place to update them.
 """
 
 from __future__ import annotations
