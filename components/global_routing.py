@@ -284,7 +284,9 @@ class GlobalRouting(pulumi.ComponentResource):
     ``routingMode``. After construction: ``budget``
     (:class:`~components.failover.FailoverBudget`), ``endpoints`` (model to
     ``<model>.<domain>``), ``health_check_ids`` (region stack to model to health check
-    ID; empty in anycast mode), ``provider`` (the ``aws`` provider everything uses),
+    ID; empty in anycast mode), ``latency_labels`` (model to Route 53 latency label to the
+    region stacks behind it, exported as ``latencyLabels``; empty in anycast mode),
+    ``provider`` (the ``aws`` provider everything uses),
     ``zone_id``, and in anycast mode ``accelerator``.
     """
 
