@@ -30,7 +30,6 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import json
-import re
 from itertools import islice
 from pathlib import Path
 from typing import Optional, TypedDict

@@ -399,6 +399,12 @@ ROUTE53_THRESHOLDS = range(1, 11)
 #: Endpoint group health check intervals Global Accelerator accepts, and its thresholds.
 ACCELERATOR_INTERVALS = (10, 30)
 ACCELERATOR_THRESHOLDS = range(1, 11)
+#: Global Accelerator quotas, not adjustable: ALB endpoints per endpoint group, endpoint
+#: groups per accelerator (docs.aws.amazon.com/global-accelerator/latest/dg/limits-global-accelerator.html).
+ACCELERATOR_ALBS_PER_ENDPOINT_GROUP = 10
+ACCELERATOR_ENDPOINT_GROUPS = 42
+#: Below the global domain, the names of the weighted record sets behind shared latency labels.
+WEIGHTED_SUBDOMAIN = "latency"
 #: Where Route 53 health checkers run (a health check may name three or more of them).
 Route53CheckerRegion = Literal[
     "us-east-1", "us-west-1", "us-west-2", "eu-west-1", "ap-southeast-1", "ap-southeast-2",
@@ -428,6 +434,15 @@ class DnsRoutingConfig(_Model):
     propagation_allowance_seconds: int = Field(10, ge=0)
     #: Route 53 checker regions to check from (three or more); empty: all of them.
     health_check_regions: list[Route53CheckerRegion] = []
+    #: Region stack to Route 53 weight (0-255, default 1), for regions that share a latency
+    #: label: they split that label's clients in proportion. Weight 0 is a standby, answered
+    #: only when every non-zero record is unhealthy ("How Amazon Route 53 chooses records when
+    #: health checking is configured").
+    weights: dict[str, Annotated[int, Field(ge=0, le=255)]] = {}
+
+    def weight(self, stack: str) -> int:
+        """The weighted record weight of region stack ``stack``."""
+        return self.weights.get(stack, 1)
 
 
 class AnycastRoutingConfig(_Model):
@@ -823,19 +838,19 @@ def _check_global(cfg: GlobalConfig, stacks_dir: Path) -> list[Problem]:
     found, regions = _global_regions(cfg, stacks_dir)
     problems += found
 
-    labels: dict[str, str] = {}
+    labels: dict[str, list[str]] = {}
     for i, region in regions.items():
         name, at = cfg.regions[i], f"regions[{i}]"
         label = latency_region(region.cloud, region.location)
         if label is None:
             problems.append(Problem(at, f"{name}: no latency-routing label for {region.cloud} region "
                                     f"{region.location}; add it to components/latency_regions.py"))
-        elif label in labels:
-            problems.append(Problem(at, f"{name} and {labels[label]} both route as AWS region {label}; Route 53 "
-                                    "keeps one latency record per region and name, Global Accelerator one "
-                                    "endpoint group per region"))
         else:
-            labels[label] = name
+            labels.setdefault(label, []).append(name)
+        if in_zone(region.entrypoint.domain, f"{WEIGHTED_SUBDOMAIN}.{cfg.domain}"):
+            problems.append(Problem(at, f"{name}: entrypoint.domain {region.entrypoint.domain} is below "
+                                    f"{WEIGHTED_SUBDOMAIN}.{cfg.domain}, where the global stack keeps the weighted "
+                                    "records of shared latency labels"))
         if not region.models:
             problems.append(Problem(at, f"{name} serves no models"))
         if cfg.domain not in region.entrypoint.aliases:
@@ -864,15 +879,35 @@ def _check_global(cfg: GlobalConfig, stacks_dir: Path) -> list[Problem]:
         if checkers and (len(checkers) < 3 or len(set(checkers)) != len(checkers)):
             problems.append(Problem("routing.dns.healthCheckRegions", "Route 53 needs three or more distinct "
                                     "checker regions (or none: all of them)"))
+        shared = {stack for group in labels.values() if len(group) > 1 for stack in group}
+        for stack in dns.weights:
+            if stack not in shared:
+                problems.append(Problem(f"routing.dns.weights.{stack}", "only region stacks that share a latency "
+                                        f"label are weighted; sharing: {', '.join(sorted(shared)) or 'none'}"))
     else:
         if anycast.health_check_interval_seconds not in ACCELERATOR_INTERVALS:
             problems.append(Problem("routing.anycast.healthCheckIntervalSeconds", "Global Accelerator accepts 10 or 30"))
         if anycast.threshold_count not in ACCELERATOR_THRESHOLDS:
             problems.append(Problem("routing.anycast.thresholdCount", "Global Accelerator accepts 1 to 10"))
+        if dns.weights:
+            problems.append(Problem("routing.dns.weights", "only used in dns mode (Global Accelerator sends each "
+                                    "client to the nearest healthy endpoint group)"))
         elsewhere = [f"{cfg.regions[i]} is on {r.cloud}" for i, r in regions.items() if r.cloud != "aws"]
         if elsewhere:
             problems.append(Problem("routing.mode", f"anycast (AWS Global Accelerator) needs every region on aws; "
                                     f"{', '.join(elsewhere)}; use mode dns"))
+        # One endpoint group per AWS region holding every stack there; both quotas are not adjustable
+        # ("Quotas for AWS Global Accelerator").
+        locations: dict[str, list[str]] = {}
+        for i, r in regions.items():
+            locations.setdefault(r.location, []).append(cfg.regions[i])
+        for location, stacks in locations.items():
+            if len(stacks) > ACCELERATOR_ALBS_PER_ENDPOINT_GROUP:
+                problems.append(Problem("regions", f"{len(stacks)} region stacks in {location}; a Global Accelerator "
+                                        f"endpoint group holds at most {ACCELERATOR_ALBS_PER_ENDPOINT_GROUP} ALBs"))
+        if len(locations) > ACCELERATOR_ENDPOINT_GROUPS:
+            problems.append(Problem("regions", f"{len(locations)} AWS regions; a Global Accelerator has at most "
+                                    f"{ACCELERATOR_ENDPOINT_GROUPS} endpoint groups (one per region)"))
         served = {i: {m.name for m in r.models} for i, r in regions.items()}
         every = set().union(*served.values()) if served else set()
         for i, models in served.items():

@@ -19,6 +19,16 @@ last ready pod gone):
 - TTL: resolvers may keep the old answer for the record's TTL (``ttlSeconds``; RFC 1035
   caching), so a failed-over answer reaches a client within one TTL.
 
+Regions that share a latency label sit behind a latency alias record with Evaluate Target
+Health on and a weighted record set (:mod:`components.global_routing`). That layer adds no
+term: the alias is judged from the same per-model health checks at query time ("Route 53
+periodically checks the health of the endpoint ...; it doesn't perform the health check
+when the DNS query arrives", Route 53 developer guide, "How Amazon Route 53 chooses records
+when health checking is configured"), the weighted records carry the same ``ttlSeconds``
+and the alias has no TTL of its own. A failed region moves its clients first to the other
+regions under its label (by weight), and to the next-nearest label only when all of them
+fail; either way within the same budget.
+
 Not counted, because no setting here bounds them: resolvers that ignore TTLs, clients
 that cache DNS themselves, and connections already open (they stay on the failed region
 until they break). DNS mode fails over per model: each model has its own health check of

@@ -18,13 +18,28 @@ created and protected with ``createHostedZone``):
   (HTTPS with SNI, port 443, the configured interval and threshold, latency measured).
   The load balancer forwards only to Ready pods, so the check passes only while the
   region can serve that model;
-- per model and region, a latency record ``<model>.<global domain>``, identified by the
-  region stack's name, labelled with the region's AWS latency region
-  (:mod:`components.latency_regions`) and tied to that region's health check. It is a
-  CNAME to ``<model>.<region domain>`` with ``ttlSeconds``: an alias record cannot carry
-  a TTL of our choosing (Route 53 uses the target's) and would take its health from
-  ``evaluate_target_health`` on the whole load balancer rather than from the per-model
-  check. The client name is never a zone apex, so a CNAME is allowed;
+- per model and AWS latency label (:mod:`components.latency_regions`), one latency record
+  ``<model>.<global domain>``, identified by the first region stack (in ``regions`` order)
+  serving the model under that label:
+
+  - one region under the label: a CNAME to ``<model>.<region domain>`` with ``ttlSeconds``,
+    tied to that region's health check. Not an alias to the load balancer: an alias cannot
+    carry a TTL of our choosing (Route 53 uses the target's) and would take its health from
+    ``evaluate_target_health`` on the whole load balancer rather than from the per-model
+    check. The client name is never a zone apex, so a CNAME is allowed;
+  - several regions under the label (Route 53 keeps one latency record per region label
+    and name): a latency *alias* record with ``evaluate_target_health`` on, pointing at a
+    weighted record set ``<model>.<label>.latency.<global domain>`` that holds one CNAME per
+    region (``ttlSeconds``, weight ``routing.dns.weights`` or 1, that region's health
+    check). This is the decision tree of the Route 53 developer guide, "How health checks
+    work in complex Amazon Route 53 configurations" (awsdocs/amazon-route53-docs@0ff8bb6
+    doc_source/dns-failover-complex-configs.md): latency alias records on top, Evaluate
+    Target Health "Yes" so Route 53 backs out of a label whose weighted records are all
+    unhealthy and takes the next-best label, health checks on every non-alias record, none
+    on the alias. The alias has no TTL of its own: resolvers get the weighted CNAME's.
+    Keeping the record's name and identifier when a second region joins a label turns the
+    CNAME into the alias in place rather than replacing it (unverified against the pinned
+    provider's update path);
 - per region and model, the simple record ``<model>.<region domain>`` (an alias A to the
   ALB, or an A to the GCP static IP), when the region's domain lies in the hosted zone
   (below ``hostedZoneName``, or below the global domain when the zone is given by ID).
@@ -32,9 +47,13 @@ created and protected with ``createHostedZone``):
   plan warns.
 
 **Anycast mode** (every region on AWS): an AWS Global Accelerator with a TCP listener on
-443, one endpoint group per region with the region's ALB as its endpoint (client IP
-preserved), and alias records ``<model>.<global domain>`` to the accelerator. It fails
-over per region, not per model (the plan warns): the accelerator takes each ALB's
+443, one endpoint group per AWS region ("one for each AWS Region in which you have endpoint
+resources", Global Accelerator developer guide, "Working with standard accelerators") with
+the ALB of every region stack in that region as its endpoints (client IP preserved), and
+alias records ``<model>.<global domain>`` to the accelerator. The config check holds the
+documented, non-adjustable quotas: 10 ALB endpoints per endpoint group and 42 endpoint
+groups per accelerator ("Quotas for AWS Global Accelerator").
+It fails over per region, not per model (the plan warns): the accelerator takes each ALB's
 health from the ALB's own target checks, and one ALB serves all of a region's models
 (:mod:`components.failover`).
 
@@ -54,12 +73,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Sequence, TypedDict
+from typing import Any, Callable, Optional, Sequence, TypedDict
 
 import pulumi
 import pulumi_aws as aws
 
-from .config import PROJECT, DnsRoutingConfig, GlobalConfig, RegionConfig, RoutingConfig, in_zone, load_stack_file
+from .config import (
+    PROJECT,
+    WEIGHTED_SUBDOMAIN,
+    DnsRoutingConfig,
+    GlobalConfig,
+    RegionConfig,
+    RoutingConfig,
+    in_zone,
+    load_stack_file,
+)
 from .entrypoint import HTTPS_PORT, LB_CHECK_INTERVAL_SECONDS, LB_UNHEALTHY_THRESHOLD
 from .failover import FailoverBudget, anycast_budget, dns_budget
 from .labels import FLEET_LABELS
@@ -194,6 +222,30 @@ def failover_budget(routing: RoutingConfig) -> FailoverBudget:
     return anycast_budget(LB_CHECK_INTERVAL_SECONDS, LB_UNHEALTHY_THRESHOLD, routing.failover_target_seconds)
 
 
+def _grouped(regions: Sequence[RegionEndpoint], key: Callable[[RegionEndpoint], str]) -> dict[str, list[RegionEndpoint]]:
+    out: dict[str, list[RegionEndpoint]] = {}
+    for r in regions:
+        out.setdefault(key(r), []).append(r)
+    return out
+
+
+def latency_groups(regions: Sequence[RegionEndpoint], model: str) -> dict[str, list[RegionEndpoint]]:
+    """The regions serving ``model`` by AWS latency label, each in config order; the first
+    region of a group owns the label's latency record."""
+    return _grouped([r for r in regions if model in r.models], lambda r: r.latency_region)
+
+
+def by_location(regions: Sequence[RegionEndpoint]) -> dict[str, list[RegionEndpoint]]:
+    """Region stacks by cloud location, each in config order (anycast: one endpoint group
+    per AWS region, with every stack in it)."""
+    return _grouped(regions, lambda r: r.location)
+
+
+def weighted_name(model: str, label: str, domain: str) -> str:
+    """The weighted record set behind a latency label shared by several regions."""
+    return f"{model}.{label}.{WEIGHTED_SUBDOMAIN}.{domain}"
+
+
 def served_by(regions: Sequence[RegionEndpoint]) -> dict[str, list[str]]:
     """Model name to the region stacks serving it, in config order."""
     out: dict[str, list[str]] = {}
@@ -234,7 +286,9 @@ class GlobalRouting(pulumi.ComponentResource):
     ``routingMode``. After construction: ``budget``
     (:class:`~components.failover.FailoverBudget`), ``endpoints`` (model to
     ``<model>.<domain>``), ``health_check_ids`` (region stack to model to health check
-    ID; empty in anycast mode), ``provider`` (the ``aws`` provider everything uses),
+    ID; empty in anycast mode), ``latency_labels`` (model to Route 53 latency label to the
+    region stacks behind it, exported as ``latencyLabels``; empty in anycast mode),
+    ``provider`` (the ``aws`` provider everything uses),
     ``zone_id``, and in anycast mode ``accelerator``.
     """
 
@@ -257,6 +311,8 @@ class GlobalRouting(pulumi.ComponentResource):
         served = served_by(regions)
         self.endpoints = {model: f"{model}.{cfg.domain}" for model in served}
         self.health_check_ids: dict[str, dict[str, pulumi.Output[str]]] = {}
+        #: DNS mode: model to latency label to the region stacks behind it (config order).
+        self.latency_labels: dict[str, dict[str, list[str]]] = {}
         self.name_servers: Optional[pulumi.Output[list[str]]] = None
         self.accelerator: Optional[aws.globalaccelerator.Accelerator] = None
         self.zone_id = self._zone(name, cfg.routing.dns)
@@ -314,7 +370,7 @@ class GlobalRouting(pulumi.ComponentResource):
                 regional = r.model_hostname(model)
                 if owns:
                     self._regional_record(name, r, model, regional)
-                check = aws.route53.HealthCheck(
+                ids[model] = aws.route53.HealthCheck(
                     f"{name}-{r.stack}-{model}",
                     type="HTTPS",
                     fqdn=regional,
@@ -327,21 +383,45 @@ class GlobalRouting(pulumi.ComponentResource):
                     regions=list(dns.health_check_regions) or None,
                     tags={**_TAGS, "Name": f"{model} in {r.stack}"},
                     opts=self._opts(),
-                )
-                ids[model] = check.id
-                aws.route53.Record(
-                    f"{name}-{model}-{r.stack}",
-                    zone_id=self.zone_id,
-                    name=self.endpoints[model],
-                    type="CNAME",
-                    ttl=dns.ttl_seconds,
-                    records=[regional],
-                    set_identifier=r.stack,
-                    latency_routing_policies=[{"region": r.latency_region}],
-                    health_check_id=check.id,
-                    opts=self._opts(),
-                )
+                ).id
             self.health_check_ids[r.stack] = ids
+        for model in self.endpoints:
+            for label, group in latency_groups(regions, model).items():
+                self.latency_labels.setdefault(model, {})[label] = [r.stack for r in group]
+                self._latency_record(name, cfg, model, label, group)
+
+    def _latency_record(self, name: str, cfg: GlobalConfig, model: str, label: str,
+                        group: list[RegionEndpoint]) -> None:
+        """The latency record of ``model`` for ``label``, owned by the group's first region."""
+        dns, lead = cfg.routing.dns, group[0]
+        common = dict(zone_id=self.zone_id, name=self.endpoints[model], type="CNAME", set_identifier=lead.stack,
+                      latency_routing_policies=[{"region": label}])
+        if len(group) == 1:
+            aws.route53.Record(f"{name}-{model}-{lead.stack}", ttl=dns.ttl_seconds,
+                               records=[lead.model_hostname(model)],
+                               health_check_id=self.health_check_ids[lead.stack][model], **common, opts=self._opts())
+            return
+        behind = weighted_name(model, label, cfg.domain)
+        weighted = [
+            aws.route53.Record(
+                f"{name}-{model}-{r.stack}-weighted",
+                zone_id=self.zone_id,
+                name=behind,
+                type="CNAME",
+                ttl=dns.ttl_seconds,
+                records=[r.model_hostname(model)],
+                set_identifier=r.stack,
+                weighted_routing_policies=[{"weight": dns.weight(r.stack)}],
+                health_check_id=self.health_check_ids[r.stack][model],
+                opts=self._opts(),
+            )
+            for r in group
+        ]
+        # Evaluate Target Health: the alias is healthy while one weighted record is; no health
+        # check of its own (the guide recommends them on non-alias records only).
+        aws.route53.Record(f"{name}-{model}-{lead.stack}",
+                           aliases=[{"name": behind, "zone_id": self.zone_id, "evaluate_target_health": True}],
+                           **common, opts=self._opts(depends_on=weighted))
 
     def _regional_record(self, name: str, r: RegionEndpoint, model: str, regional: pulumi.Output[str]) -> None:
         if r.cloud == "aws":
@@ -368,19 +448,21 @@ class GlobalRouting(pulumi.ComponentResource):
             port_ranges=[{"from_port": HTTPS_PORT, "to_port": HTTPS_PORT}], client_affinity=a.client_affinity,
             opts=self._opts(),
         )
-        for r in regions:
+        for group in by_location(regions).values():
+            lead = group[0]  # names the group, so adding a second stack in a region keeps it
             aws.globalaccelerator.EndpointGroup(
-                f"{name}-{r.stack}",
+                f"{name}-{lead.stack}",
                 listener_arn=listener.arn,
-                endpoint_group_region=r.location,
-                endpoint_configurations=[{"endpoint_id": r.arn, "client_ip_preservation_enabled": True}],
+                endpoint_group_region=lead.location,
+                endpoint_configurations=[{"endpoint_id": r.arn, "client_ip_preservation_enabled": True}
+                                         for r in group],
                 # Kept for the API; Global Accelerator ignores these for ALB endpoints and
                 # uses the ALB's own target health (components.failover).
                 health_check_interval_seconds=a.health_check_interval_seconds,
                 threshold_count=a.threshold_count,
                 health_check_protocol="HTTPS",
-                health_check_port=r.health_port,
-                health_check_path=r.health_path,
+                health_check_port=lead.health_port,
+                health_check_path=lead.health_path,
                 opts=self._opts(),
             )
         for model, hostname in self.endpoints.items():
@@ -405,6 +487,8 @@ def export_global(routing: GlobalRouting) -> None:
     pulumi.export("failoverTargetSeconds", budget.target)
     pulumi.export("endpoints", routing.endpoints)
     pulumi.export("healthCheckIds", routing.health_check_ids)
+    if routing.latency_labels:
+        pulumi.export("latencyLabels", routing.latency_labels)
     if routing.name_servers is not None:
         pulumi.export("hostedZoneNameServers", routing.name_servers)
     if routing.accelerator is not None:

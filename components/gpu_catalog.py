@@ -1,8 +1,10 @@
 """GPU machine shapes and their on-demand prices, per cloud and region.
 
 Pure Python (no Pulumi import) so the stack configuration, the sizing checks and the
-simulator can all use it. The facts live in ``data/gpu_shapes.json``, which records its
-source and date; prices move, so that file is the one place to update them.
+simulator can all use it. The facts live in ``data/gpu_shapes.json``: prices per cloud,
+region and shape, each region naming its source and retrieval date (``priceSources``,
+``sources``), derived prices saying how (``derived``), and the zones offering each shape
+(``zones``). Prices move, so that file is the one place to update them.
 """
 
 from __future__ import annotations
@@ -71,6 +73,13 @@ class Catalog:
     def regions(self, cloud: Cloud) -> list[str]:
         return sorted(self.prices.get(cloud, {}))
 
+    def locations(self, cloud: Cloud, gpu: GpuKind, gpus_per_node: Optional[int] = None) -> list[str]:
+        """The regions of ``cloud`` with a price for a shape of ``gpu`` (with ``gpus_per_node``
+        GPUs, when given), sorted: where a pool of that shape can be planned."""
+        shapes = {name for name, s in self.shapes.get(cloud, {}).items()
+                  if s.gpu == gpu and gpus_per_node in (None, s.gpus)}
+        return sorted(region for region, table in self.prices.get(cloud, {}).items() if shapes & set(table))
+
     def offerings(self, cloud: Cloud, region: str) -> list[Offering]:
         """Every shape offered in ``region``, in catalog order."""
         table = self.prices.get(cloud, {}).get(region)
@@ -99,14 +108,23 @@ class Catalog:
 
         ``machine_type`` picks between shapes with the same GPU and count (on GCP
         ``a3-highgpu-8g`` and ``a3-megagpu-8g``); without it the first listed wins.
-        Raises CatalogError naming the valid choices.
+        Raises CatalogError naming the valid choices; when the region does not offer the
+        GPU at all, the choices are the regions that do (:meth:`locations`).
         """
+        elsewhere = ", ".join(self.locations(cloud, gpu, gpus_per_node)) or "none"
+        if region not in self.prices.get(cloud, {}):
+            raise CatalogError(
+                f"no GPU offerings recorded for {cloud} region {region!r}; {gpu} x{gpus_per_node} is offered in: "
+                f"{elsewhere} (add the region to {DATA_FILE.name} with its source)",
+                "location",
+            )
         offered = self.offerings(cloud, region)
         same_gpu = [o for o in offered if o.shape.gpu == gpu]
         if not same_gpu:
             kinds = sorted({o.shape.gpu for o in offered})
             raise CatalogError(
-                f"{gpu} is not offered in {cloud} {region}; offered there: {', '.join(kinds)}",
+                f"{gpu} is not offered in {cloud} {region}; offered there: {', '.join(kinds)}; "
+                f"{gpu} x{gpus_per_node} is offered in: {elsewhere}",
                 "gpu",
             )
         choices = ", ".join(f"{o.shape.gpus} ({o.shape.machine_type})" for o in same_gpu)

@@ -13,8 +13,10 @@ region at the shortest great-circle distance between the two cities (noted per e
 Only AWS regions enabled by default or long established are used, so a label never
 points at an opt-in region the account may not have; where that matters it is noted.
 
-Two region stacks with the same label cannot both have a latency record for one name
-(Route 53 keeps one per region), which the global stack's config check reports.
+Route 53 keeps one latency record per label and name, so region stacks that share a label
+(GCP us-east4 and AWS us-east-1, both in Northern Virginia) sit behind one latency alias
+record and a weighted record set (:mod:`components.global_routing`). The table covers every
+location of the GPU catalog (``components/data/gpu_shapes.json``), which a test holds.
 """
 
 from __future__ import annotations
@@ -37,7 +39,8 @@ GCP_TO_AWS: dict[str, tuple[str, str, str, str]] = {
     "northamerica-northeast2": ("Toronto, Ontario", "ca-central-1", "Montreal", "nearest (about 500 km)"),
     # South America
     "southamerica-east1": ("Sao Paulo, Brazil", "sa-east-1", "Sao Paulo", "same metro"),
-    "southamerica-west1": ("Santiago, Chile", "sa-east-1", "Sao Paulo", "nearest AWS region (no Chilean region)"),
+    "southamerica-west1": ("Santiago, Chile", "sa-east-1", "Sao Paulo",
+                           "nearest AWS region (no Chilean region; about 2,600 km)"),
     # Europe
     "europe-west1": ("St. Ghislain, Belgium", "eu-west-3", "Paris", "nearest (about 230 km; eu-central-1 350 km)"),
     "europe-west2": ("London, England", "eu-west-2", "London", "same metro"),

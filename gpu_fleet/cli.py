@@ -53,6 +53,9 @@ def _selected(args: argparse.Namespace, project: Path) -> tuple[list[Path], set[
                 dep = path.parent / f"Pulumi.{region}.yaml"
                 if dep not in ordered:
                     ordered.append(dep)
+            if args.config:
+                # A fleet given by its global stack file is shown, validated and checked whole.
+                shown.update(cfg.regions)
     ordered += [p for p in wanted if p not in ordered]
     return sorted(ordered, key=lambda p: isinstance(load_stack_file(p), GlobalConfig)), shown
 
@@ -227,7 +230,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     plan = sub.add_parser("plan", help="show what pulumi up would create, offline")
     plan.add_argument("stacks", nargs="*", metavar="STACK", help="stack names (default: every stack in stacks/)")
-    plan.add_argument("--config", metavar="FILE", help="plan this stack file instead (Pulumi.<stack>.yaml)")
+    plan.add_argument("--config", metavar="FILE", help="plan this stack file instead (Pulumi.<stack>.yaml); "
+                      "a global stack's file plans and shows its region stacks too")
     plan.add_argument("--out", metavar="DIR", help="where to write Kubernetes YAML (default build/<stack>/)")
     plan.add_argument("--format", choices=("table", "json"), default="table")
     plan.add_argument("--deployer-cidr", action="append", metavar="CIDR",

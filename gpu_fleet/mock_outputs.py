@@ -14,7 +14,7 @@ from __future__ import annotations
 import base64
 import hashlib
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Callable, Optional
 
 from pulumi.runtime import rpc
 
@@ -377,10 +377,16 @@ def _aws_ip_ranges(args: dict, ctx: Context) -> dict:
 
 
 #: Canonical hosted zone IDs of Application Load Balancers (AWS "Elastic Load Balancing
-#: endpoints and quotas"), for alias records to an ALB.
+#: endpoints and quotas"), for alias records to an ALB: the GPU catalog's AWS regions, as
+#: hashicorp/terraform-provider-aws@cc0fff0ee90634c6bb137ec44732684543b68dbe
+#: internal/service/elbv2/hosted_zone_id_data_source.go (hostedZoneIDPerRegionALBMap) lists them.
 _ALB_ZONE_IDS = {
     "us-east-1": "Z35SXDOTRQ7X7K", "us-east-2": "Z3AADJGX6KTTL2", "us-west-1": "Z368ELLRRE2KJ0",
     "us-west-2": "Z1H1FL5HABSF5", "eu-west-1": "Z32O12XQLNTSW2", "eu-central-1": "Z215JYRZR1TBD5",
+    "ca-central-1": "ZQSVJUPU6J1EY", "sa-east-1": "Z2P70J7HTTTPLU", "eu-north-1": "Z23TAZ6LKFMNIO",
+    "eu-west-2": "ZHURV8PSTC4K8", "il-central-1": "Z09170902867EHPV2DABU", "ap-northeast-1": "Z14GRHDCWA56QT",
+    "ap-northeast-2": "ZWKZPGTI48KDX", "ap-south-1": "ZP97RAFLXTNZK", "ap-southeast-1": "Z1LMS91P8CMLE5",
+    "ap-southeast-2": "Z1GM3OXH4ZPM65", "ap-southeast-3": "Z08888821HLRG5A9ZRTER",
 }
 
 

@@ -724,12 +724,18 @@ def validate_route53_record_health(args: ResourceValidationArgs, report: ReportV
         return
     p = args.props
     name = f"{get(p, 'name', default=args.name)} ({get(p, 'setIdentifier', default='no set identifier')})"
-    if items(get(p, "latencyRoutingPolicies")) and not get(p, "healthCheckId"):
-        report(f"latency record {name} has no healthCheckId: Route 53 keeps sending the nearest clients to this "
-               "endpoint while its region is down.")
+    # An alias that evaluates its target's health is checked through the records it points at (Route 53
+    # developer guide, "How health checks work in complex Amazon Route 53 configurations").
+    checked = bool(get(p, "healthCheckId")) or any(get(a, "evaluateTargetHealth") for a in items(get(p, "aliases")))
+    if items(get(p, "latencyRoutingPolicies")) and not checked:
+        report(f"latency record {name} has no healthCheckId and evaluates no target health: Route 53 keeps sending "
+               "the nearest clients to this endpoint while its region is down.")
+    if items(get(p, "weightedRoutingPolicies")) and not checked:
+        report(f"weighted record {name} has no healthCheckId: Route 53 considers it always healthy and keeps "
+               "answering with it while its region is down.")
     for policy in items(get(p, "failoverRoutingPolicies")):
         # A SECONDARY without a check is Route 53's documented last resort (treated healthy).
-        if get(policy, "type") == "PRIMARY" and not get(p, "healthCheckId"):
+        if get(policy, "type") == "PRIMARY" and not checked:
             report(f"failover PRIMARY record {name} has no healthCheckId: Route 53 never fails over from it.")
 
 
@@ -1330,8 +1336,8 @@ POLICIES = [
         validate=validate_cache_high_availability, enforcement_level=MANDATORY, config_schema=CACHE_HA_SCHEMA),
     ResourceValidationPolicy(
         name="route53-routing-health-checked",
-        description="Route 53 latency and failover records have a health check, so a failed region stops "
-                    "receiving traffic.",
+        description="Route 53 latency, weighted and failover records have a health check (or, as aliases, "
+                    "evaluate their target's health), so a failed region stops receiving traffic.",
         validate=validate_route53_record_health, enforcement_level=MANDATORY),
     ResourceValidationPolicy(
         name="route53-health-check-https",

@@ -67,7 +67,7 @@ BAD_INPUTS = [
     ("eu-west", "gpuPools[0].capacityType", "spot", None, None),
     ("eu-west", "cloud", "azure", "cloud", "'aws' or 'gcp'"),
     ("eu-west", "location", "eu-west", "location", "not a gcp region name"),
-    ("eu-west", "location", "asia-south1", "location", "known regions: europe-west4, us-east4"),
+    ("eu-west", "location", "asia-south1", "location", "h100 x8 is offered in: asia-northeast1, asia-southeast1, australia-southeast1, europe-west1"),
     ("eu-west", "project", None, "project", "required on gcp"),
     ("eu-west", "models[0].pool", "b200", "models[0].pool", "no GPU pool named 'b200'; pools: h100"),
     ("eu-west", "models[0].revision", "main", "models[0].revision", "moving branch"),

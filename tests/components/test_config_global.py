@@ -93,15 +93,87 @@ def test_global_stack_listed_as_a_region(stacks):
     assert _has(lines, "regions[1]", "'global' is a global stack, not a region stack")
 
 
-def test_two_regions_with_the_same_latency_label(stacks):
+def _to_us_east4(r: dict) -> None:
     # GCP us-east4 (Ashburn) routes as AWS us-east-1, like the us-east stack.
-    def to_us_east4(r: dict) -> None:
-        r["location"] = "us-east4"
-        r["gpuPools"][0]["zones"] = ["us-east4-a", "us-east4-b"]
+    r["location"] = "us-east4"
+    r["gpuPools"][0]["zones"] = ["us-east4-a", "us-east4-b"]
 
-    _edit_region(stacks, "eu-west", to_us_east4)
+
+def test_two_regions_may_share_a_latency_label(stacks):
+    _edit_region(stacks, "eu-west", _to_us_east4)
+    cfg = parse_fleet(_global(stacks, lambda g: g["routing"]["dns"].update(weights={"us-east": 3, "eu-west": 0})),
+                      SOURCE, stacks)
+    assert (cfg.routing.dns.weight("us-east"), cfg.routing.dns.weight("eu-west")) == (3, 0)
+
+
+def test_weights_only_for_regions_sharing_a_label(stacks):
+    lines = _errors(_global(stacks, lambda g: g["routing"]["dns"].update(weights={"us-east": 2})), stacks)
+    assert _has(lines, "routing.dns.weights.us-east", "only region stacks that share a latency label are weighted; "
+                "sharing: none")
+
+
+def test_route53_weights_are_0_to_255(stacks):
+    _edit_region(stacks, "eu-west", _to_us_east4)
+    lines = _errors(_global(stacks, lambda g: g["routing"]["dns"].update(weights={"us-east": 256})), stacks)
+    assert _has(lines, "routing.dns.weights.us-east", "less than or equal to 255")
+
+
+def test_region_domain_where_the_weighted_records_live(stacks):
+    _edit_region(stacks, "us-east", lambda r: r["entrypoint"].update(domain="use1.latency.llm.example.com"))
     lines = _errors(_global(stacks), stacks)
-    assert _has(lines, "regions[1]", "eu-west and us-east both route as AWS region us-east-1")
+    assert _has(lines, "regions[0]", "us-east: entrypoint.domain use1.latency.llm.example.com is below "
+                "latency.llm.example.com")
+
+
+def _anycast_fleet(stacks: Path, copies: int) -> dict:
+    """A global stack in anycast mode over ``copies`` AWS stacks in us-east-1."""
+    doc = yaml.safe_load((stacks / "Pulumi.us-east.yaml").read_text())
+    names = []
+    for i in range(copies):
+        doc["config"][KEY]["entrypoint"]["domain"] = f"r{i}.llm.example.com"
+        (stacks / f"Pulumi.r{i}.yaml").write_text(yaml.safe_dump(doc))
+        names.append(f"r{i}")
+    return _global(stacks, lambda g: (g.update(regions=names), g["routing"].update(mode="anycast")))
+
+
+def test_anycast_puts_stacks_of_one_aws_region_in_one_endpoint_group(stacks):
+    cfg = parse_fleet(_anycast_fleet(stacks, 10), SOURCE, stacks)
+    assert cfg.routing.mode == "anycast" and len(cfg.regions) == 10
+
+
+def test_weights_are_for_dns_mode(stacks):
+    raw = _anycast_fleet(stacks, 2)
+    raw["routing"]["dns"]["weights"] = {"r0": 2}
+    assert _has(_errors(raw, stacks), "routing.dns.weights", "only used in dns mode")
+
+
+def test_anycast_endpoint_group_holds_ten_albs(stacks):
+    lines = _errors(_anycast_fleet(stacks, 11), stacks)
+    assert _has(lines, "regions", "11 region stacks in us-east-1; a Global Accelerator endpoint group holds at most "
+                "10 ALBs")
+
+
+def test_anycast_accelerator_holds_42_endpoint_groups(stacks, monkeypatch):
+    import components.config as config
+
+    monkeypatch.setattr(config, "ACCELERATOR_ENDPOINT_GROUPS", 1)
+    raw = _anycast_fleet(stacks, 2)
+    _edit_region(stacks, "r1", lambda r: (r.update(location="us-west-2"), r["entrypoint"].update(
+        certificate=ARN.replace("us-east-1", "us-west-2"))))
+    lines = _errors(raw, stacks)
+    assert _has(lines, "regions", "2 AWS regions; a Global Accelerator has at most 1 endpoint groups (one per region)")
+
+
+def test_location_without_the_shape_lists_where_it_is_offered(stacks):
+    _edit_region(stacks, "eu-west", lambda r: r.update(location="asia-south2"))
+    lines = _errors(_global(stacks), stacks)
+    assert _has(lines, "regions[1]", "region stack 'eu-west' is invalid: location: no GPU offerings recorded for gcp "
+                "region 'asia-south2'; h100 x8 is offered in: ")
+
+
+def test_ten_region_example_is_valid():
+    cfg = load_stack_file(REPO / "examples" / "ten-regions" / "stacks" / "Pulumi.global.yaml")
+    assert isinstance(cfg, GlobalConfig) and len(cfg.regions) == 10
 
 
 def test_region_without_the_global_domain_in_its_aliases(stacks):
@@ -268,6 +340,16 @@ def test_table_covers_europe_us_and_asia_with_real_aws_labels():
     for gcp_region, (_, aws_region, _, why) in GCP_TO_AWS.items():
         assert aws_region in AWS_REGIONS, gcp_region
         assert why, gcp_region
+
+
+def test_table_labels_every_catalog_location():
+    catalog = load_catalog()
+    for cloud in ("aws", "gcp"):
+        for region in catalog.regions(cloud):
+            assert latency_region(cloud, region) is not None, region
+    for gcp_region, (_, _, _, why) in GCP_TO_AWS.items():
+        # The distance behind the choice, or the same metro.
+        assert "km" in why or "same" in why, gcp_region
 
 
 def test_unknown_regions_have_no_label():

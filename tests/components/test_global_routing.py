@@ -169,6 +169,89 @@ def test_each_latency_record_uses_the_health_check_of_its_region_and_model(dns_r
     assert len({r["healthCheckId"] for r in records}) == 6
 
 
+# --------------------------------------------------------------------------- regions sharing a label
+
+
+@pytest.fixture
+def shared(fleet, reference) -> tuple[GlobalConfig, dict[str, RegionConfig], dict[str, dict]]:
+    """The reference fleet plus GCP us-east4 (use4), which routes as AWS us-east-1 like us-east,
+    serving two of the three models."""
+    cfg, regions, outputs = reference
+    eu = regions["eu-west"]
+    use4 = eu.model_copy(update={
+        "location": "us-east4", "models": [m for m in eu.models if m.name != "qwen2-5-72b"],
+        "entrypoint": eu.entrypoint.model_copy(update={"domain": "use4.llm.example.com"})})
+    regions = {**regions, "use4": use4}
+    dns = cfg.routing.dns.model_copy(update={"weights": {"us-east": 3}})
+    cfg = cfg.model_copy(update={"regions": [*cfg.regions, "use4"],
+                                 "routing": cfg.routing.model_copy(update={"dns": dns})})
+    return cfg, regions, {**outputs, "use4": region_outputs(use4, "use4")}
+
+
+@pytest.fixture
+def shared_rec(shared) -> engine.Recording:
+    return run_global(*shared)
+
+
+def test_one_latency_record_per_label_and_model(shared_rec):
+    latency = [r for r in _latency_records(shared_rec) if "latencyRoutingPolicies" in r]
+    by_name: dict[str, list[str]] = {}
+    for r in latency:
+        by_name.setdefault(r["name"], []).append(r["latencyRoutingPolicies"][0]["region"])
+    assert {n: sorted(labels) for n, labels in by_name.items()} == {
+        "llama-3-1-70b.llm.example.com": ["eu-central-1", "us-east-1"],
+        "llama-3-1-8b.llm.example.com": ["eu-central-1", "us-east-1"],
+        "qwen2-5-72b.llm.example.com": ["eu-central-1", "us-east-1"],  # use4 does not serve it
+    }
+
+
+def test_shared_label_is_a_latency_alias_to_weighted_records_with_health_checks(shared_rec):
+    checks = _checks(shared_rec)
+    records = _latency_records(shared_rec)
+    (alias,) = [r for r in records if r["name"] == "llama-3-1-8b.llm.example.com"
+                and r["latencyRoutingPolicies"] == [{"region": "us-east-1"}]]
+    behind = "llama-3-1-8b.us-east-1.latency.llm.example.com"
+    # The complex-configuration tree: Evaluate Target Health on, no health check of its own, no TTL;
+    # the record keeps the first region's identifier (an in-place change when a region joins).
+    assert alias["aliases"] == [{"name": behind, "zoneId": "Z0OFFLINEPLAN", "evaluateTargetHealth": True}]
+    assert alias["setIdentifier"] == "us-east" and alias["type"] == "CNAME"
+    assert "healthCheckId" not in alias and "ttl" not in alias and "records" not in alias
+    weighted = sorted((r for r in records if r["name"] == behind), key=lambda r: r["setIdentifier"])
+    assert [(r["setIdentifier"], r["weightedRoutingPolicies"], r["records"]) for r in weighted] == [
+        ("us-east", [{"weight": 3}], ["llama-3-1-8b.us-east.llm.example.com"]),
+        ("use4", [{"weight": 1}], ["llama-3-1-8b.use4.llm.example.com"]),
+    ]
+    for r in weighted:
+        assert (r["type"], int(r["ttl"])) == ("CNAME", 5)
+        assert r["healthCheckId"] == checks[r["records"][0]].outputs["id"]
+
+
+def test_the_alias_is_created_after_its_weighted_records(shared_rec):
+    aliases = [r for r in shared_rec.of_type(RECORD)
+               if "aliases" in r.plain_inputs and "latencyRoutingPolicies" in r.plain_inputs]
+    weighted = {r.urn for r in shared_rec.of_type(RECORD) if "weightedRoutingPolicies" in r.plain_inputs}
+    assert len(aliases) == 2 and len(weighted) == 4  # the two models use4 serves
+    for a in aliases:
+        assert set(a.depends_on) & weighted
+
+
+def test_a_label_with_one_region_keeps_its_plain_record(shared_rec):
+    (eu,) = [r for r in _latency_records(shared_rec) if r["name"] == "llama-3-1-70b.llm.example.com"
+             and r["latencyRoutingPolicies"] == [{"region": "eu-central-1"}]]
+    assert (eu["setIdentifier"], eu["records"]) == ("eu-west", ["llama-3-1-70b.eu-west.llm.example.com"])
+    # qwen is served under us-east-1 by us-east alone: a plain record, not an alias.
+    (qwen,) = [r for r in _latency_records(shared_rec) if r["name"] == "qwen2-5-72b.llm.example.com"
+               and r["latencyRoutingPolicies"] == [{"region": "us-east-1"}]]
+    assert qwen["records"] == ["qwen2-5-72b.us-east.llm.example.com"] and "aliases" not in qwen
+
+
+def test_shared_labels_keep_the_budget_and_are_exported(shared_rec, dns_rec):
+    o = shared_rec.stack_outputs
+    assert o["failoverBudget"] == dns_rec.stack_outputs["failoverBudget"]
+    assert o["latencyLabels"]["llama-3-1-8b"] == {"us-east-1": ["us-east", "use4"], "eu-central-1": ["eu-west"]}
+    assert o["latencyLabels"]["qwen2-5-72b"] == {"us-east-1": ["us-east"], "eu-central-1": ["eu-west"]}
+
+
 def test_regional_names_point_at_each_load_balancer(dns_rec, reference):
     _, _, outputs = reference
     regional = {r.plain_inputs["name"]: r.plain_inputs for r in dns_rec.of_type(RECORD)
@@ -389,6 +472,20 @@ def test_anycast_has_one_endpoint_group_per_region_with_its_alb(anycast_rec, any
         assert outputs[stack]["entrypointArn"].startswith(f"arn:aws:elasticloadbalancing:{region}:")
         assert (int(g["healthCheckIntervalSeconds"]), int(g["thresholdCount"])) == (10, 3)
         assert (g["healthCheckProtocol"], int(g["healthCheckPort"]), g["healthCheckPath"]) == ("HTTPS", 443, "/health")
+
+
+def test_anycast_stacks_in_one_aws_region_share_its_endpoint_group(anycast):
+    cfg, regions, outputs = anycast
+    use1 = regions["use1"]
+    again = use1.model_copy(update={"entrypoint": use1.entrypoint.model_copy(update={"domain": "use1b.llm.example.com"})})
+    again_out = region_outputs(again, "use1b")
+    rec = run_global(cfg.model_copy(update={"regions": [*cfg.regions, "use1b"]}), {**regions, "use1b": again},
+                     {**outputs, "use1b": again_out})
+    groups = {g.name: g.plain_inputs for g in rec.of_type(ENDPOINT_GROUP)}
+    assert sorted(groups) == ["global-use1", "global-usw2"]  # named by the first stack: no replacement
+    assert [e["endpointId"] for e in groups["global-use1"]["endpointConfigurations"]] == [
+        outputs["use1"]["entrypointArn"], again_out["entrypointArn"]]
+    assert again_out["entrypointArn"] != outputs["use1"]["entrypointArn"]
 
 
 def test_anycast_names_are_aliases_to_the_accelerator(anycast_rec):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -56,11 +57,87 @@ def test_h100_with_three_gpus_on_aws():
     assert "valid GPUs per node: 8 (p5.48xlarge)" in str(exc.value)
 
 
-def test_unknown_region_lists_known_regions():
+def test_unknown_region_lists_the_regions_offering_the_shape():
     with pytest.raises(CatalogError) as exc:
-        load_catalog().select("gcp", "asia-south1", "h100", 8)
+        load_catalog().select("gcp", "asia-south1", "a100-80gb", 8)
     assert exc.value.field == "location"
-    assert "known regions: europe-west4, us-east4" in str(exc.value)
+    assert "a100-80gb x8 is offered in: europe-west4, us-east4 (add the region" in str(exc.value)
+
+
+def test_region_without_the_gpu_lists_where_it_is_offered():
+    with pytest.raises(CatalogError) as exc:
+        load_catalog().select("aws", "sa-east-1", "a100-80gb", 8)
+    assert exc.value.field == "gpu"
+    assert str(exc.value) == ("a100-80gb is not offered in aws sa-east-1; offered there: a100-40gb, h100; a100-80gb x8 "
+                              "is offered in: ap-northeast-1, ap-southeast-1, eu-central-1, il-central-1, us-east-1, "
+                              "us-west-2")
+
+
+def test_locations_of_a_shape():
+    catalog = load_catalog()
+    assert catalog.locations("gcp", "a100-40gb", 8) == ["europe-west4", "us-east4"]
+    assert catalog.locations("aws", "h100", 3) == []
+    h100 = catalog.locations("aws", "h100")
+    assert h100 == catalog.locations("aws", "h100", 8) and "sa-east-1" in h100 and "eu-west-1" not in h100
+
+
+# --------------------------------------------------------------------------- coverage and provenance
+
+
+def test_catalog_covers_eight_aws_and_six_gcp_locations():
+    catalog = load_catalog()
+    assert len(catalog.regions("aws")) >= 8 and len(catalog.regions("gcp")) >= 6
+    # Every continent with capacity has two or more H100 locations.
+    h100 = set(catalog.locations("aws", "h100")) | set(catalog.locations("gcp", "h100"))
+    for prefixes in (("us-", "ca-"), ("eu-", "europe-"), ("ap-northeast", "ap-south", "asia-"), ("ap-southeast-2", "australia-")):
+        assert len([r for r in h100 if r.startswith(prefixes)]) >= 2, prefixes
+
+
+def test_every_price_names_its_source_and_date():
+    raw = json.loads(DATA_FILE.read_text())
+    sources = raw["sources"]
+    for source in sources.values():
+        assert source["what"] and source["retrieved"].startswith("20")
+        assert "ref" not in source or "@" in source["ref"]  # repo@commit path
+    for cloud, regions in raw["prices"].items():
+        assert set(raw["priceSources"][cloud]) == set(regions), cloud
+        assert set(raw["priceSources"][cloud].values()) <= set(sources)
+
+
+def test_derived_prices_say_how_and_add_up():
+    raw = json.loads(DATA_FILE.read_text())
+    for cloud, regions in raw["derived"].items():
+        for region, shapes in regions.items():
+            for shape, how in shapes.items():
+                price = raw["prices"][cloud][region][shape]
+                assert how.startswith("derived: "), how
+                parts = re.search(r"\(([\d.]+) \+ ([\d.]+)\)$", how)
+                if parts:  # VM row + GPU row, as read
+                    assert round(float(parts[1]) + float(parts[2]), 2) == price, (region, shape)
+    # A price from the SkyPilot catalog is never taken as read: each says how it was derived.
+    for region, source in raw["priceSources"]["gcp"].items():
+        if source == "skypilot-gcp":
+            assert set(raw["derived"]["gcp"][region]) == set(raw["prices"]["gcp"][region]), region
+
+
+def test_zones_table():
+    raw = json.loads(DATA_FILE.read_text())
+    zones = raw["zones"]
+    assert set(zones) == {"aws", "gcp"}
+    for cloud, regions in zones.items():
+        for region, shapes in regions.items():
+            for shape, names in shapes.items():
+                assert shape in raw["prices"][cloud][region], (region, shape)
+                assert names and names == sorted(set(names))
+                if cloud == "aws":  # zone IDs (use1-az4), one prefix per region
+                    assert all(re.fullmatch(r"[a-z]+\d-az\d+", z) for z in names), names
+                    assert len({z.split("-az")[0] for z in names}) == 1
+                else:
+                    assert all(z.startswith(region + "-") and len(z) == len(region) + 2 for z in names), names
+    for cloud, region in (("aws", "us-east-1"), ("aws", "us-west-2"), ("gcp", "europe-west4"), ("gcp", "us-east4")):
+        assert zones[cloud][region], region
+    # The reference stack's zones offer its shape.
+    assert {"europe-west4-b", "europe-west4-c"} <= set(zones["gcp"]["europe-west4"]["a3-highgpu-8g"])
 
 
 def test_machine_type_of_another_gpu():
@@ -76,7 +153,8 @@ def test_a100_80gb_in_a_region_table_without_it():
     with pytest.raises(CatalogError) as exc:
         parse_catalog(raw).select("aws", "us-east-1", "a100-80gb", 8)
     assert exc.value.field == "gpu"
-    assert str(exc.value) == "a100-80gb is not offered in aws us-east-1; offered there: a100-40gb, h100"
+    assert str(exc.value) == ("a100-80gb is not offered in aws us-east-1; offered there: a100-40gb, h100; a100-80gb "
+                              "x8 is offered in: ap-northeast-1, ap-southeast-1, eu-central-1, il-central-1, us-west-2")
 
 
 def test_price_for_an_unknown_shape_is_rejected():
@@ -91,5 +169,7 @@ def test_gcp_prices_are_linear_in_gpu_count():
     catalog = load_catalog()
     for region in catalog.regions("gcp"):
         for family in ("a3-highgpu", "a2-highgpu", "a2-ultragpu"):
+            if f"{family}-8g" not in catalog.prices["gcp"][region]:
+                continue
             per_gpu = [catalog.prices["gcp"][region][f"{family}-{n}g"] / n for n in (1, 2, 4, 8)]
             assert max(per_gpu) - min(per_gpu) < 0.01, (region, family, per_gpu)

@@ -136,8 +136,12 @@ def test_anycast_example_plans_with_two_aws_regions(fleet, tmp_path, monkeypatch
     monkeypatch.chdir(REPO)
     config = "examples/anycast/stacks/Pulumi.global.yaml"
     assert cli.main(["plan", "--config", config, "--format", "json", "--out", str(tmp_path)]) == 0
-    (stack,) = json.loads(capsys.readouterr().out)["stacks"]  # the regions are planned, not shown
-    assert stack["stack"] == "global"
+    stacks = json.loads(capsys.readouterr().out)["stacks"]
+    # A global stack file plans, shows and checks its regions too.
+    assert [s["stack"] for s in stacks] == ["use1", "usw2", "global"]
+    assert all(s["manifests"]["errors"] == [] for s in stacks)
+    assert all(s["policyViolations"] == [] for s in stacks[:-1])
+    stack = stacks[-1]
     types = [r["type"] for r in stack["resources"]]
     assert types.count("aws:globalaccelerator/accelerator:Accelerator") == 1
     groups = [r["inputs"] for r in stack["resources"] if r["type"] == "aws:globalaccelerator/endpointGroup:EndpointGroup"]
@@ -150,3 +154,34 @@ def test_anycast_example_plans_with_two_aws_regions(fleet, tmp_path, monkeypatch
     assert stack["outputs"]["failoverBudgetSeconds"] == 40
     assert [(v["policy"], v["enforcementLevel"]) for v in stack["policyViolations"]] == [
         ("global-failover-budget", "advisory")]
+
+
+def test_ten_region_example_plans_every_region_and_the_global(fleet, tmp_path, monkeypatch, capsys, record_property):
+    monkeypatch.chdir(REPO)
+    config = "examples/ten-regions/stacks/Pulumi.global.yaml"
+    assert cli.main(["plan", "--config", config, "--format", "json", "--out", str(tmp_path)]) == 0
+    result = json.loads(capsys.readouterr().out)
+    # How long the fleet takes to plan (benchmarks/plan_bench.py prints it; no bound asserted).
+    record_property("plan_seconds", result["seconds"])
+    stacks = {s["stack"]: s for s in result["stacks"]}
+    assert list(stacks) == ["use1", "usw2", "use4", "euw2", "euw4", "apne1", "apse1", "apse2", "ause1", "sae1",
+                            "global"]
+    for name, stack in stacks.items():
+        assert stack["policyViolations"] == [], name
+        assert stack["manifests"]["errors"] == [], name
+    clouds = {n: s["outputs"].get("cloud") for n, s in stacks.items() if n != "global"}
+    assert sorted(clouds.values()) == ["aws"] * 6 + ["gcp"] * 4
+    o = stacks["global"]["outputs"]
+    assert o["failoverBudgetSeconds"] == 25 and o["failoverBudget"]["meetsTarget"] is True
+    labels = o["latencyLabels"]["llama-3-1-70b"]
+    assert labels["us-east-1"] == ["use1", "use4"] and labels["ap-southeast-2"] == ["apse2", "ause1"]
+    assert len(labels) == 8  # ten regions under eight Route 53 latency labels
+    records = [r["inputs"] for r in stacks["global"]["resources"] if r["type"] == "aws:route53/record:Record"]
+    latency = [r for r in records if "latencyRoutingPolicies" in r]
+    assert len(latency) == 2 * 8  # one per model and label
+    weighted = [r for r in records if "weightedRoutingPolicies" in r]
+    assert len(weighted) == 2 * 4 and all(r.get("healthCheckId") for r in weighted)
+    assert {r["weightedRoutingPolicies"][0]["weight"] for r in weighted if r["setIdentifier"] == "use1"} == {3}
+    checks = [r for r in stacks["global"]["resources"] if r["type"] == "aws:route53/healthCheck:HealthCheck"]
+    assert len(checks) == 2 * 10
+    assert not [w for w in stacks["global"]["warnings"] if "failover budget" in w]

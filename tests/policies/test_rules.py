@@ -507,6 +507,20 @@ def test_latency_and_failover_records_need_health_checks():
     assert check("route53-routing-health-checked", rules.ROUTE53_RECORD, {"name": "x", "records": ["1.2.3.4"]}) == []
 
 
+def test_shared_latency_labels_are_checked_through_alias_and_weighted_records():
+    alias = {"name": "llm.example.com", "type": "CNAME", "setIdentifier": "use1",
+             "latencyRoutingPolicies": [{"region": "us-east-1"}],
+             "aliases": [{"name": "llm.us-east-1.latency.example.com", "zoneId": "Z", "evaluateTargetHealth": True}]}
+    assert check("route53-routing-health-checked", rules.ROUTE53_RECORD, alias) == []
+    blind = {**alias, "aliases": [{**alias["aliases"][0], "evaluateTargetHealth": False}]}
+    assert "evaluates no target health" in check("route53-routing-health-checked", rules.ROUTE53_RECORD, blind)[0]
+    weighted = {"name": "llm.us-east-1.latency.example.com", "setIdentifier": "use4",
+                "weightedRoutingPolicies": [{"weight": 1}], "records": ["llm.use4.example.com"], "healthCheckId": "abc"}
+    assert check("route53-routing-health-checked", rules.ROUTE53_RECORD, weighted) == []
+    [message] = check("route53-routing-health-checked", rules.ROUTE53_RECORD, {**weighted, "healthCheckId": None})
+    assert message.startswith("weighted record llm.us-east-1.latency.example.com (use4) has no healthCheckId")
+
+
 def test_health_checks_are_https_on_a_path():
     good = {"type": "HTTPS", "fqdn": "us-east.llm.example.com", "port": 443.0, "resourcePath": "/health",
             "requestInterval": 10.0, "failureThreshold": 2.0}
