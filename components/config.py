@@ -640,13 +640,14 @@ def _check_cache(cfg: RegionConfig) -> list[Problem]:
         floor = rules.MEMORYSTORE_READ_REPLICA_MIN_GB
         if c.replicas > 0 and memory < floor:
             problems.append(Problem("cache.memorySizeGb", f"{memory} GB is too small: read replicas need nodes of at "
-                                    f"least {floor} GB (replicas: {c.replicas}; 0 replicas allow 1 GB)"))
+                                    f"least {floor} GB (replicas: {c.replicas}); set memorySizeGb: {floor} or more"))
         if memory > rules.MEMORYSTORE_MAX_GB:
             problems.append(Problem("cache.memorySizeGb", f"{memory} GB is above the Memorystore maximum of "
                                     f"{rules.MEMORYSTORE_MAX_GB} GB"))
         if not c.automatic_failover and c.replicas > 0:
+            # Not "replicas: 0": a single-node Basic instance fails the mandatory cache-high-availability policy.
             problems.append(Problem("cache.automaticFailover", "a Memorystore Standard instance (replicas >= 1) always "
-                                    "fails over; set replicas: 0 for a single-node Basic instance"))
+                                    "fails over; remove automaticFailover: false"))
 
     try:
         maintenance = rules.weekly_window(c.maintenance_window)
@@ -700,8 +701,16 @@ def _check_entrypoint(cfg: RegionConfig) -> list[Problem]:
     return cfg.entrypoint.problems(cfg.cloud, cfg.location, [m.name for m in cfg.models])
 
 
+def _check_cloud_limits(cfg: RegionConfig) -> list[Problem]:
+    # Imported here: components.cloud_limits imports this module for its types.
+    from . import cloud_limits
+
+    return cloud_limits.region_problems(cfg)
+
+
 REGION_CHECKS = [
     _check_location, _check_network, _check_pools, _check_models, _check_cache, _check_sizing, _check_entrypoint,
+    _check_cloud_limits,
 ]
 
 
@@ -738,7 +747,9 @@ def _global_regions(cfg: GlobalConfig, stacks_dir: Path) -> tuple[list[Problem],
 
 
 def _check_global(cfg: GlobalConfig, stacks_dir: Path) -> list[Problem]:
-    # Imported here: the latency table is plain data kept beside the routing code.
+    # Imported here: the latency table is plain data kept beside the routing code; cloud_limits
+    # imports this module for its types.
+    from . import cloud_limits
     from .latency_regions import latency_region
 
     problems: list[Problem] = []
@@ -748,6 +759,7 @@ def _check_global(cfg: GlobalConfig, stacks_dir: Path) -> list[Problem]:
         problems.append(Problem("regions", "a region stack is listed twice"))
     found, regions = _global_regions(cfg, stacks_dir)
     problems += found
+    problems += cloud_limits.global_problems(cfg, regions)
 
     labels: dict[str, str] = {}
     for i, region in regions.items():
