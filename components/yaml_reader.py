@@ -11,7 +11,8 @@ the line where the construct starts:
   first);
 - nesting deeper than :data:`MAX_DEPTH` (libyaml stops at 1,000 levels, deep enough for
   Python's recursion limit to break whatever walks the result), aliases that refer to
-  themselves or expand to more than :data:`MAX_VALUES` values (a "billion laughs" file);
+  the value containing them, documents that expand to more than :data:`MAX_VALUES`
+  values through aliases (a "billion laughs" file);
 - tags Pulumi config cannot hold (``!!binary``, ``!!set``, ``!!python/...``); timestamps
   stay strings, as Pulumi reads ``2025-01-01`` in a config value.
 
@@ -22,8 +23,9 @@ fallback where PyYAML was built without it.
 from __future__ import annotations
 
 import codecs
+import gc
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Optional
 
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
@@ -35,12 +37,14 @@ except ImportError:  # pragma: no cover - PyYAML without libyaml
 
 #: Deepest nesting accepted; a stack's config nests a handful of levels.
 MAX_DEPTH = 64
-#: Most values a document may expand to through aliases.
-MAX_VALUES = 2_000_000
+#: Most values a document may hold, aliases counted each time they are used: a 10 MB
+#: stack file of short list items holds about 700,000.
+MAX_VALUES = 1_500_000
 
 _TAG = "tag:yaml.org,2002:"
 #: Tags a Pulumi config value can carry (JSON's types, plus YAML merge keys).
 ALLOWED_TAGS = {_TAG + t for t in ("str", "int", "float", "bool", "null", "seq", "map", "merge")}
+_MERGE = _TAG + "merge"
 _GZIP = b"\x1f\x8b"
 _UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
 
@@ -60,13 +64,25 @@ class YamlError(ValueError):
 
 
 class _Loader(_BaseLoader):  # type: ignore[misc, valid-type]
-    """The safe loader without the timestamp resolver (Pulumi keeps those as strings)."""
+    """The safe loader without the timestamp resolver (Pulumi keeps those as strings), and
+    with a shortcut for the common scalar: a quoted one, or a plain one whose first
+    character starts no implicit type, is a string (what PyYAML's resolver concludes after
+    more work, once per value)."""
+
+    def resolve(self, kind: type, value: Any, implicit: Any) -> str:
+        if kind is ScalarNode and (not implicit[0] or (value and value[0] not in _IMPLICIT_FIRST)):
+            return _STR
+        return super().resolve(kind, value, implicit)
 
 
 _Loader.yaml_implicit_resolvers = {
     first: [(tag, regexp) for tag, regexp in resolvers if tag != _TAG + "timestamp"]
     for first, resolvers in _BaseLoader.yaml_implicit_resolvers.items()
 }
+_STR = _TAG + "str"
+#: First characters of plain scalars that may be something other than a string.
+_IMPLICIT_FIRST = frozenset(k for k in _Loader.yaml_implicit_resolvers if k)
+assert None not in _Loader.yaml_implicit_resolvers and not _Loader.yaml_path_resolvers  # the shortcut's premise
 
 
 def decode(data: bytes) -> str:
@@ -89,15 +105,6 @@ def decode(data: bytes) -> str:
                         "editor may have saved it as Latin-1 or Windows-1252)", line) from None
 
 
-def _children(node: Node) -> Iterator[Node]:
-    if isinstance(node, SequenceNode):
-        yield from node.value
-    elif isinstance(node, MappingNode):
-        for key, value in node.value:
-            yield key
-            yield value
-
-
 def _line(node: Node) -> int:
     return node.start_mark.line + 1
 
@@ -106,7 +113,7 @@ def _duplicate(node: MappingNode) -> Optional[tuple[Node, Node]]:
     """The first key of ``node`` given twice, with its first occurrence."""
     seen: dict[tuple[str, str], Node] = {}
     for key, _ in node.value:
-        if not isinstance(key, ScalarNode) or key.tag == _TAG + "merge":
+        if not isinstance(key, ScalarNode) or key.tag == _MERGE:
             continue
         ident = (key.tag, key.value)
         if ident in seen:
@@ -135,34 +142,20 @@ def _path_to(root: Node, target: Node) -> str:
     return ""
 
 
-def check_tree(root: Node) -> None:
-    """Depth, alias expansion, tags and duplicate keys of a composed document, without recursion."""
-    measured: dict[int, tuple[int, int]] = {}  # id -> (height, expanded values)
-    path: set[int] = set()
-    stack: list[tuple[Node, bool]] = [(root, False)]
+def check_tree(root: Node) -> bool:
+    """Depth, alias expansion, tags and duplicate keys of a composed document; whether it
+    uses merge keys (``<<``).
+
+    Iterative (no recursion limit), and it walks the document as the program will see it:
+    an alias is walked each time it is used, so a self-referencing alias hits the depth
+    limit and a "billion laughs" file the value limit.
+    """
+    if root.tag not in ALLOWED_TAGS:
+        raise _bad_tag(root)
+    visited, merges = 0, False
+    stack: list[tuple[Node, int]] = [(root, 1)]
     while stack:
-        node, done = stack.pop()
-        key = id(node)
-        if done:
-            kids = [measured[id(k)] for k in _children(node)]
-            height = 1 + max((h for h, _ in kids), default=0)
-            size = 1 + sum(s for _, s in kids)
-            if height > MAX_DEPTH:
-                raise YamlError(f"nested more than {MAX_DEPTH} levels deep from here; a stack's config needs a "
-                                "handful", _line(node))
-            if size > MAX_VALUES:
-                raise YamlError(f"aliases here expand to more than {MAX_VALUES:,} values", _line(node))
-            measured[key] = (height, size)
-            path.discard(key)
-            continue
-        if key in measured:
-            continue
-        if key in path:
-            raise YamlError("an alias refers to the value that contains it", _line(node))
-        if node.tag not in ALLOWED_TAGS:
-            tag = node.tag.replace(_TAG, "!!")
-            raise YamlError(f"tag {tag} is not a Pulumi config type (strings, numbers, booleans, null, "
-                            "lists and mappings)", _line(node))
+        node, depth = stack.pop()
         if isinstance(node, MappingNode):
             dup = _duplicate(node)
             if dup is not None:
@@ -171,9 +164,67 @@ def check_tree(root: Node) -> None:
                 raise YamlError(f"key {again.value!r} is given twice (first on line {_line(first)}); Pulumi's "
                                 "YAML parser rejects duplicate keys: merge the two", _line(again),
                                 f"{where}.{again.value}" if where else str(again.value))
-        path.add(key)
-        stack.append((node, True))
-        stack.extend((child, False) for child in _children(node) if id(child) not in measured)
+            children = [child for pair in node.value for child in pair]
+            merges = merges or any(key.tag == _MERGE for key, _ in node.value)
+        elif isinstance(node, SequenceNode):
+            children = node.value
+        else:
+            continue
+        visited += len(children)
+        if visited > MAX_VALUES:
+            raise YamlError(f"the document expands to more than {MAX_VALUES:,} values (aliases used over and over?)",
+                            _line(node))
+        for child in children:
+            if child.tag not in ALLOWED_TAGS:
+                raise _bad_tag(child)
+            if not isinstance(child, ScalarNode):
+                if depth >= MAX_DEPTH:
+                    raise YamlError(f"nested more than {MAX_DEPTH} levels deep here (or an alias that refers to the "
+                                    "value containing it); a stack's config needs a handful", _line(child))
+                stack.append((child, depth + 1))
+    return merges
+
+
+def _bad_tag(node: Node) -> YamlError:
+    tag = node.tag.replace(_TAG, "!!")
+    return YamlError(f"tag {tag} is not a Pulumi config type (strings, numbers, booleans, null, lists and mappings)",
+                     _line(node))
+
+
+def construct(loader: Any, root: Node) -> Any:
+    """The Python value of a checked document, built without recursion.
+
+    Strings, lists and mappings are built here (most of a large file); other scalars by
+    PyYAML's safe constructor. An alias is the same object wherever it is used, as
+    PyYAML builds it. Documents with merge keys go to PyYAML whole.
+    """
+    built: dict[int, Any] = {}
+    todo: list[tuple[Node, Any]] = []
+
+    def value(node: Node) -> Any:
+        key = id(node)
+        if key in built:
+            return built[key]
+        if isinstance(node, ScalarNode):
+            out = node.value if node.tag == _STR else loader.construct_object(node)
+        else:
+            out = [] if isinstance(node, SequenceNode) else {}
+            todo.append((node, out))
+        built[key] = out
+        return out
+
+    top = value(root)
+    while todo:
+        node, out = todo.pop()
+        if isinstance(out, list):
+            out.extend(value(child) for child in node.value)
+            continue
+        for key_node, value_node in node.value:
+            key = value(key_node)
+            if not isinstance(key_node, ScalarNode):
+                raise YamlError("a mapping key must be a plain value, not a list or mapping", _line(key_node))
+            out[key] = value(value_node)
+    return top
 
 
 def _yaml_error(e: yaml.YAMLError, text: str) -> YamlError:
@@ -195,16 +246,23 @@ def _yaml_error(e: yaml.YAMLError, text: str) -> YamlError:
 def parse(text: str) -> Any:
     """The document in ``text`` (None when empty); YamlError when Pulumi would not accept it."""
     loader = _Loader(text)
+    # Parsing only allocates (no reference cycles): without pauses for the cyclic garbage
+    # collector, which rescans every new node, a 10 MB file parses several times faster.
+    collecting = gc.isenabled()
+    gc.disable()
     try:
         node = loader.get_single_node()
         if node is None:
             return None
-        check_tree(node)
-        return loader.construct_document(node)
+        if check_tree(node):
+            return loader.construct_document(node)
+        return construct(loader, node)
     except yaml.YAMLError as e:
         raise _yaml_error(e, text) from None
     finally:
         loader.dispose()
+        if collecting:
+            gc.enable()
 
 
 def read(path: Path) -> Any:

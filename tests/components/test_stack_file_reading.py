@@ -69,8 +69,8 @@ def test_control_character_is_located(tmp_path):
 
 def test_deep_flow_nesting_is_refused_without_recursion_error(tmp_path):
     assert _error(tmp_path, "config:\n  x: " + "[" * 900 + "]" * 900 + "\n") == (
-        f"config: cannot read: line 2: nested more than {yaml_reader.MAX_DEPTH} levels deep from here; a stack's "
-        "config needs a handful")
+        f"config: cannot read: line 2: nested more than {yaml_reader.MAX_DEPTH} levels deep here (or an alias that "
+        "refers to the value containing it); a stack's config needs a handful")
 
 
 def test_deep_block_nesting_is_refused(tmp_path):
@@ -85,9 +85,10 @@ def test_libyaml_nesting_limit_is_a_config_error(tmp_path):
 def test_billion_laughs_and_self_reference(tmp_path):
     rows = ["config:", "  a: &a [x, x, x, x, x, x, x, x, x, x]"]
     rows += [f"  b{i}: &b{i} [{', '.join(['*a' if i == 0 else f'*b{i - 1}'] * 10)}]" for i in range(8)]
-    assert "expand to more than" in _error(tmp_path, "\n".join(rows) + "\n")
+    assert "expands to more than" in _error(tmp_path, "\n".join(rows) + "\n")
     assert _error(tmp_path, "config:\n  a: &a [*a]\n") == (
-        "config: cannot read: line 2: an alias refers to the value that contains it")
+        "config: cannot read: line 2: nested more than 64 levels deep here (or an alias that refers to the value "
+        "containing it); a stack's config needs a handful")
 
 
 # --------------------------------------------------------------------------- duplicate keys
