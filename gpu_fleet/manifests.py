@@ -182,6 +182,22 @@ def hpa_enum_errors(manifest: dict) -> list[str]:
     return errors
 
 
+#: Kubernetes' limit on all of an object's annotations together, keys and values in bytes
+#: (kubernetes/apimachinery pkg/api/validation/objectmeta.go, TotalAnnotationSizeLimitB =
+#: 256 * (1 << 10); read as quoted by projects that copy it, not at a tag: unverified).
+ANNOTATIONS_MAX_BYTES = 256 * 1024
+
+
+def annotation_errors(manifest: dict) -> list[str]:
+    """The API server rejects objects whose annotations exceed 256 KiB (e.g. an Ingress
+    listing thousands of source ranges); the schemas do not say so."""
+    annotations = (manifest.get("metadata") or {}).get("annotations") or {}
+    size = sum(len(str(k).encode()) + len(str(v).encode()) for k, v in annotations.items())
+    if size <= ANNOTATIONS_MAX_BYTES:
+        return []
+    return [f"metadata.annotations: {size} bytes; Kubernetes accepts at most {ANNOTATIONS_MAX_BYTES} in total"]
+
+
 def promtool_errors(groups: list[dict]) -> list[str]:
     """``promtool check rules`` output for failing groups; empty when valid or promtool absent."""
     promtool = shutil.which("promtool")
@@ -253,7 +269,7 @@ def write_and_validate(manifests: list[dict], out_dir: Path) -> ManifestReport:
             checked, errors = validate(manifest)
             if not checked:
                 report.unchecked.append(path)
-            report.errors.extend((path, e) for e in errors)
+            report.errors.extend((path, e) for e in errors + annotation_errors(manifest))
         _mark(stage, names)
         stage.chmod(0o755)  # mkdtemp makes it private; the plan's folders are ordinary ones
         _replace(stage, out_dir)
