@@ -25,6 +25,8 @@ from . import engine, manifests, policy_check
 from .plan import StackPlan, plan_stack, project_dir, stack_files
 
 EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
+#: Where plans go by default: a folder of their own (``build/`` also holds setuptools' output).
+DEFAULT_OUT = Path("build") / "plan"
 #: Interrupted (Ctrl-C), as shells report a process ended by SIGINT (128 + 2).
 EXIT_INTERRUPTED = 130
 #: After Ctrl-C, how long cleanup (removing a half-written stack folder) may take.
@@ -184,7 +186,7 @@ def _plan(args: argparse.Namespace) -> int:
         print(e, file=sys.stderr)
         return EXIT_CONFIG
     program = project / "__main__.py"
-    out_root = Path(args.out) if args.out else project / "build"
+    out_root = Path(args.out) if args.out else project / DEFAULT_OUT
     try:
         # Refused before any planning: a folder the plan did not create is never written into.
         manifests.prepare_output(out_root)
@@ -262,7 +264,8 @@ def build_parser() -> argparse.ArgumentParser:
     plan = sub.add_parser("plan", help="show what pulumi up would create, offline")
     plan.add_argument("stacks", nargs="*", metavar="STACK", help="stack names (default: every stack in stacks/)")
     plan.add_argument("--config", metavar="FILE", help="plan this stack file instead (Pulumi.<stack>.yaml)")
-    plan.add_argument("--out", metavar="DIR", help="where to write Kubernetes YAML (default build/<stack>/)")
+    plan.add_argument("--out", metavar="DIR", help=f"where to write Kubernetes YAML, one folder per stack (default {DEFAULT_OUT}/); "
+                      "a folder with other content is refused")
     plan.add_argument("--format", choices=("table", "json"), default="table")
     plan.set_defaults(func=cmd_plan)
     from .simulate import cli as simulate_cli

@@ -216,3 +216,29 @@ def test_c_loader_is_used():
     import yaml
 
     assert yaml.__with_libyaml__ and issubclass(yaml_reader._Loader, yaml.CSafeLoader)
+
+
+# --------------------------------------------------------------------------- plaintext secrets under pulumi up
+
+@pytest.mark.parametrize("secret_keys,fails", [((), True), (("gpu-fleet:apiKey", "gpu-fleet:huggingFaceToken"), False)])
+def test_program_refuses_secrets_pulumi_holds_in_plaintext(fleet, secret_keys, fails):
+    import pulumi
+
+    from components import program
+
+    config = {"gpu-fleet:apiKey": "k", "gpu-fleet:huggingFaceToken": "t"}
+    outcome: list[str] = []
+
+    def run() -> None:
+        try:
+            program.check_secrets("region")
+            outcome.append("ok")
+        except pulumi.RunError as e:
+            outcome.append(str(e))
+
+    fleet.run(run, stack="us-east", config=config, secret_keys=secret_keys)
+    if fails:
+        assert outcome == ["stacks/Pulumi.us-east.yaml: gpu-fleet:huggingFaceToken: set in plaintext; run: pulumi "
+                           "config set --secret gpu-fleet:huggingFaceToken <value>"]
+    else:
+        assert outcome == ["ok"]

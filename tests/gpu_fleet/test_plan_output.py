@@ -85,15 +85,25 @@ def test_out_dot_in_the_project_is_refused(tmp_path, monkeypatch, capsys):
     assert _tree(project) == before
 
 
-def test_default_build_folder_with_other_content_is_refused(tmp_path, monkeypatch, capsys):
+def test_default_folder_with_other_content_is_refused(tmp_path, monkeypatch, capsys):
     project = _project(tmp_path)
-    (project / "build" / "lib").mkdir(parents=True)
-    (project / "build" / "lib" / "wheel.py").write_text("x = 1\n")
+    (project / "build" / "plan" / "lib").mkdir(parents=True)
+    (project / "build" / "plan" / "lib" / "wheel.py").write_text("x = 1\n")
     before = _tree(project)
     monkeypatch.chdir(project)
     assert cli.main(["plan"]) == 2
-    assert _one_line(capsys).startswith(f"{project / 'build'}: --out: the folder is not empty")
+    assert _one_line(capsys).startswith(f"{project / 'build' / 'plan'}: --out: the folder is not empty")
     assert _tree(project) == before
+
+
+def test_default_folder_is_its_own_beside_setuptools_build(tmp_path, monkeypatch, capsys):
+    project = _project(tmp_path)
+    (project / "build" / "lib").mkdir(parents=True)  # what pip install . leaves in the project
+    (project / "build" / "lib" / "wheel.py").write_text("x = 1\n")
+    monkeypatch.chdir(project)
+    assert cli.main(["plan", "us-east"]) == 0
+    assert (project / "build" / "lib" / "wheel.py").read_text() == "x = 1\n"
+    assert sorted(p.name for p in (project / "build" / "plan").iterdir()) == [MARKER, "us-east"]
 
 
 @pytest.mark.parametrize("name", ["Pulumi...yaml", "Pulumi....yaml"])
