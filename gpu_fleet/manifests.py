@@ -115,6 +115,8 @@ def _replace(stage: Path, target: Path) -> None:
             if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
                 raise OutputError(f"{target}: cannot write: {e.strerror or e}") from None
         if not _written_by_us(target):
+            if not target.exists():
+                continue  # another plan moved it away meanwhile
             raise OutputError(f"{target}: holds files gpu-fleet plan did not write (or its {MARKER} is missing); move "
                               "them away, nothing was written")
         old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
