@@ -16,14 +16,15 @@ from __future__ import annotations
 import difflib
 import ipaddress
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal, Optional, Union
+from typing import Annotated, Any, Callable, Iterator, Literal, Optional, Union
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
 
+from . import yaml_reader
 from .gpu_catalog import CatalogError, Cloud, GpuKind, Offering, load_catalog
 
 PROJECT = "gpu-fleet"
@@ -719,13 +720,14 @@ def _check_cache(cfg: RegionConfig) -> list[Problem]:
         floor = rules.MEMORYSTORE_READ_REPLICA_MIN_GB
         if c.replicas > 0 and memory < floor:
             problems.append(Problem("cache.memorySizeGb", f"{memory} GB is too small: read replicas need nodes of at "
-                                    f"least {floor} GB (replicas: {c.replicas}; 0 replicas allow 1 GB)"))
+                                    f"least {floor} GB (replicas: {c.replicas}); set memorySizeGb: {floor} or more"))
         if memory > rules.MEMORYSTORE_MAX_GB:
             problems.append(Problem("cache.memorySizeGb", f"{memory} GB is above the Memorystore maximum of "
                                     f"{rules.MEMORYSTORE_MAX_GB} GB"))
         if not c.automatic_failover and c.replicas > 0:
+            # Not "replicas: 0": a single-node Basic instance fails the mandatory cache-high-availability policy.
             problems.append(Problem("cache.automaticFailover", "a Memorystore Standard instance (replicas >= 1) always "
-                                    "fails over; set replicas: 0 for a single-node Basic instance"))
+                                    "fails over; remove automaticFailover: false"))
 
     try:
         maintenance = rules.weekly_window(c.maintenance_window)
@@ -788,9 +790,16 @@ def _check_admins(cfg: RegionConfig) -> list[Problem]:
     return [Problem(f"cluster.{field}", f"only used on {other}")] if value else []
 
 
+def _check_cloud_limits(cfg: RegionConfig) -> list[Problem]:
+    # Imported here: components.cloud_limits imports this module for its types.
+    from . import cloud_limits
+
+    return cloud_limits.region_problems(cfg)
+
+
 REGION_CHECKS = [
     _check_admins, _check_location, _check_network, _check_pools, _check_models, _check_autoscaling_engine,
-    _check_cache, _check_sizing, _check_entrypoint,
+    _check_cache, _check_sizing, _check_entrypoint, _check_cloud_limits,
 ]
 
 
@@ -827,7 +836,9 @@ def _global_regions(cfg: GlobalConfig, stacks_dir: Path) -> tuple[list[Problem],
 
 
 def _check_global(cfg: GlobalConfig, stacks_dir: Path) -> list[Problem]:
-    # Imported here: the latency table is plain data kept beside the routing code.
+    # Imported here: the latency table is plain data kept beside the routing code; cloud_limits
+    # imports this module for its types.
+    from . import cloud_limits
     from .latency_regions import latency_region
 
     problems: list[Problem] = []
@@ -837,6 +848,7 @@ def _check_global(cfg: GlobalConfig, stacks_dir: Path) -> list[Problem]:
         problems.append(Problem("regions", "a region stack is listed twice"))
     found, regions = _global_regions(cfg, stacks_dir)
     problems += found
+    problems += cloud_limits.global_problems(cfg, regions)
 
     labels: dict[str, list[str]] = {}
     for i, region in regions.items():
@@ -956,26 +968,142 @@ class StackFile:
     secret_keys: frozenset[str]
 
 
+#: Pulumi's stack names (pulumi/pulumi pkg/backend/diy/backend.go, validateStackName:
+#: ``^[A-Za-z0-9_.-]{1,100}$``).
+PULUMI_STACK_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
+#: What this program accepts: the stack name prefixes cloud and Kubernetes names (EKS
+#: cluster names take letters, digits, ``-`` and ``_`` only; Kubernetes object names are
+#: lowercase DNS labels), so one lowercase DNS label, short enough for the suffixes.
+STACK_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,38}[a-z0-9])?$")
+_STACK_FILE = re.compile(r"^Pulumi\.(.*)\.yaml$")
+
+
+def stack_name(path: Path) -> str:
+    """The stack a ``Pulumi.<stack>.yaml`` file configures; ConfigError for any other name."""
+    m = _STACK_FILE.match(path.name)
+    if m is None:
+        raise ConfigError(str(path), [Problem("stack", f"a stack file is named Pulumi.<stack>.yaml (Pulumi finds "
+                                              f"a stack's config by that name); got {path.name!r}")])
+    name = m.group(1)
+    if name in (".", "..") or not PULUMI_STACK_NAME.match(name):
+        raise ConfigError(str(path), [Problem("stack", f"{name!r} is not a Pulumi stack name (letters, digits, "
+                                              "'-', '_' and '.', at most 100, and never '.' or '..')")])
+    if not STACK_NAME.match(name):
+        raise ConfigError(str(path), [Problem("stack", f"{name!r}: Pulumi accepts it, but the stack name prefixes "
+                                              "EKS, GKE and Kubernetes names: use lowercase letters, digits and "
+                                              "'-' (at most 40, starting and ending with a letter or digit)")])
+    return name
+
+
+#: Secret config keys by their short name, for the plaintext checks.
+_SECRET_NAMES = {k for keys in SECRET_KEYS.values() for k in keys}
+_SECRET_SPELLINGS = {re.sub(r"[-_]", "", k).lower(): k for k in _SECRET_NAMES} | {"hftoken": "huggingFaceToken"}
+#: A Hugging Face user access token (``hf_`` and 34 letters) pasted anywhere in the fleet config.
+_HF_TOKEN = re.compile(r"\bhf_[A-Za-z0-9]{30,}\b")
+
+
+def _set_secret(key: str) -> str:
+    return f"pulumi config set --secret {PROJECT}:{key} <value>"
+
+
+def plaintext_secrets(config: dict[str, Any]) -> list[Problem]:
+    """Secrets a stack file holds in plaintext: ``gpu-fleet:apiKey`` not as ``secure:``,
+    and any token inside ``gpu-fleet:fleet`` (where nothing is encrypted)."""
+    problems = []
+    for key in sorted(_SECRET_NAMES):
+        full = f"{PROJECT}:{key}"
+        value = config.get(full)
+        if full in config and not (isinstance(value, dict) and set(value) == {"secure"}):
+            problems.append(Problem(full, f"a plaintext secret in the stack file (pulumi up would use it as is); "
+                                    f"delete the line and run: {_set_secret(key)}"))
+    fleet = config.get(FULL_CONFIG_KEY)
+    stack: list[tuple[str, Any]] = [(CONFIG_KEY, fleet)]
+    while stack:
+        at, value = stack.pop()
+        if isinstance(value, dict):
+            for k, v in value.items():
+                name = _SECRET_SPELLINGS.get(re.sub(r"[-_]", "", str(k)).lower())
+                if name is not None:
+                    problems.append(Problem(f"{at}.{k}", f"secrets do not belong in {FULL_CONFIG_KEY} (stored in "
+                                            f"plaintext); delete it and run: {_set_secret(name)}"))
+                else:
+                    stack.append((f"{at}.{k}", v))
+        elif isinstance(value, list):
+            stack.extend((f"{at}[{i}]", v) for i, v in enumerate(value))
+        elif isinstance(value, str) and _HF_TOKEN.search(value):
+            problems.append(Problem(at, "holds what looks like a Hugging Face token, in plaintext; delete it and "
+                                    f"run: {_set_secret('huggingFaceToken')}"))
+    return problems
+
+
+#: Files read in this scope, by path (see :func:`reading_once`); None: read every time.
+_READ_CACHE: Optional[dict[tuple[str, str], Any]] = None
+
+
+@contextmanager
+def reading_once() -> Iterator[None]:
+    """Within this block each stack file is read, parsed and validated once.
+
+    ``gpu-fleet plan`` looks at a file several times (to order the stacks, to plan them,
+    when a global stack reads its regions); files do not change during one plan.
+    """
+    global _READ_CACHE
+    outer = _READ_CACHE
+    _READ_CACHE = {} if outer is None else outer
+    try:
+        yield
+    finally:
+        _READ_CACHE = outer
+
+
+def _once(kind: str, path: Path, compute: Callable[[], Any]) -> Any:
+    """``compute()`` once per ``kind`` and file in a :func:`reading_once` block (errors too)."""
+    if _READ_CACHE is None:
+        return compute()
+    key = (kind, str(path.resolve()))
+    if key not in _READ_CACHE:
+        try:
+            _READ_CACHE[key] = compute()
+        except ConfigError as e:
+            _READ_CACHE[key] = e
+    found = _READ_CACHE[key]
+    if isinstance(found, ConfigError):
+        raise found
+    return found
+
+
 def read_stack_file(path: Path) -> StackFile:
     """Read ``Pulumi.<stack>.yaml``; ConfigError if it is not valid YAML of that shape."""
-    stack = path.name[len("Pulumi."):-len(".yaml")]
+    return _once("read", Path(path), lambda: _read_stack_file(Path(path)))
+
+
+def _read_stack_file(path: Path) -> StackFile:
+    stack = stack_name(path)
     try:
-        doc = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as e:
-        # One line: YAML errors come with a multi-line excerpt of the file.
-        where = f" (line {e.problem_mark.line + 1})" if getattr(e, "problem_mark", None) else ""
-        reason = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise ConfigError(str(path), [Problem("config", f"cannot read{where}: {reason}")]) from None
+        doc = yaml_reader.read(path)
+    except FileNotFoundError:
+        raise ConfigError(str(path), [Problem("stack", "no such file")]) from None
+    except OSError as e:
+        raise ConfigError(str(path), [Problem("config", f"cannot read: {e.strerror or e}")]) from None
+    except yaml_reader.YamlError as e:
+        raise ConfigError(str(path), [Problem(e.path, f"cannot read: {e}")]) from None
     config = doc.get("config") if isinstance(doc, dict) else None
     if not isinstance(config, dict):
         raise ConfigError(str(path), [Problem("config", "the stack file needs a 'config:' mapping")])
+    secret = plaintext_secrets(config)
+    if secret:
+        raise ConfigError(str(path), secret)
     secrets = frozenset(k for k, v in config.items() if isinstance(v, dict) and set(v) == {"secure"})
     return StackFile(stack, path, config, secrets)
 
 
 def load_stack_file(path: Path | str) -> FleetConfig:
     """Read and validate one stack file (``stacks/Pulumi.<stack>.yaml``)."""
-    sf = read_stack_file(Path(path))
+    return _once("load", Path(path), lambda: _load_stack_file(Path(path)))
+
+
+def _load_stack_file(path: Path) -> FleetConfig:
+    sf = read_stack_file(path)
     if FULL_CONFIG_KEY not in sf.config:
         raise ConfigError(str(path), [Problem(CONFIG_KEY, f"missing: put the stack's settings under '{FULL_CONFIG_KEY}'")])
-    return parse_fleet(sf.config[FULL_CONFIG_KEY], str(path), Path(path).parent)
+    return parse_fleet(sf.config[FULL_CONFIG_KEY], str(path), path.parent)

@@ -12,8 +12,9 @@ import os
 from pathlib import Path
 
 import pulumi
+from pulumi.runtime.config import is_config_secret
 
-from .config import CONFIG_KEY, PROJECT, ConfigError, GlobalConfig, RegionConfig, parse_fleet
+from .config import CONFIG_KEY, PROJECT, SECRET_KEYS, ConfigError, GlobalConfig, RegionConfig, parse_fleet
 
 #: Where the stack files live; ``gpu-fleet plan --config FILE`` points it elsewhere.
 STACKS_DIR_ENV = "GPU_FLEET_STACKS_DIR"
@@ -37,8 +38,20 @@ def load_config() -> RegionConfig | GlobalConfig:
         raise pulumi.RunError(str(e)) from None
 
 
+def check_secrets(kind: str) -> None:
+    """A secret set in plaintext (``pulumi config set`` without ``--secret``, or a plain
+    value in an ESC environment) stops the run: it would land unencrypted in the state."""
+    config = pulumi.Config(PROJECT)
+    for key in SECRET_KEYS[kind]:
+        full = f"{PROJECT}:{key}"
+        if config.get(key) is not None and not is_config_secret(full):
+            raise pulumi.RunError(f"{stack_file()}: {full}: set in plaintext; run: pulumi config set --secret {full} "
+                                  "<value>")
+
+
 def main() -> None:
     cfg = load_config()
+    check_secrets("region" if isinstance(cfg, RegionConfig) else "global")
     secrets = pulumi.Config(PROJECT)
     if isinstance(cfg, RegionConfig):
         from .region import Region, export_region

@@ -4,7 +4,7 @@
 runs the real program for each stack under Pulumi's mock engine and shows what ``pulumi up``
 would create. ``gpu-fleet cost-diff BASE.json HEAD.json`` turns two such JSON plans into a
 markdown table of the hourly cost change. Exit status: 0 clean, 2 configuration error, 1 any
-other failure.
+other failure, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -12,19 +12,28 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
+import threading
 import time
 from collections import Counter
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Iterator, Optional, Sequence
 
-from components.config import ConfigError, GlobalConfig, Problem, load_stack_file
+from components.config import ConfigError, GlobalConfig, Problem, load_stack_file, reading_once
 
 from . import cost_diff, engine, manifests, policy_check
 from .plan import StackPlan, plan_stack, project_dir, stack_files
 from .readiness import DEPLOYER_CIDRS_ENV, parse_cidrs
 
 EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
+#: Where plans go by default: a folder of their own (``build/`` also holds setuptools' output).
+DEFAULT_OUT = Path("build") / "plan"
+#: Interrupted (Ctrl-C), as shells report a process ended by SIGINT (128 + 2).
+EXIT_INTERRUPTED = 130
+#: After Ctrl-C, how long cleanup (removing a half-written stack folder) may take.
+INTERRUPT_GRACE_SECONDS = 10
 
 
 def one_line(error: BaseException) -> str:
@@ -36,7 +45,7 @@ def one_line(error: BaseException) -> str:
 def _selected(args: argparse.Namespace, project: Path) -> tuple[list[Path], set[str]]:
     """Stack files to plan (regions a global stack needs first) and the names to show."""
     if args.config:
-        wanted = [Path(args.config)]
+        wanted = [Path(args.config).absolute()]
     elif args.stacks:
         wanted = [project / "stacks" / f"Pulumi.{s}.yaml" for s in args.stacks]
     else:
@@ -60,6 +69,19 @@ def _selected(args: argparse.Namespace, project: Path) -> tuple[list[Path], set[
     return sorted(ordered, key=lambda p: isinstance(load_stack_file(p), GlobalConfig)), shown
 
 
+def _project(args: argparse.Namespace) -> Path:
+    """The project to plan: the one holding the working directory, else the ``--config`` file's."""
+    starts = [Path.cwd()] + ([Path(args.config).absolute().parent] if args.config else [])
+    for start in starts:
+        try:
+            return project_dir(start)
+        except FileNotFoundError:
+            continue
+    where = " or ".join(str(s) for s in starts)
+    raise ConfigError(str(starts[-1]), [Problem("project", f"no Pulumi.yaml at or above {where}; run gpu-fleet in "
+                                                "the project folder or give --config a stack file inside one")])
+
+
 def _names(stacks_dir: Path) -> list[str]:
     return sorted(p.name[len("Pulumi."):-len(".yaml")] for p in stacks_dir.glob("Pulumi.*.yaml"))
 
@@ -68,9 +90,19 @@ def _short(urn: str) -> str:
     return urn.split("::")[-1] if urn else ""
 
 
+def _resources(rec: engine.Recording) -> list[engine.ResourceRecord]:
+    """The recorded resources in a fixed order (they register concurrently, so their
+    recording order varies from run to run)."""
+    return sorted(rec.resources, key=lambda r: r.urn)
+
+
+def _sorted(violations: list[policy_check.Violation]) -> list[policy_check.Violation]:
+    return sorted(violations, key=lambda v: (v.policy, v.resource_type or "", v.resource_name or "", v.message))
+
+
 def _tree(rec: engine.Recording) -> list[str]:
     children: dict[str, list[engine.ResourceRecord]] = {}
-    for r in rec.resources:
+    for r in _resources(rec):
         children.setdefault(r.parent, []).append(r)
     by_urn = {r.urn for r in rec.resources}
     lines: list[str] = []
@@ -120,7 +152,7 @@ def _print_table(plan: StackPlan, report: manifests.ManifestReport, out_dir: Pat
     print("\n  resources per type:")
     for type_, n in sorted(Counter(r.type for r in rec.resources).items()):
         print(f"    {n:4d}  {type_}")
-    protected = [r for r in rec.resources if r.protect]
+    protected = [r for r in _resources(rec) if r.protect]
     if protected:
         print("\n  protected (pulumi up refuses to delete or replace these; a change that needs a replace fails the update):")
         for r in protected:
@@ -145,10 +177,15 @@ def _print_table(plan: StackPlan, report: manifests.ManifestReport, out_dir: Pat
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
+    # Each stack file is read once per plan (ordering, planning, a global stack's regions).
+    with reading_once():
+        return _plan(args)
+
+
+def _plan(args: argparse.Namespace) -> int:
     started = time.perf_counter()
-    project = project_dir(Path.cwd())
-    program = project / "__main__.py"
     try:
+        project = _project(args)
         files, shown = _selected(args, project)
     except ConfigError as e:
         print(e, file=sys.stderr)
@@ -158,6 +195,14 @@ def cmd_plan(args: argparse.Namespace) -> int:
                                else os.environ.get(DEPLOYER_CIDRS_ENV, ""),
                                "--deployer-cidr" if args.deployer_cidr else DEPLOYER_CIDRS_ENV)
     except ConfigError as e:
+        print(e, file=sys.stderr)
+        return EXIT_CONFIG
+    program = project / "__main__.py"
+    out_root = Path(args.out) if args.out else project / DEFAULT_OUT
+    try:
+        # Refused before any planning: a folder the plan did not create is never written into.
+        manifests.prepare_output(out_root)
+    except manifests.OutputError as e:
         print(e, file=sys.stderr)
         return EXIT_CONFIG
     plans: dict[str, StackPlan] = {}
@@ -175,21 +220,33 @@ def cmd_plan(args: argparse.Namespace) -> int:
             print(f"{path}: plan failed: {one_line(e)}", file=sys.stderr)
             return EXIT_FAILURE
         plans[plan.stack] = plan
-        if plan.stack not in shown:
-            continue
-        out_dir = Path(args.out) / plan.stack if args.out else project / "build" / plan.stack
-        report = manifests.write_and_validate([m for _, m in plan.recording.kubernetes_objects()], out_dir)
         # The same policy functions pulumi preview --policy-pack policies runs; mandatory ones fail the plan.
-        violations = policy_check.evaluate(plan.recording, policies) if policies is not None else None
-        failed |= bool(report.errors) or any(v.mandatory for v in violations or [])
+        # Region stacks planned only for a global stack are checked too: the fleet is what gets deployed.
+        violations = _sorted(policy_check.evaluate(plan.recording, policies)) if policies is not None else None
+        failed |= any(v.mandatory for v in violations or [])
+        if plan.stack not in shown:
+            if violations:
+                print(f"{plan.path}: policy pack (planned for the global stack): {len(violations)} violation(s)",
+                      file=sys.stderr)
+                for v in violations:
+                    print(f"    {v}", file=sys.stderr)
+            continue
+        out_dir = out_root / plan.stack
+        try:
+            report = manifests.write_and_validate([m for _, m in plan.recording.kubernetes_objects()], out_dir)
+        except manifests.OutputError as e:
+            print(e, file=sys.stderr)
+            return EXIT_CONFIG
+        failed |= bool(report.errors)
         results.append((plan, report, out_dir, violations))
     elapsed = time.perf_counter() - started
     if args.format == "json":
+        # No timings: the same stacks give byte-identical JSON.
         print(json.dumps({
             "stacks": [
                 {
                     "stack": plan.stack,
-                    "resources": [_resource_json(plan.recording, r) for r in plan.recording.resources],
+                    "resources": [_resource_json(plan.recording, r) for r in _resources(plan.recording)],
                     "outputs": _outputs(plan),
                     "warnings": plan.warnings,
                     "secrets": plan.secrets.to_json(),
@@ -203,7 +260,6 @@ def cmd_plan(args: argparse.Namespace) -> int:
                 }
                 for plan, report, _, violations in results
             ],
-            "seconds": round(elapsed, 2),
         }, indent=2, default=str))
     else:
         for plan, report, out_dir, violations in results:
@@ -232,7 +288,8 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("stacks", nargs="*", metavar="STACK", help="stack names (default: every stack in stacks/)")
     plan.add_argument("--config", metavar="FILE", help="plan this stack file instead (Pulumi.<stack>.yaml); "
                       "a global stack's file plans and shows its region stacks too")
-    plan.add_argument("--out", metavar="DIR", help="where to write Kubernetes YAML (default build/<stack>/)")
+    plan.add_argument("--out", metavar="DIR", help=f"where to write Kubernetes YAML, one folder per stack (default {DEFAULT_OUT}/); "
+                      "a folder with other content is refused")
     plan.add_argument("--format", choices=("table", "json"), default="table")
     plan.add_argument("--deployer-cidr", action="append", metavar="CIDR",
                       help=f"network pulumi runs from (repeatable; default ${DEPLOYER_CIDRS_ENV}): "
@@ -251,9 +308,50 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@contextmanager
+def _interrupts() -> Iterator[dict[str, bool]]:
+    """Ctrl-C ends the command with one line and exit 130, whatever it is doing.
+
+    The first Ctrl-C raises KeyboardInterrupt (so half-written folders are removed) and
+    gives cleanup :data:`INTERRUPT_GRACE_SECONDS`: code that swallows the interrupt (the
+    Pulumi engine's event loop) can neither finish with exit 0 nor hang. A second Ctrl-C
+    exits at once.
+    """
+    state = {"interrupted": False}
+    if threading.current_thread() is not threading.main_thread():
+        yield state
+        return
+    timer: list[threading.Timer] = []
+
+    def handler(signum: int, frame: Any) -> None:
+        if state["interrupted"]:
+            os._exit(EXIT_INTERRUPTED)
+        state["interrupted"] = True
+        print("gpu-fleet: interrupted", file=sys.stderr, flush=True)
+        timer.append(threading.Timer(INTERRUPT_GRACE_SECONDS, os._exit, args=(EXIT_INTERRUPTED,)))
+        timer[0].daemon = True
+        timer[0].start()
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield state
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        for t in timer:
+            t.cancel()
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    with _interrupts() as state:
+        try:
+            code = args.func(args)
+        except KeyboardInterrupt:
+            if not state["interrupted"]:
+                print("gpu-fleet: interrupted", file=sys.stderr)
+            return EXIT_INTERRUPTED
+    return EXIT_INTERRUPTED if state["interrupted"] else code
 
 
 if __name__ == "__main__":

@@ -6,10 +6,18 @@
   free strings (a typo such as ``type: external`` passes the schema and fails the API).
 - PrometheusRules: ``promtool check rules`` on their groups, when promtool is installed.
 - Other custom resources have no schema here; they are written and listed as unchecked.
+
+Writes never destroy what the plan did not write: the output folder is one the plan
+created or marked (:data:`MARKER`); a stack's folder is written beside its old one and
+moved into place (:func:`write_and_validate`), so a reader, a concurrent plan or an
+interrupt sees the old files or the new ones, never a mix.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import os
 import re
 import shutil
 import subprocess
@@ -29,6 +37,116 @@ HPA_ENUMS = {
     "policyTypes": {"Pods", "Percent"},
     "selectPolicies": {"Max", "Min", "Disabled"},
 }
+
+
+#: Marks a folder as written by ``gpu-fleet plan``: in the output folder, and in each stack's
+#: folder, where it lists the files the plan wrote there.
+MARKER = ".gpu-fleet-plan"
+_MARKER_TEXT = "written by gpu-fleet plan; it replaces the folders beside this file on every plan\n"
+
+
+class OutputError(Exception):
+    """The output folder cannot be written without touching what the plan did not write."""
+
+
+def _mark(folder: Path, names: list[str] | None = None) -> None:
+    text = _MARKER_TEXT + "".join(f"{n}\n" for n in names or [])
+    (folder / MARKER).write_text(text, encoding="utf-8")
+
+
+def prepare_output(out: Path) -> None:
+    """Make ``out`` the plan's output folder, touching nothing of anyone else's.
+
+    A missing folder is created and marked, an empty one marked, a marked one used; any
+    other (a file, a folder with content but no marker) raises OutputError.
+    """
+    try:
+        if out.exists() and not out.is_dir():
+            raise OutputError(f"{out}: --out: is a file, not a folder")
+        if out.is_dir() and (out / MARKER).is_file():
+            return
+        if out.is_dir() and any(out.iterdir()):
+            raise OutputError(f"{out}: --out: the folder is not empty and was not written by gpu-fleet plan (it has "
+                              f"no {MARKER} file); name a new or empty folder, nothing was written")
+        out.mkdir(parents=True, exist_ok=True)
+        _mark(out)
+    except OSError as e:
+        raise OutputError(f"{out}: --out: cannot write there: {e.strerror or e}") from None
+
+
+def _written_by_us(folder: Path) -> bool:
+    """Whether ``folder`` holds exactly the files a plan listed in its marker."""
+    try:
+        listed = (folder / MARKER).read_text(encoding="utf-8").splitlines()[1:]
+        present = {p.name for p in folder.iterdir()}
+    except (OSError, UnicodeDecodeError):
+        return False
+    return present == {MARKER, *listed} and not any(p.is_dir() and not p.is_symlink() for p in folder.iterdir())
+
+
+def _remove_written(folder: Path) -> None:
+    """Delete a folder a plan wrote: the files its marker lists, the marker, then the folder."""
+    listed = (folder / MARKER).read_text(encoding="utf-8").splitlines()[1:]
+    for name in listed:
+        (folder / name).unlink(missing_ok=True)
+    (folder / MARKER).unlink()
+    with contextlib.suppress(OSError):
+        folder.rmdir()  # fails when something was added meanwhile: that stays
+
+
+def _restore(old: Path, target: Path) -> None:
+    with contextlib.suppress(OSError):
+        os.rename(old / target.name, target)
+        old.rmdir()
+
+
+def _replace(stage: Path, target: Path) -> None:
+    """Move the complete folder ``stage`` to ``target``, setting aside a previous plan's folder.
+
+    Concurrent plans into one folder each land complete; the last one wins.
+    """
+    for _ in range(50):
+        if target.is_symlink() or (target.exists() and not target.is_dir()):
+            raise OutputError(f"{target}: not written by gpu-fleet plan; move it away, nothing was written")
+        try:
+            os.rename(stage, target)
+            return
+        except OSError as e:
+            if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise OutputError(f"{target}: cannot write: {e.strerror or e}") from None
+        if not _written_by_us(target):
+            if not target.exists():
+                continue  # another plan moved it away meanwhile
+            raise OutputError(f"{target}: holds files gpu-fleet plan did not write (or its {MARKER} is missing); move "
+                              "them away, nothing was written")
+        old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+        try:
+            os.rename(target, old / target.name)
+        except FileNotFoundError:
+            old.rmdir()
+            continue  # another plan moved it first
+        except OSError as e:
+            old.rmdir()
+            raise OutputError(f"{target}: cannot replace: {e.strerror or e}") from None
+        try:
+            os.rename(stage, target)
+        except OSError as e:
+            if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                _restore(old, target)
+                raise
+            # Another plan landed in between: retire the folder set aside and try again.
+            _remove_written(old / target.name)
+            with contextlib.suppress(OSError):
+                old.rmdir()
+            continue
+        except BaseException:
+            _restore(old, target)  # Ctrl-C: put the previous plan back rather than leave nothing
+            raise
+        _remove_written(old / target.name)
+        with contextlib.suppress(OSError):
+            old.rmdir()
+        return
+    raise OutputError(f"{target}: other plans kept replacing it; try again")
 
 
 @dataclass
@@ -66,6 +184,22 @@ def hpa_enum_errors(manifest: dict) -> list[str]:
     return errors
 
 
+#: Kubernetes' limit on all of an object's annotations together, keys and values in bytes
+#: (kubernetes/apimachinery pkg/api/validation/objectmeta.go, TotalAnnotationSizeLimitB =
+#: 256 * (1 << 10); read as quoted by projects that copy it, not at a tag: unverified).
+ANNOTATIONS_MAX_BYTES = 256 * 1024
+
+
+def annotation_errors(manifest: dict) -> list[str]:
+    """The API server rejects objects whose annotations exceed 256 KiB (e.g. an Ingress
+    listing thousands of source ranges); the schemas do not say so."""
+    annotations = (manifest.get("metadata") or {}).get("annotations") or {}
+    size = sum(len(str(k).encode()) + len(str(v).encode()) for k, v in annotations.items())
+    if size <= ANNOTATIONS_MAX_BYTES:
+        return []
+    return [f"metadata.annotations: {size} bytes; Kubernetes accepts at most {ANNOTATIONS_MAX_BYTES} in total"]
+
+
 def promtool_errors(groups: list[dict]) -> list[str]:
     """``promtool check rules`` output for failing groups; empty when valid or promtool absent."""
     promtool = shutil.which("promtool")
@@ -78,6 +212,12 @@ def promtool_errors(groups: list[dict]) -> list[str]:
     finally:
         Path(f.name).unlink()
     return [] if proc.returncode == 0 else [(proc.stdout + proc.stderr).strip()]
+
+
+def _sort_key(manifest: dict) -> tuple[str, str, str, str]:
+    meta = manifest.get("metadata") or {}
+    return (str(manifest.get("kind", "")), str(meta.get("namespace", "")), str(meta.get("name", "")),
+            str(manifest.get("apiVersion", "")))
 
 
 def _filename(index: int, manifest: dict) -> str:
@@ -105,17 +245,39 @@ def validate(manifest: dict) -> tuple[bool, list[str]]:
 
 
 def write_and_validate(manifests: list[dict], out_dir: Path) -> ManifestReport:
-    """Write each manifest to ``out_dir`` (emptied first) and check it."""
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    out_dir.mkdir(parents=True)
+    """Write each manifest to ``out_dir`` and check it.
+
+    ``out_dir`` is ``<output folder>/<stack>``, the output folder prepared by
+    :func:`prepare_output`. The files go to a new folder beside it, which then replaces
+    the previous plan's ``out_dir`` (OutputError if ``out_dir`` holds anything else).
+    Files are numbered in (kind, namespace, name) order, so the same plan writes the same
+    bytes.
+    """
+    if out_dir.name in ("", ".", "..") or out_dir.name.startswith("."):
+        raise OutputError(f"{out_dir}: not a stack folder")
     report = ManifestReport()
-    for i, manifest in enumerate(manifests, 1):
-        path = out_dir / _filename(i, manifest)
-        path.write_text(yaml.safe_dump(manifest, sort_keys=False))
-        report.written.append(path)
-        checked, errors = validate(manifest)
-        if not checked:
-            report.unchecked.append(path)
-        report.errors.extend((path, e) for e in errors)
+    try:
+        stage = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.new-", dir=out_dir.parent))
+    except OSError as e:
+        raise OutputError(f"{out_dir.parent}: cannot write: {e.strerror or e}") from None
+    try:
+        names = []
+        for i, manifest in enumerate(sorted(manifests, key=_sort_key), 1):
+            name = _filename(i, manifest)
+            (stage / name).write_text(yaml.safe_dump(manifest, sort_keys=False), encoding="utf-8")
+            names.append(name)
+            path = out_dir / name
+            report.written.append(path)
+            checked, errors = validate(manifest)
+            if not checked:
+                report.unchecked.append(path)
+            report.errors.extend((path, e) for e in errors + annotation_errors(manifest))
+        _mark(stage, names)
+        stage.chmod(0o755)  # mkdtemp makes it private; the plan's folders are ordinary ones
+        _replace(stage, out_dir)
+    except OSError as e:
+        raise OutputError(f"{out_dir}: cannot write: {e.strerror or e}") from None
+    finally:
+        if stage.exists():
+            shutil.rmtree(stage)  # the unfinished folder this call created
     return report

@@ -18,6 +18,8 @@ from typing import Callable, Optional
 
 from pulumi.runtime import rpc
 
+from components import cloud_limits
+
 ACCOUNT_ID = "123456789012"
 _CA = base64.b64encode(b"-----BEGIN CERTIFICATE-----\nOFFLINE-PLAN\n-----END CERTIFICATE-----\n").decode()
 
@@ -264,11 +266,12 @@ _AWS_ZONE_IDS = {"us-east-1": "use1", "us-east-2": "use2", "us-west-2": "usw2", 
 def _aws_zones(args: dict, ctx: Context) -> dict:
     if not ctx.region:
         raise MockError("aws:getAvailabilityZones called without a region (no explicit provider?)")
-    letters = "abcdef"
+    # The region's real zones where the limits data knows them (not six everywhere).
+    names = cloud_limits.zones("aws", ctx.region) or [f"{ctx.region}{c}" for c in "abc"]
     short = _AWS_ZONE_IDS.get(ctx.region, ctx.region.replace("-", "")[:4])
     return {
-        "names": [f"{ctx.region}{c}" for c in letters],
-        "zoneIds": [f"{short}-az{i + 1}" for i in range(len(letters))],
+        "names": names,
+        "zoneIds": [f"{short}-az{i + 1}" for i in range(len(names))],
         "state": "available",
         "id": ctx.region,
         "groupNames": [ctx.region],

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import math
 import json
 import sys
 import textwrap
@@ -129,12 +130,20 @@ def parse_overrides(items: list[str]) -> dict[str, str]:
     return out
 
 
+#: Largest magnitude a numeric ``--set`` value may have.
+MAX_SETTING = 1e9
+
+
 def _number(key: str, value: str) -> float:
     kind = SIM_KEYS[key][0]
     try:
-        return kind(value)
+        number = kind(value)
     except ValueError:
         raise UsageError(f"--set {key}={value}: expected {'a whole number' if kind is int else 'a number'}") from None
+    # Settings are seconds, rates and counts: beyond 1e9 the arithmetic leaves finite numbers.
+    if not math.isfinite(number) or abs(number) > MAX_SETTING:
+        raise UsageError(f"--set {key}={value}: expected a finite number of at most {MAX_SETTING:.0e}")
+    return number
 
 
 def _policies(key: str, value: str) -> list[dict[str, Any]]:

@@ -34,6 +34,9 @@ DEFAULT_BASELINE_FRACTION = 0.7
 CSV_HEADER = ("seconds", "requests_per_second")
 #: A longer CSV would be a different tool: the simulator keeps one value per second.
 MAX_TRACE_SECONDS = 7 * 86400
+#: Highest load a trace may ask for: far above any fleet (a replica serves tens of requests
+#: per second), low enough that replica counts and queues stay finite numbers.
+MAX_RPS = 1e7
 
 
 class TraceError(ValueError):
@@ -163,8 +166,8 @@ def csv_trace(path: Path) -> Trace:
             raise TraceError(f"{where}: not numbers: {line!r}") from None
         if not seconds.is_integer() or seconds < 0:
             raise TraceError(f"{where}: seconds must be a whole number >= 0, got {cells[0]}")
-        if not math.isfinite(rps) or rps < 0:
-            raise TraceError(f"{where}: requests_per_second must be a finite number >= 0, got {cells[1]}")
+        if not math.isfinite(rps) or not 0 <= rps <= MAX_RPS:
+            raise TraceError(f"{where}: requests_per_second must be a number from 0 to {MAX_RPS:.0e}, got {cells[1]}")
         if not points and seconds != 0:
             raise TraceError(f"{where}: the first row must be at second 0, got {int(seconds)}")
         if points and seconds <= points[-1][0]:

@@ -137,7 +137,9 @@ def test_stack_file_that_is_not_yaml(tmp_path):
     with pytest.raises(ConfigError) as exc:
         load_stack_file(path)
     message = str(exc.value)
-    assert message.startswith(f"{path}: config: cannot read (line 2): ")
+    # Where the unclosed sequence starts, not where the parser gave up.
+    assert message.startswith(f"{path}: config: cannot read: line 1: while parsing a flow sequence: ")
+    assert message.endswith("(line 2)")
     assert "\n" not in message
 
 

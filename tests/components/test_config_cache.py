@@ -54,10 +54,10 @@ BAD_CACHES = [
     (US, {"nodeType": "cache.r6gd.xlarge"}, "cache.nodeType", "data tiering"),
     (US, {"nodeType": "db.r7g.large"}, "cache.nodeType", "not an ElastiCache node type; use one of cache.t3.*"),
     # Memorystore sizes
-    (EU, {"memorySizeGb": 4}, "cache.memorySizeGb", "4 GB is too small: read replicas need nodes of at least 5 GB (replicas: 1; 0 replicas allow 1 GB)"),
+    (EU, {"memorySizeGb": 4}, "cache.memorySizeGb", "4 GB is too small: read replicas need nodes of at least 5 GB (replicas: 1); set memorySizeGb: 5 or more"),
     (EU, {"memorySizeGb": 301}, "cache.memorySizeGb", "above the Memorystore maximum of 300 GB"),
     (EU, {"memorySizeGb": 0, "replicas": 0, "automaticFailover": False}, "cache.memorySizeGb", "greater than or equal to 1"),
-    (EU, {"automaticFailover": False}, "cache.automaticFailover", "always fails over; set replicas: 0"),
+    (EU, {"automaticFailover": False}, "cache.automaticFailover", "always fails over; remove automaticFailover: false"),
     # windows
     (US, {"maintenanceWindow": "sun:25:00-sun:26:00"}, "cache.maintenanceWindow", "25:00 in 'sun:25:00-sun:26:00' is not a time of day"),
     (US, {"maintenanceWindow": "sunday 05:00"}, "cache.maintenanceWindow", "should match pattern"),

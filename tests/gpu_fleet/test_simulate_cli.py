@@ -133,3 +133,19 @@ def test_other_failures_exit_1(capsys, monkeypatch):
 
     monkeypatch.setattr(simulate_cli, "simulate", boom)
     assert _fails(capsys, "us-east", code=1) == "simulate failed: RuntimeError: disk full\n"
+
+
+@pytest.mark.parametrize("argv,words", [
+    (["--set", "baselineRps=1e308"], "--set baselineRps=1e308: expected a finite number of at most 1e+09"),
+    (["--set", "meanLatencySeconds=inf"], "--set meanLatencySeconds=inf: expected a finite number"),
+])
+def test_huge_settings_are_one_line_config_errors(capsys, argv, words):
+    err = _fails(capsys, "us-east", *argv)
+    assert words in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_huge_load_in_a_trace_file_is_a_config_error(capsys, tmp_path):
+    trace = tmp_path / "t.csv"
+    trace.write_text("0,10\n60,1e308\n120,10\n")
+    err = _fails(capsys, "us-east", "--trace", str(trace))
+    assert err.strip() == f"simulate: {trace}:2: requests_per_second must be a number from 0 to 1e+07, got 1e308"
