@@ -24,6 +24,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
 
+from . import pins
 from .gpu_catalog import CatalogError, Cloud, GpuKind, Offering, load_catalog
 
 PROJECT = "gpu-fleet"
@@ -94,7 +95,7 @@ class ClusterConfig(_Model):
     """Cluster-wide settings."""
 
     #: Kubernetes minor version, pinned (EKS ``version``; GKE minimum master version).
-    kubernetes_version: str = Field("1.33", pattern=r"^1\.\d+$")
+    kubernetes_version: str = Field(pins.KUBERNETES.version, pattern=r"^1\.\d+$")
     #: GKE release channel.
     release_channel: Literal["RAPID", "REGULAR", "STABLE"] = "REGULAR"
     #: The API endpoint is private; these CIDRs may reach it publicly (empty: none).
@@ -103,6 +104,8 @@ class ClusterConfig(_Model):
     master_cidr: ipaddress.IPv4Network = ipaddress.IPv4Network("172.16.0.32/28")
     #: EKS: extra IAM principals given cluster-admin access entries, beside the deployer.
     admin_principal_arns: list[str] = []
+    #: GKE: enable the project services the region needs (never disabled on destroy).
+    enable_apis: bool = False
     system_pool: SystemPoolConfig = SystemPoolConfig()
 
     @field_validator("public_access_cidrs")
@@ -186,14 +189,14 @@ class LmcacheConfig(_Model):
 
     enabled: bool = False
     #: LMCache's vLLM image (vLLM with LMCache installed), pinned.
-    image: str = "lmcache/vllm-openai:v0.3.5"
+    image: str = pins.LMCACHE_VLLM.image
     #: Tokens per KV chunk stored in Redis.
     chunk_size: int = Field(256, ge=16)
     #: Host-memory buffer for KV offload, in GB.
     local_cpu_gb: float = Field(5.0, ge=0)
 
 
-VLLM_IMAGE = "vllm/vllm-openai:v0.11.0"
+VLLM_IMAGE = pins.VLLM.image
 _UNPINNED_REVISIONS = {"main", "master", "latest", "head"}
 
 
@@ -580,6 +583,8 @@ def _check_pools(cfg: RegionConfig) -> list[Problem]:
         for j, zone in enumerate(pool.zones):
             if not (zone.startswith(cfg.location + "-") and len(zone) == len(cfg.location) + 2):
                 problems.append(Problem(f"{at}.zones[{j}]", f"{zone!r} is not a zone of {cfg.location}"))
+    if cfg.cluster.enable_apis and cfg.cloud == "aws":
+        problems.append(Problem("cluster.enableApis", "only used on gcp (AWS services need no enabling)"))
     sp = cfg.cluster.system_pool
     if sp.min_nodes > sp.max_nodes:
         problems.append(Problem("cluster.systemPool.minNodes", f"{sp.min_nodes} is above maxNodes {sp.max_nodes}"))
