@@ -13,6 +13,8 @@ already provides, the operator leaves alone:
 dcgm-exporter runs in Kubernetes mode: ``DCGM_FI_DEV_GPU_UTIL`` carries the ``pod``,
 ``namespace`` and ``container`` using each GPU, which the HPA recording rules need. Its
 ServiceMonitor comes from :func:`components.monitoring_rules.gpu_operator_dcgm_values`.
+The metric and the exporter's environment variables were read at the version the chart
+deploys (:data:`components.pins.DCGM_EXPORTER`).
 """
 
 from __future__ import annotations

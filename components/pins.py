@@ -57,16 +57,20 @@ class Pin:
 # --------------------------------------------------------------------------- Helm charts
 
 PROMETHEUS_COMMUNITY_REPO = "https://prometheus-community.github.io/helm-charts"
+#: The release tags exist (chart-releaser publishes from them); the published index was not readable.
+_INDEX_UNREAD = "the repository's gh-pages index.yaml (not readable here; the release tag was read)"
 
 KUBE_PROMETHEUS_STACK = Pin(
     "helm-chart", "kube-prometheus-stack", "81.4.3", repository=PROMETHEUS_COMMUNITY_REPO, app_version="v0.88.1",
     # 81.4.5 was never published (the tags go 81.4.3 -> 81.5.0); 81.4.3 ships operator v0.88.1.
     source="prometheus-community/helm-charts@kube-prometheus-stack-81.4.3 (d43b29960) "
            "charts/kube-prometheus-stack/Chart.yaml (subchart kube-state-metrics 7.1.0)",
+    unverified=_INDEX_UNREAD,
 )
 PROMETHEUS_ADAPTER = Pin(
     "helm-chart", "prometheus-adapter", "5.3.0", repository=PROMETHEUS_COMMUNITY_REPO, app_version="v0.12.0",
     source="prometheus-community/helm-charts@prometheus-adapter-5.3.0 (e6e041b67) charts/prometheus-adapter/Chart.yaml",
+    unverified=_INDEX_UNREAD,
 )
 GPU_OPERATOR = Pin(
     "helm-chart", "gpu-operator", "v26.3.3", repository="https://helm.ngc.nvidia.com/nvidia", app_version="v26.3.3",
@@ -104,6 +108,16 @@ VLLM = Pin(
            "(multi-arch manifest vllm/vllm-openai:v${RELEASE_VERSION})",
     unverified="multi-arch index digest: no upstream source readable here publishes it; resolve it with "
                "`docker buildx imagetools inspect vllm/vllm-openai:v0.33.0` and set `digest`",
+)
+#: Not set by the fleet: the gpu-operator chart's default, pinned here because the HPA's GPU
+#: metric and the exporter's Kubernetes-mode settings were read at this tag.
+DCGM_EXPORTER = Pin(
+    "image", "nvcr.io/nvidia/k8s/dcgm-exporter", "4.5.3-4.8.2",
+    source="NVIDIA/gpu-operator@v26.3.3 deployments/gpu-operator/values.yaml (dcgmExporter.version); "
+           "NVIDIA/dcgm-exporter@4.5.3-4.8.2 etc/default-counters.csv (DCGM_FI_DEV_GPU_UTIL), pkg/cmd/app.go "
+           "(DCGM_EXPORTER_KUBERNETES, DCGM_EXPORTER_KUBERNETES_GPU_ID_TYPE), internal/pkg/appconfig/const.go "
+           "(device-name)",
+    unverified="digest: the chart deploys it by tag",
 )
 LMCACHE_VLLM = Pin(
     "image", "lmcache/vllm-openai", "v0.3.5",
@@ -156,6 +170,7 @@ PINS: tuple[Pin, ...] = (
     AWS_LOAD_BALANCER_CONTROLLER,
     AWS_LOAD_BALANCER_CONTROLLER_IAM_POLICY,
     VLLM,
+    DCGM_EXPORTER,
     LMCACHE_VLLM,
     EKS_SYSTEM_AMI,
     EKS_GPU_AMI,
