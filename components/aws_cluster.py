@@ -38,15 +38,16 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
+from . import pins
 from .config import GpuPoolConfig, RegionConfig, pool_offering
 from .kubeconfig import exec_kubeconfig
 from .labels import GPU_LABEL, GPU_TAINT, POOL_LABEL, SYSTEM_POOL
 from .network import AwsNetwork
 
 DEFAULT_SYSTEM_INSTANCE_TYPE = "m7i.2xlarge"
-SYSTEM_AMI_TYPE = "AL2023_x86_64_STANDARD"
+SYSTEM_AMI_TYPE = pins.EKS_SYSTEM_AMI.name
 #: Driver and container toolkit preinstalled (see the module docstring).
-GPU_AMI_TYPE = "AL2023_x86_64_NVIDIA"
+GPU_AMI_TYPE = pins.EKS_GPU_AMI.name
 #: The root volume of AL2023 EKS AMIs.
 ROOT_DEVICE = "/dev/xvda"
 #: GPU nodes pull 10+ GB vLLM images when they join, while a replica waits: gp3 at its
@@ -88,16 +89,14 @@ DEFAULT_STORAGE_CLASS = "gp3"
 WEIGHT_CACHE_STORAGE_CLASS = "efs-weights"
 NFS_PORT = 2049
 INGRESS_CLASS = "alb"
-LBC_CHART = "aws-load-balancer-controller"
-LBC_CHART_REPOSITORY = "https://aws.github.io/eks-charts"
-#: Chart 1.12.0 deploys controller v2.12.0, the release line of the vendored IAM policy
-#: (:data:`LBC_POLICY_FILE`). Move both together: a newer controller needs newer actions.
-LBC_CHART_VERSION = "1.12.0"
+#: The chart deploys the controller version (``app_version``) whose IAM policy is vendored
+#: (:data:`LBC_POLICY_FILE`, pinned at that tag). Move both together: a newer controller
+#: needs newer actions. Pins and sources: :mod:`components.pins`.
+LBC_CHART = pins.AWS_LOAD_BALANCER_CONTROLLER.name
+LBC_CHART_REPOSITORY = pins.AWS_LOAD_BALANCER_CONTROLLER.repository
+LBC_CHART_VERSION = pins.AWS_LOAD_BALANCER_CONTROLLER.version
 LBC_SERVICE_ACCOUNT = "aws-load-balancer-controller"
-#: kubernetes-sigs/aws-load-balancer-controller ``docs/install/iam_policy.json`` at commit
-#: 2b150b977b79dcad119243f2e8f3625ea5bb7e81 (the v2.12 line: it has v2.12's IPAM action
-#: ``elasticloadbalancing:ModifyIpPools``), byte for byte.
-LBC_POLICY_FILE = Path(__file__).with_name("data") / "aws-load-balancer-controller-iam-policy.json"
+LBC_POLICY_FILE = Path(__file__).with_name("data") / pins.AWS_LOAD_BALANCER_CONTROLLER_IAM_POLICY.name
 #: Seconds the controller release may take to become ready (two replicas, webhook).
 LBC_RELEASE_TIMEOUT_SECONDS = 600
 AUTH_COMMAND = "aws"
@@ -617,11 +616,13 @@ class AwsCluster(pulumi.ComponentResource):
     # ----------------------------------------------------------------------- add-ons
 
     def _addon(self, name: str, addon: str, depends_on: list, configuration: Optional[dict] = None) -> aws.eks.Addon:
-        """A managed add-on at EKS's default version for the cluster's Kubernetes version."""
+        """A managed add-on at its pinned version (:data:`components.pins.EKS_ADDONS`; None is
+        EKS's default for the cluster's Kubernetes version)."""
         return aws.eks.Addon(
             f"{name}-{addon}",
             cluster_name=self.cluster.name,
             addon_name=addon,
+            addon_version=pins.EKS_ADDONS[addon].version,
             configuration_values=json.dumps(configuration) if configuration else None,
             # The declared configuration wins over edits made in the cluster.
             resolve_conflicts_on_create="OVERWRITE",

@@ -418,6 +418,12 @@ class GcpCache(RegionalCache):
             network=net.network_id,
             service="servicenetworking.googleapis.com",
             reserved_peering_ranges=[reserved.name],
+            # Memorystore may hold the producer side for a while after the instance is gone,
+            # and then deleting the connection fails and the peering blocks deleting the
+            # network. REMOVE_PEERING drops the peering instead; ABANDON would leave it
+            # (pulumi-gcp 10.2.0 servicenetworking.Connection, "Deleting a connection").
+            # Destroy deletes the instance first: it depends on this connection.
+            deletion_policy="REMOVE_PEERING",
             opts=here,
         )
         instance = gcp.redis.Instance(

@@ -24,7 +24,7 @@ from typing import Annotated, Any, Callable, Iterator, Literal, Optional, Union
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
 
-from . import yaml_reader
+from . import pins, yaml_reader
 from .gpu_catalog import CatalogError, Cloud, GpuKind, Offering, load_catalog
 
 PROJECT = "gpu-fleet"
@@ -99,7 +99,7 @@ class ClusterConfig(_Model):
     """Cluster-wide settings."""
 
     #: Kubernetes minor version, pinned (EKS ``version``; GKE minimum master version).
-    kubernetes_version: str = Field("1.33", pattern=r"^1\.\d+$")
+    kubernetes_version: str = Field(pins.KUBERNETES.version, pattern=r"^1\.\d+$")
     #: GKE release channel.
     release_channel: Literal["RAPID", "REGULAR", "STABLE"] = "REGULAR"
     #: The API endpoint is private; these CIDRs may reach it publicly (empty: none).
@@ -113,6 +113,8 @@ class ClusterConfig(_Model):
     #: GKE: Google accounts and service accounts (emails) bound to ``cluster-admin`` by RBAC,
     #: beside whoever holds ``roles/container.admin`` in the project through IAM.
     admin_accounts: list[Annotated[str, Field(pattern=ACCOUNT_EMAIL)]] = []
+    #: GKE: enable the project services the region needs (never disabled on destroy).
+    enable_apis: bool = False
     system_pool: SystemPoolConfig = SystemPoolConfig()
 
     @field_validator("public_access_cidrs")
@@ -217,14 +219,14 @@ class LmcacheConfig(_Model):
 
     enabled: bool = False
     #: LMCache's vLLM image (vLLM with LMCache installed), pinned.
-    image: str = "lmcache/vllm-openai:v0.3.5"
+    image: str = pins.LMCACHE_VLLM.image
     #: Tokens per KV chunk stored in Redis.
     chunk_size: int = Field(256, ge=16)
     #: Host-memory buffer for KV offload, in GB.
     local_cpu_gb: float = Field(5.0, ge=0)
 
 
-VLLM_IMAGE = "vllm/vllm-openai:v0.11.0"
+VLLM_IMAGE = pins.VLLM.image
 _UNPINNED_REVISIONS = {"main", "master", "latest", "head"}
 
 
@@ -641,6 +643,8 @@ def _check_pools(cfg: RegionConfig) -> list[Problem]:
         for j, zone in enumerate(pool.zones):
             if not (zone.startswith(cfg.location + "-") and len(zone) == len(cfg.location) + 2):
                 problems.append(Problem(f"{at}.zones[{j}]", f"{zone!r} is not a zone of {cfg.location}"))
+    if cfg.cluster.enable_apis and cfg.cloud == "aws":
+        problems.append(Problem("cluster.enableApis", "only used on gcp (AWS services need no enabling)"))
     sp = cfg.cluster.system_pool
     if sp.min_nodes > sp.max_nodes:
         problems.append(Problem("cluster.systemPool.minNodes", f"{sp.min_nodes} is above maxNodes {sp.max_nodes}"))

@@ -25,6 +25,7 @@ import pulumi
 import pulumi_gcp as gcp
 import pulumi_kubernetes as k8s
 
+from . import pins
 from .config import GpuPoolConfig, RegionConfig, pool_offering
 from .kubeconfig import exec_kubeconfig
 from .labels import FLEET_LABELS, GPU_LABEL, GPU_TAINT, POOL_LABEL, SYSTEM_POOL
@@ -33,7 +34,7 @@ from .network import GcpNetwork
 DEFAULT_SYSTEM_MACHINE_TYPE = "n2-standard-8"
 #: COS is what GKE's managed driver installer and the operator's GKE paths
 #: (``/home/kubernetes/bin/nvidia``) are documented for.
-IMAGE_TYPE = "COS_CONTAINERD"
+IMAGE_TYPE = pins.GKE_NODE_IMAGE.name
 #: Valid boot disk for every catalog GPU shape (A2 supports Persistent Disk only; A3
 #: High/Mega support pd-ssd too). Image pulls of 10+ GB vLLM images want SSD.
 GPU_BOOT_DISK_TYPE = "pd-ssd"
@@ -60,6 +61,19 @@ NODE_ROLES = (
 #: Its minimum volume is 2.5 TiB (2560Gi).
 WEIGHT_CACHE_STORAGE_CLASS = "premium-rwx"
 AUTH_PLUGIN = "gke-gcloud-auth-plugin"
+#: The project services a region uses (compute: network, nodes, load balancer; container:
+#: GKE; iam and cloudresourcemanager: the node service account and its roles; file:
+#: Filestore; redis and servicenetworking: Memorystore over private services access).
+#: ``cluster.enableApis`` enables them; Service Usage itself must be on (it is in new projects).
+REQUIRED_APIS = (
+    "compute.googleapis.com",
+    "container.googleapis.com",
+    "iam.googleapis.com",
+    "cloudresourcemanager.googleapis.com",
+    "file.googleapis.com",
+    "redis.googleapis.com",
+    "servicenetworking.googleapis.com",
+)
 #: GKE cluster and node-pool names: 40 characters; service account IDs: 6 to 30.
 CLUSTER_NAME_MAX = 40
 ACCOUNT_ID_MAX = 30
@@ -163,6 +177,14 @@ def _common_node_config(service_account: Any) -> dict:
     }
 
 
+def default_pool_node_config(service_account: Any) -> dict:
+    """Node config of the temporary default pool GKE creates with the cluster (and this
+    program removes at once): the nodes' own least-privilege account, so creation works
+    where the Compute Engine default service account is disabled (pulumi-gcp 10.2.0
+    ``container.Cluster`` ``node_config``: "Parameters used in creating the default node pool")."""
+    return _common_node_config(service_account)
+
+
 def system_node_config(cfg: RegionConfig, service_account: Any) -> dict:
     """Node config of the system (CPU) pool."""
     sp = cfg.cluster.system_pool
@@ -239,7 +261,15 @@ class GkeCluster(pulumi.ComponentResource):
     def __init__(self, name: str, args: GkeClusterArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("gpufleet:index:GkeCluster", name, None, opts)
         cfg = args["config"]
-        here = pulumi.ResourceOptions(parent=self)
+        # Opt-in: enabled before anything else; left enabled on destroy, because other
+        # workloads of the project may use them and disabling is not this program's to do.
+        self.apis = [
+            gcp.projects.Service(f"{name}-api-{api.split('.', 1)[0]}", project=cfg.project, service=api,
+                                 disable_on_destroy=False, disable_dependent_services=False,
+                                 opts=pulumi.ResourceOptions(parent=self))
+            for api in (REQUIRED_APIS if cfg.cluster.enable_apis else ())
+        ]
+        here = pulumi.ResourceOptions(parent=self, depends_on=self.apis)
 
         network_self_link, subnetwork_self_link, pods_range, services_range = self._network(name, cfg, here)
 
@@ -270,6 +300,7 @@ class GkeCluster(pulumi.ComponentResource):
             # Node pools are managed separately; GKE needs one node to create the cluster.
             remove_default_node_pool=True,
             initial_node_count=1,
+            node_config=default_pool_node_config(self.node_service_account.email),
             release_channel={"channel": cfg.cluster.release_channel},
             min_master_version=cfg.cluster.kubernetes_version,
             workload_identity_config={"workload_pool": workload_pool(cfg.project)},
@@ -290,13 +321,17 @@ class GkeCluster(pulumi.ComponentResource):
             # The HPAs read the in-cluster Prometheus; Managed Prometheus would bill a copy.
             monitoring_config={"enable_components": ["SYSTEM_COMPONENTS"], "managed_prometheus": {"enabled": False}},
             deletion_protection=True,
-            opts=pulumi.ResourceOptions(parent=self, protect=True),
+            opts=pulumi.ResourceOptions(
+                parent=self, protect=True, depends_on=[*self.apis, *self.node_roles],
+                # Only the removed default pool used it: a later change must not replace the cluster.
+                ignore_changes=["nodeConfig"],
+            ),
         )
 
         pool_opts = pulumi.ResourceOptions(
             parent=self,
             protect=True,
-            depends_on=self.node_roles,
+            depends_on=[*self.apis, *self.node_roles],
             # Only seeds the pool at creation (and would force a replacement); the
             # autoscaler owns the size afterwards.
             ignore_changes=["initialNodeCount"],
@@ -380,7 +415,7 @@ class GkeCluster(pulumi.ComponentResource):
         network and subnetwork links and its pod and service range names."""
         ex = cfg.network.existing
         if ex is not None:
-            invoke = pulumi.InvokeOutputOptions(parent=self)
+            invoke = pulumi.InvokeOutputOptions(parent=self, depends_on=self.apis)
             net = gcp.compute.get_network_output(name=ex.network, opts=invoke)
             sub = gcp.compute.get_subnetwork_output(name=ex.subnetwork, region=cfg.location, opts=invoke)
             self.network = GcpNetwork(

@@ -13,6 +13,8 @@ already provides, the operator leaves alone:
 dcgm-exporter runs in Kubernetes mode: ``DCGM_FI_DEV_GPU_UTIL`` carries the ``pod``,
 ``namespace`` and ``container`` using each GPU, which the HPA recording rules need. Its
 ServiceMonitor comes from :func:`components.monitoring_rules.gpu_operator_dcgm_values`.
+The metric and the exporter's environment variables were read at the version the chart
+deploys (:data:`components.pins.DCGM_EXPORTER`).
 """
 
 from __future__ import annotations
@@ -22,15 +24,16 @@ from typing import Literal, Optional, TypedDict
 import pulumi
 import pulumi_kubernetes as k8s
 
+from . import pins
 from .labels import FLEET_LABELS
 from .monitoring_rules import GPU_OPERATOR_NAMESPACE, SYSTEM_NODE_SELECTOR, gpu_operator_dcgm_values
 
-CHART = "gpu-operator"
-CHART_REPOSITORY = "https://helm.ngc.nvidia.com/nvidia"
-#: Latest patch of the v26.3 line, which supports Kubernetes 1.32 to 1.35 (the clusters
-#: pin 1.33). The value keys below were checked against v26.3.1's ``helm show values``
-#: and the chart's ClusterPolicy and operator templates.
-CHART_VERSION = "v26.3.3"
+#: The chart pin and its source: :data:`components.pins.GPU_OPERATOR`. The value keys
+#: below are checked against that version's values.yaml and templates by
+#: ``tests/components/test_helm_values.py``.
+CHART = pins.GPU_OPERATOR.name
+CHART_REPOSITORY = pins.GPU_OPERATOR.repository
+CHART_VERSION = pins.GPU_OPERATOR.version
 #: The monitoring rules find dcgm-exporter's series by this namespace.
 NAMESPACE = GPU_OPERATOR_NAMESPACE
 #: Where GKE's driver installer puts the driver; the toolkit installs next to it (a
@@ -118,7 +121,9 @@ def gpu_operator_values(cloud: Literal["aws", "gcp"]) -> dict:
                 # bypassing GKE's device plugin allocation.
                 "env": _env(RUNTIME_CONFIG_SOURCE="file", CONTAINERD_SET_AS_DEFAULT="false"),
             },
-            "cdi": {"enabled": True, "default": True},
+            # cdi.enabled alone makes CDI the default; cdi.default is no longer read
+            # (NVIDIA/gpu-operator@v26.3.3 api/nvidia/v1/clusterpolicy_types.go CDIConfigSpec.Default).
+            "cdi": {"enabled": True},
             "devicePlugin": {"enabled": False},
         }
         # GKE's device plugin names GPUs nvidia0, nvidia1...: map pods by device name.

@@ -42,7 +42,7 @@ creates the objects. Decisions and why:
   (``ignore_changes``), so ``pulumi up`` never resets a scaled-out model.
 - Shutdown: a preStop pause lets the endpoints and load balancers stop sending new
   requests, then SIGTERM makes vLLM's server stop accepting and finish running
-  requests within ``terminationGracePeriodSeconds``.
+  requests for ``--shutdown-timeout`` seconds, within ``terminationGracePeriodSeconds``.
 - Disruptions: the PDB allows one replica down at a time (``maxUnavailable: 1``), which
   keeps node drains possible at every scale, where ``minAvailable: minReplicas - 1``
   would say nothing above minReplicas; crash-looping pods may always be evicted.
@@ -128,8 +128,14 @@ PROBE_SCRIPT = (
 )
 #: Time for endpoint removal to reach kube-proxy and the load balancers before SIGTERM.
 PRE_STOP_SECONDS = 15
-#: The pause plus two minutes for running generations to finish (4k tokens at ~35/s).
-TERMINATION_GRACE_SECONDS = PRE_STOP_SECONDS + 120
+#: ``--shutdown-timeout``: after SIGTERM vLLM lets running requests finish for this long
+#: (a 4k-token generation at ~35 tokens/s), then aborts the rest. Its default, 0, aborts
+#: them at once (vllm@v0.33.0 vllm/config/vllm.py ``shutdown_timeout``,
+#: vllm/v1/engine/core.py ``_handle_shutdown``).
+DRAIN_SECONDS = 110
+#: The engine and API processes exiting after the drain.
+EXIT_SECONDS = 10
+TERMINATION_GRACE_SECONDS = PRE_STOP_SECONDS + DRAIN_SECONDS + EXIT_SECONDS
 
 #: Smallest volume (GiB) of known ReadWriteMany classes: GKE Filestore (Basic SSD 2.5 TiB,
 #: Basic HDD, zonal and Enterprise 1 TiB).
@@ -209,7 +215,7 @@ def serving_image(model: ModelConfig) -> str:
 
 
 def image_version(image: str) -> str:
-    """The image's tag as a label value (``vllm/vllm-openai:v0.11.0`` -> ``v0.11.0``); a
+    """The image's tag as a label value (``vllm/vllm-openai:v0.33.0`` -> ``v0.33.0``); a
     digest-only reference gives ``sha256-<first 12 hex>``, no tag ``latest``."""
     name, _, digest = image.partition("@")
     last = name.rsplit("/", 1)[-1]
@@ -257,6 +263,7 @@ def vllm_args(model: ModelConfig) -> list[str]:
         "--gpu-memory-utilization", str(model.gpu_memory_utilization),
         "--port", str(VLLM_PORT),
         "--download-dir", HUB_CACHE,
+        "--shutdown-timeout", str(DRAIN_SECONDS),
     ]
     if model.lmcache.enabled:
         args += ["--kv-transfer-config", json.dumps(LMCACHE_TRANSFER_CONFIG, separators=(",", ":"))]

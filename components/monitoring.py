@@ -66,9 +66,9 @@ class MonitoringArgs(_MonitoringArgsRequired, total=False):
         20 waiting requests per replica for 2 m, GPUs above 95 % for 10 m, HPA at
         maxReplicas for 15 m, replicas unavailable for 15 m).
     kube_prometheus_stack_version: chart version; default
-        ``KUBE_PROMETHEUS_STACK_CHART_VERSION`` (81.4.5).
+        ``KUBE_PROMETHEUS_STACK_CHART_VERSION`` (:data:`components.pins.KUBE_PROMETHEUS_STACK`).
     prometheus_adapter_version: chart version; default
-        ``PROMETHEUS_ADAPTER_CHART_VERSION`` (5.3.0).
+        ``PROMETHEUS_ADAPTER_CHART_VERSION`` (:data:`components.pins.PROMETHEUS_ADAPTER`).
     prometheus_retention: how long Prometheus keeps data; default ``"15d"``.
     prometheus_storage_size: size of Prometheus' volume; default ``"50Gi"``.
     prometheus_storage_class: StorageClass of that volume; default None (the cluster's

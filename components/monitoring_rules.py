@@ -48,17 +48,15 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Optional, Sequence
 from urllib.parse import urlsplit
 
+from . import pins
 from .labels import FLEET_LABELS
 
 # --------------------------------------------------------------------------- constants
 
-#: Pinned Helm charts (repository ``https://prometheus-community.github.io/helm-charts``).
-#: Confirmed against ``charts/kube-prometheus-stack/Chart.yaml`` (version 81.4.5, operator
-#: v0.88.0, kube-state-metrics subchart 7.1.0) and ``charts/prometheus-adapter/Chart.yaml``
-#: (version 5.3.0, adapter v0.12.0) in prometheus-community/helm-charts.
-KUBE_PROMETHEUS_STACK_CHART_VERSION = "81.4.5"
-PROMETHEUS_ADAPTER_CHART_VERSION = "5.3.0"
-PROMETHEUS_COMMUNITY_REPO = "https://prometheus-community.github.io/helm-charts"
+#: Pinned Helm charts, with their upstream sources, in :mod:`components.pins`.
+KUBE_PROMETHEUS_STACK_CHART_VERSION = pins.KUBE_PROMETHEUS_STACK.version
+PROMETHEUS_ADAPTER_CHART_VERSION = pins.PROMETHEUS_ADAPTER.version
+PROMETHEUS_COMMUNITY_REPO = pins.PROMETHEUS_COMMUNITY_REPO
 
 MONITORING_NAMESPACE = "monitoring"
 DEFAULT_SERVING_NAMESPACE = "llm-serving"

@@ -62,6 +62,8 @@ class Region(pulumi.ComponentResource):
             self.cloud_provider = gcp.Provider(f"{name}-gcp", project=cfg.project, region=cfg.location, opts=here)
             cloud = pulumi.ResourceOptions(parent=self, providers={"gcp": self.cloud_provider})
             self.cluster = GkeCluster(f"{name}-cluster", {"config": cfg}, opts=cloud)
+            # The cache and the entry point need the project services too (cluster.enableApis).
+            cloud = pulumi.ResourceOptions.merge(cloud, pulumi.ResourceOptions(depends_on=self.cluster.apis))
 
         if not cfg.cluster.public_access_cidrs:
             pulumi.log.warn(
@@ -149,7 +151,7 @@ class Region(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(
                 parent=self,
                 providers={"kubernetes": self.cluster.k8s_provider, cfg.cloud: self.cloud_provider},
-                depends_on=[self.cluster.load_balancer_controller] if cfg.cloud == "aws" else [],
+                depends_on=[self.cluster.load_balancer_controller] if cfg.cloud == "aws" else self.cluster.apis,
             ),
         )
         self.register_outputs({"clusterName": self.cluster.cluster_name})

@@ -101,6 +101,7 @@ SERVER_FLAGS: dict[str, str] = {
     "--port": "the fixed port 8000 (probes, Service and PodMonitor use it)",
     "--host": "the listen address (all interfaces, for the Service)",
     "--download-dir": "the weight cache volume",
+    "--shutdown-timeout": "the pod's termination grace period",
     "--api-key": "the apiKey secret (VLLM_API_KEY from the serving Secret)",
     "--kv-transfer-config": "lmcache",
 }

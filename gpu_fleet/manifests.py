@@ -28,8 +28,10 @@ from pathlib import Path
 import kubernetes_validate
 import yaml
 
+from components import pins
+
 #: The Kubernetes version manifests are validated against (the clusters' pinned minor).
-KUBERNETES_VERSION = "1.33.0"
+KUBERNETES_VERSION = f"{pins.KUBERNETES.version}.0"
 
 HPA_ENUMS = {
     "metricTypes": {"Object", "Pods", "Resource", "External", "ContainerResource"},

@@ -18,16 +18,26 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 CHECKOV = REPO / ".venv-checkov" / "bin" / "checkov"
 
-#: Deliberate exceptions for the vLLM Deployments, with why.
+#: Deliberate exceptions for the vLLM Deployments, with why (re-examined against vLLM
+#: v0.33.0, the pinned image: components/pins.py).
 ACCEPTED = {
-    # Tags are pinned (vllm/vllm-openai:v0.11.0); re-pulling a 10+ GB image on every start would only slow scale-up.
+    # The tag is pinned; re-pulling a 10+ GB image on every start would only slow scale-up.
     "CKV_K8S_15": "imagePullPolicy IfNotPresent with a pinned tag",
-    "CKV_K8S_43": "pinned tag rather than digest: the digest is per-architecture and not known offline",
-    # The vLLM image writes torch/triton compile caches under /root and runs as root.
-    "CKV_K8S_22": "writable root filesystem for vLLM's compile caches",
-    "CKV_K8S_23": "the upstream vLLM image runs as root",
-    "CKV_K8S_40": "the upstream vLLM image runs as root",
-    # vLLM reads its API key and Hugging Face token from environment variables (from a Secret, by reference).
+    # A multi-arch index digest is one value, but no upstream source readable offline publishes
+    # it (pins.VLLM.unverified); once pins.VLLM.digest is set, pods use tag@digest.
+    "CKV_K8S_43": "index digest of vllm/vllm-openai:v0.33.0 not verified yet",
+    # vllm@v0.33.0 docker/Dockerfile: the vllm-openai target keeps USER root ("USER vllm" is
+    # commented out); it ships a vllm user (UID 2000, GID 0) whose caches default to
+    # $HOME/.cache, and docs/deployment/docker.md asks for mounted cache paths writable by
+    # group 0. The GKE weight cache (Filestore, ReadWriteMany) is root-owned, and fsGroup is
+    # not applied to RWX volumes unless the managed CSIDriver declares fsGroupPolicy File
+    # (kubernetes-sigs/gcp-filestore-csi-driver docs/kubernetes/fsgroup.md, issue #786): not
+    # verified for GKE, so a non-root vLLM could fail to download weights there.
+    "CKV_K8S_22": "the image writes compile caches under $HOME of its root user",
+    "CKV_K8S_23": "the vllm-openai image runs as root; non-root needs a group-0-writable weight volume",
+    "CKV_K8S_40": "the vllm-openai image runs as root; non-root needs a group-0-writable weight volume",
+    # vllm@v0.33.0 vllm/envs.py reads VLLM_API_KEY from the environment (the only other way,
+    # --api-key, would put the key in the pod spec); from a Secret, by reference.
     "CKV_K8S_35": "vLLM takes VLLM_API_KEY and HF_TOKEN from the environment",
 }
 

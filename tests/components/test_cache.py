@@ -212,6 +212,8 @@ def test_gcp_memorystore_waits_for_private_service_access_on_the_cluster_vpc(gcp
         "network": NETWORK_ID,
         "service": "servicenetworking.googleapis.com",
         "reservedPeeringRanges": [address.outputs["name"]],
+        # Destroy removes the peering if the producer still holds the connection.
+        "deletionPolicy": "REMOVE_PEERING",
     }
     assert peering.urn in gcp_rec.named(MEMORYSTORE, "r-cache").depends_on
     assert gcp_rec.stack_outputs["cacheCidr"] == f"{address.outputs['address']}/24"

@@ -78,6 +78,7 @@ BAD_INPUTS = [
     ("eu-west", "cluster.publicAccessCidrs", ["0.0.0.0/0"], "cluster.publicAccessCidrs", "public to everyone"),
     ("eu-west", "entrypoint", None, "entrypoint", "required"),
     ("us-east", "gpuPools[0].zones", ["us-east-1a"], "gpuPools[0].zones", "only used on gcp"),
+    ("us-east", "cluster.enableApis", True, "cluster.enableApis", "only used on gcp"),
     ("eu-west", "gpuPools[0].zones", ["europe-west1-b"], "gpuPools[0].zones[0]", "not a zone of europe-west4"),
     ("eu-west", "kind", "regional", "kind", "must be one of: region, global"),
 ]

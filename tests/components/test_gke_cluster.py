@@ -389,3 +389,36 @@ def test_admin_fields_are_validated(field, value, message):
 
     with pytest.raises(ConfigError, match=message):
         _cfg(bad)
+
+
+def test_the_temporary_default_pool_runs_as_the_node_service_account(eu_west):
+    account = eu_west.named("gcp:serviceaccount/account:Account", "eu-west-cluster-nodes")
+    cluster = eu_west.named(CLUSTER, "eu-west-cluster")
+    nc = cluster.plain_inputs["nodeConfig"]
+    # Not the Compute Engine default account, which organisations often disable.
+    assert nc["serviceAccount"] == account.outputs["email"]
+    assert nc["oauthScopes"] == ["https://www.googleapis.com/auth/cloud-platform"]
+    assert cluster.plain_inputs["removeDefaultNodePool"] is True
+    # It only seeds the removed pool: changing it must never replace the cluster.
+    assert "nodeConfig" in cluster.ignore_changes
+    roles = {m.urn for m in eu_west.of_type("gcp:projects/iAMMember:IAMMember")}
+    assert roles <= set(cluster.depends_on)
+
+
+def test_apis_are_not_touched_unless_enabled(eu_west):
+    assert eu_west.of_type("gcp:projects/service:Service") == []
+
+
+def test_enable_apis_enables_each_service_once_and_never_disables_it(fleet):
+    rec = _run(fleet, _cfg(edit=lambda r: r["cluster"].update(enableApis=True)))
+    services = rec.of_type("gcp:projects/service:Service")
+    assert sorted(s.plain_inputs["service"] for s in services) == sorted(gke.REQUIRED_APIS)
+    for s in services:
+        assert s.plain_inputs["disableOnDestroy"] is False
+        assert s.plain_inputs["disableDependentServices"] is False
+        assert s.plain_inputs["project"] == "gpu-fleet-prod"
+    urns = {s.urn for s in services}
+    for type_ in (CLUSTER, NODE_POOL, "gcp:compute/network:Network", "gcp:compute/subnetwork:Subnetwork",
+                  "gcp:serviceaccount/account:Account", "gcp:compute/router:Router"):
+        for r in rec.of_type(type_):
+            assert urns <= set(r.depends_on), f"{type_} {r.name} does not wait for the APIs"

@@ -64,7 +64,7 @@ def test_gke_follows_nvidias_gke_paths():
         # The nvidia runtime is not containerd's default: GPUs come only from the device plugin.
         "env": [{"name": "RUNTIME_CONFIG_SOURCE", "value": "file"}, {"name": "CONTAINERD_SET_AS_DEFAULT", "value": "false"}],
     }
-    assert values["cdi"] == {"enabled": True, "default": True}
+    assert values["cdi"] == {"enabled": True}
     # GKE's own device plugin advertises nvidia.com/gpu; a second one must not.
     assert values["devicePlugin"] == {"enabled": False}
     assert _env(values)["DCGM_EXPORTER_KUBERNETES_GPU_ID_TYPE"] == "device-name"

@@ -96,7 +96,7 @@ def test_labels_follow_the_fleet_contract():
     assert md.labels(model) == {
         "app.kubernetes.io/name": "vllm",
         "app.kubernetes.io/instance": "llama-3-1-8b",
-        "app.kubernetes.io/version": "v0.11.0",
+        "app.kubernetes.io/version": "v0.33.0",
         "app.kubernetes.io/component": "inference-server",
         "app.kubernetes.io/part-of": "gpu-fleet",
         "app.kubernetes.io/managed-by": "pulumi",
@@ -132,6 +132,7 @@ def test_vllm_args_serve_the_openai_api_from_the_config():
         "--gpu-memory-utilization", "0.9",
         "--port", "8000",
         "--download-dir", "/models-cache/hub",
+        "--shutdown-timeout", "110",
         "--enable-prefix-caching",
     ]
 
@@ -299,7 +300,7 @@ def test_pod_runs_on_its_pool_with_gpus_shared_memory_and_the_weight_cache(us_ea
     assert pod["nodeSelector"] == {"gpu-fleet/pool": "h100"}
     assert pod["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
     container = pod["containers"][0]
-    assert container["image"] == "vllm/vllm-openai:v0.11.0"
+    assert container["image"] == "vllm/vllm-openai:v0.33.0"
     assert container["resources"]["limits"]["nvidia.com/gpu"] == container["resources"]["requests"]["nvidia.com/gpu"] == "4"
     assert container["ports"] == [{"name": "http", "containerPort": 8000, "protocol": "TCP"}]
     volumes = {v["name"]: v for v in pod["volumes"]}

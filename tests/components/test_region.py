@@ -4,12 +4,15 @@ by the real program, checked across every resource they register."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+import pulumi
 import pytest
+import yaml
 
 from components.config import load_stack_file
 from gpu_fleet import engine
-from gpu_fleet.plan import PLACEHOLDER_SECRET
+from gpu_fleet.plan import PLACEHOLDER_SECRET, plan_stack
 
 REGIONS = {"us-east": ("aws", "us-east-1"), "eu-west": ("gcp", "europe-west4")}
 #: Stateful resources: deleting or replacing one loses data or takes the region down.
@@ -120,3 +123,20 @@ def test_the_entrypoint_waits_for_the_load_balancer_controller_on_aws(reference_
     controller = rec.named("kubernetes:helm.sh/v3:Release", "us-east-cluster-load-balancer-controller")
     entrypoint = rec.named("gpufleet:index:Entrypoint", "us-east-entrypoint")
     assert controller.urn in entrypoint.depends_on
+
+
+def test_with_enable_apis_the_cache_and_entrypoint_wait_for_the_project_services(tmp_path):
+    repo = Path(__file__).resolve().parents[2]
+    doc = yaml.safe_load((repo / "stacks" / "Pulumi.eu-west.yaml").read_text())
+    doc["config"]["gpu-fleet:fleet"]["cluster"]["enableApis"] = True
+    path = tmp_path / "Pulumi.eu-west.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    try:
+        rec = plan_stack(path, repo / "__main__.py").recording
+    finally:
+        pulumi.runtime.settings.set_root_resource(None)
+    apis = {r.urn for r in rec.of_type("gcp:projects/service:Service")}
+    assert len(apis) == 7
+    for component in ("gpufleet:index:GcpCache", "gpufleet:index:Entrypoint"):
+        (comp,) = rec.of_type(component)
+        assert apis <= set(comp.depends_on), component

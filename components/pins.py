@@ -1,0 +1,184 @@
+"""Every external version the fleet deploys, with where and when it was read upstream.
+
+Pure data at the bottom of the layers (no imports from the project). Components take
+their chart versions, images, node images and add-on versions from here, and
+``tests/components/test_pins.py`` fails when a planned Helm release, container image or
+EKS add-on is not in :data:`PINS`, or when a vendored file's bytes drift from its pin.
+
+How a pin is verified: read the artifact at its upstream source at exactly that version
+(a git tag, a published Helm repository index, a documentation page) and record that
+source in ``source`` and the day in ``verified``. Whatever could not be read upstream
+is said in ``unverified`` (and the field stays None, never a guess). Adding a pin is one
+line in :data:`PINS` plus the constant its component imports.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Optional
+
+Kind = Literal["helm-chart", "image", "node-image", "eks-addon", "kubernetes", "vendored-file"]
+
+#: The day every pin below was last read upstream.
+VERIFIED_ON = "2026-12-01"
+
+
+@dataclass(frozen=True)
+class Pin:
+    """One external artifact at one version.
+
+    name: chart name, image repository, node image / AMI type, add-on name, or vendored
+        file name. version: chart version, image tag, add-on version (None: the cloud's
+        default for the cluster version, see ``unverified``). repository: the Helm
+        repository URL (charts). app_version: what the chart deploys. digest: the image's
+        multi-arch index digest, or a vendored file's sha256. source: where it was read.
+        unverified: what could not be read upstream, and why (None: everything was).
+    """
+
+    kind: Kind
+    name: str
+    version: Optional[str]
+    source: str
+    verified: str = VERIFIED_ON
+    repository: Optional[str] = None
+    app_version: Optional[str] = None
+    digest: Optional[str] = None
+    unverified: Optional[str] = None
+
+    @property
+    def image(self) -> str:
+        """The image reference pods use: ``repo:tag@sha256:...``, or ``repo:tag`` while the
+        index digest is unverified."""
+        if self.kind != "image":
+            raise ValueError(f"{self.name} is a {self.kind}, not an image")
+        return f"{self.name}:{self.version}" + (f"@{self.digest}" if self.digest else "")
+
+
+# --------------------------------------------------------------------------- Helm charts
+
+PROMETHEUS_COMMUNITY_REPO = "https://prometheus-community.github.io/helm-charts"
+#: The release tags exist (chart-releaser publishes from them); the published index was not readable.
+_INDEX_UNREAD = "the repository's gh-pages index.yaml (not readable here; the release tag was read)"
+
+KUBE_PROMETHEUS_STACK = Pin(
+    "helm-chart", "kube-prometheus-stack", "81.4.3", repository=PROMETHEUS_COMMUNITY_REPO, app_version="v0.88.1",
+    # 81.4.5 was never published (the tags go 81.4.3 -> 81.5.0); 81.4.3 ships operator v0.88.1.
+    source="prometheus-community/helm-charts@kube-prometheus-stack-81.4.3 (d43b29960) "
+           "charts/kube-prometheus-stack/Chart.yaml (subchart kube-state-metrics 7.1.0)",
+    unverified=_INDEX_UNREAD,
+)
+PROMETHEUS_ADAPTER = Pin(
+    "helm-chart", "prometheus-adapter", "5.3.0", repository=PROMETHEUS_COMMUNITY_REPO, app_version="v0.12.0",
+    source="prometheus-community/helm-charts@prometheus-adapter-5.3.0 (e6e041b67) charts/prometheus-adapter/Chart.yaml",
+    unverified=_INDEX_UNREAD,
+)
+GPU_OPERATOR = Pin(
+    "helm-chart", "gpu-operator", "v26.3.3", repository="https://helm.ngc.nvidia.com/nvidia", app_version="v26.3.3",
+    # The chart's Chart.yaml at the tag reads v1.0.0-devel: the release stamps the version.
+    source="NVIDIA/gpu-operator@v26.3.3 (b0a49c0e7) deployments/gpu-operator/ and versions.mk; published "
+           "index NVIDIA/gpu-operator gh-pages stable/index.yaml (version v26.3.3, appVersion v26.3.3); "
+           "repository and --version from docs.nvidia.com/datacenter/cloud-native/gpu-operator/latest/getting-started.html",
+    unverified="the NGC repository's own index.yaml (only the identical GitHub Pages index was readable)",
+)
+AWS_LOAD_BALANCER_CONTROLLER = Pin(
+    "helm-chart", "aws-load-balancer-controller", "1.12.0", repository="https://aws.github.io/eks-charts",
+    app_version="v2.12.0",
+    source="kubernetes-sigs/aws-load-balancer-controller@v2.12.0 (ab69d951f) helm/aws-load-balancer-controller/"
+           "Chart.yaml; published index aws/eks-charts gh-pages index.yaml (1.12.0, appVersion v2.12.0)",
+)
+
+# --------------------------------------------------------------------------- vendored files
+
+#: Re-vendored at the chart's app version: the file previously vendored (commit 2b150b977,
+#: before v2.12.0) lacked ``ec2:DescribeIpamPools`` and ``elasticloadbalancing:SetRulePriorities``,
+#: which v2.12.0's rule reconciliation calls.
+AWS_LOAD_BALANCER_CONTROLLER_IAM_POLICY = Pin(
+    "vendored-file", "aws-load-balancer-controller-iam-policy.json", "v2.12.0",
+    digest="sha256:05780d548cae2d0ef012988ec1053e7733011c2a0415a7ca02c363907e455016",
+    source="kubernetes-sigs/aws-load-balancer-controller@v2.12.0 docs/install/iam_policy.json, byte for byte",
+)
+
+# --------------------------------------------------------------------------- images
+
+VLLM = Pin(
+    "image", "vllm/vllm-openai", "v0.33.0",
+    # Flags, env vars, metric names and probe paths the fleet uses were read in this release.
+    source="vllm 0.33.0 (commit 4ba787ec9; PyPI sdist and wheel): docker/Dockerfile target vllm-openai "
+           "(ENTRYPOINT vllm serve, USER root), .buildkite/scripts/publish-release-images.sh "
+           "(multi-arch manifest vllm/vllm-openai:v${RELEASE_VERSION})",
+    unverified="multi-arch index digest: no upstream source readable here publishes it; resolve it with "
+               "`docker buildx imagetools inspect vllm/vllm-openai:v0.33.0` and set `digest`",
+)
+#: Not set by the fleet: the gpu-operator chart's default, pinned here because the HPA's GPU
+#: metric and the exporter's Kubernetes-mode settings were read at this tag.
+DCGM_EXPORTER = Pin(
+    "image", "nvcr.io/nvidia/k8s/dcgm-exporter", "4.5.3-4.8.2",
+    source="NVIDIA/gpu-operator@v26.3.3 deployments/gpu-operator/values.yaml (dcgmExporter.version); "
+           "NVIDIA/dcgm-exporter@4.5.3-4.8.2 etc/default-counters.csv (DCGM_FI_DEV_GPU_UTIL), pkg/cmd/app.go "
+           "(DCGM_EXPORTER_KUBERNETES, DCGM_EXPORTER_KUBERNETES_GPU_ID_TYPE), internal/pkg/appconfig/const.go "
+           "(device-name)",
+    unverified="digest: the chart deploys it by tag",
+)
+LMCACHE_VLLM = Pin(
+    "image", "lmcache/vllm-openai", "v0.3.5",
+    source="none: kept from the previous pin",
+    unverified="tag, digest and the vLLM version it bundles were not found in any upstream source readable "
+               "here; only used when a model sets lmcache.enabled (no reference stack does)",
+)
+
+# --------------------------------------------------------------------------- node images
+
+_AMI_TYPES = "AWS CDK NodegroupAmiType: docs.aws.amazon.com/cdk/api/v2/python/aws_cdk.aws_eks/NodegroupAmiType.html"
+
+EKS_SYSTEM_AMI = Pin(
+    "node-image", "AL2023_x86_64_STANDARD", None,
+    source=_AMI_TYPES,
+    unverified="no version: EKS picks the latest AMI release for the cluster version",
+)
+EKS_GPU_AMI = Pin(
+    "node-image", "AL2023_x86_64_NVIDIA", None,
+    source=_AMI_TYPES,
+    unverified="no version: EKS picks the latest AMI release (driver included) for the cluster version",
+)
+GKE_NODE_IMAGE = Pin(
+    "node-image", "COS_CONTAINERD", None,
+    source="pulumi-gcp 10.2.0 container/_inputs.py (image types COS_CONTAINERD, UBUNTU_CONTAINERD)",
+    unverified="no version: GKE's release channel picks the node version; GPU driver version LATEST",
+)
+
+# --------------------------------------------------------------------------- Kubernetes and add-ons
+
+KUBERNETES = Pin(
+    "kubernetes", "kubernetes", "1.33",
+    source="none read: kept from the previous pin (the default of cluster.kubernetesVersion)",
+    unverified="whether 1.33 is still in EKS and GKE standard support on 2026-12-01 (their version pages "
+               "were not readable here)",
+)
+
+_ADDON_DEFAULT = ("version None: EKS installs its default version for the cluster's Kubernetes version; "
+                  "`aws eks describe-addon-versions` (not available offline) would give a pinnable one")
+EKS_ADDONS = {
+    name: Pin("eks-addon", name, None, source="none read", unverified=_ADDON_DEFAULT)
+    for name in ("vpc-cni", "kube-proxy", "eks-pod-identity-agent", "coredns", "aws-ebs-csi-driver",
+                 "aws-efs-csi-driver")
+}
+
+PINS: tuple[Pin, ...] = (
+    KUBE_PROMETHEUS_STACK,
+    PROMETHEUS_ADAPTER,
+    GPU_OPERATOR,
+    AWS_LOAD_BALANCER_CONTROLLER,
+    AWS_LOAD_BALANCER_CONTROLLER_IAM_POLICY,
+    VLLM,
+    DCGM_EXPORTER,
+    LMCACHE_VLLM,
+    EKS_SYSTEM_AMI,
+    EKS_GPU_AMI,
+    GKE_NODE_IMAGE,
+    KUBERNETES,
+    *EKS_ADDONS.values(),
+)
+
+
+def of_kind(kind: Kind) -> list[Pin]:
+    return [p for p in PINS if p.kind == kind]
