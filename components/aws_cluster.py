@@ -1,4 +1,5 @@
-"""An EKS cluster with its VPC, node groups, storage classes and ALB ingress controller.
+"""An EKS cluster with its VPC, system node group, Karpenter for the GPU pools, storage
+classes and ALB ingress controller.
 
 Everything goes through the region's ``aws`` provider (passed by the caller in
 ``opts.providers``; data-source calls pass ``parent=self`` so they use it too); the
@@ -13,7 +14,9 @@ for the components that deploy into it.
   ``cluster.adminPrincipalArns`` (never the identity running Pulumi) get cluster-admin
   access entries, the node role an ``EC2_LINUX`` entry. Add-ons and the load balancer controller get their AWS
   permissions through EKS Pod Identity, never through the node role.
-- GPU drivers: the ``AL2023_x86_64_NVIDIA`` AMI ships the driver and container toolkit;
+- GPU nodes: Karpenter (:mod:`components.karpenter`) launches them on demand from one
+  NodePool per GPU pool; no managed node group runs a GPU instance type.
+- GPU drivers: the AL2023 NVIDIA AMI ships the driver and container toolkit;
   the NVIDIA GPU operator (:mod:`components.gpu_software`) adds the device plugin,
   feature discovery and dcgm-exporter.
 - Storage: ``gp3`` (EBS, the default class: Prometheus' volume) and ``efs-weights`` (EFS
@@ -39,19 +42,18 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from . import pins
-from .config import GpuPoolConfig, RegionConfig, pool_offering
+from .config import RegionConfig
+from .karpenter import Karpenter
 from .kubeconfig import exec_kubeconfig
-from .labels import GPU_LABEL, GPU_TAINT, POOL_LABEL, SYSTEM_POOL
+from .labels import POOL_LABEL, SYSTEM_POOL
 from .network import AwsNetwork
 
 DEFAULT_SYSTEM_INSTANCE_TYPE = "m7i.2xlarge"
 SYSTEM_AMI_TYPE = pins.EKS_SYSTEM_AMI.name
-#: Driver and container toolkit preinstalled (see the module docstring).
-GPU_AMI_TYPE = pins.EKS_GPU_AMI.name
 #: The root volume of AL2023 EKS AMIs.
 ROOT_DEVICE = "/dev/xvda"
-#: GPU nodes pull 10+ GB vLLM images when they join, while a replica waits: gp3 at its
-#: most (1,000 MiB/s, which needs 4,000 IOPS) instead of the 125 MiB/s baseline. The extra
+#: GPU nodes (their EC2NodeClass) pull 10+ GB vLLM images when they join, while a replica
+#: waits: gp3 at its most (1,000 MiB/s, which needs 4,000 IOPS) instead of the 125 MiB/s baseline. The extra
 #: throughput costs about 40 USD a month, next to 40,000 for a p5.48xlarge.
 GPU_ROOT_THROUGHPUT_MIBPS = 1000
 GPU_ROOT_IOPS = 4000
@@ -200,16 +202,12 @@ def endpoint_access(cfg: RegionConfig) -> dict:
     return access
 
 
-def launch_template_spec(disk_size_gb: int, gpu: bool, reservation: Optional[str] = None) -> dict:
-    """Launch template settings of a node group (security groups are added by the caller).
-
-    Encrypted gp3 root volume of ``disk_size_gb`` (faster on GPU nodes), IMDSv2 with
-    :data:`IMDS_HOP_LIMIT`, and a targeted capacity reservation when ``reservation`` is set.
-    """
+def launch_template_spec(disk_size_gb: int) -> dict:
+    """Launch template settings of the system node group (security groups are added by
+    the caller): encrypted gp3 root volume of ``disk_size_gb`` and IMDSv2 with
+    :data:`IMDS_HOP_LIMIT`. GPU nodes get the same from their EC2NodeClass (:mod:`components.karpenter`)."""
     ebs: dict = {"volume_size": disk_size_gb, "volume_type": "gp3", "encrypted": True, "delete_on_termination": True}
-    if gpu:
-        ebs.update(throughput=GPU_ROOT_THROUGHPUT_MIBPS, iops=GPU_ROOT_IOPS)
-    spec: dict = {
+    return {
         "block_device_mappings": [{"device_name": ROOT_DEVICE, "ebs": ebs}],
         "metadata_options": {
             "http_endpoint": "enabled",
@@ -217,11 +215,6 @@ def launch_template_spec(disk_size_gb: int, gpu: bool, reservation: Optional[str
             "http_put_response_hop_limit": IMDS_HOP_LIMIT,
         },
     }
-    if reservation:
-        spec["capacity_reservation_specification"] = {
-            "capacity_reservation_target": {"capacity_reservation_id": reservation}
-        }
-    return spec
 
 
 def system_node_group_spec(cfg: RegionConfig) -> dict:
@@ -233,20 +226,6 @@ def system_node_group_spec(cfg: RegionConfig) -> dict:
         "capacity_type": "ON_DEMAND",
         "scaling_config": {"min_size": sp.min_nodes, "max_size": sp.max_nodes, "desired_size": sp.min_nodes},
         "labels": {POOL_LABEL: SYSTEM_POOL},
-    }
-
-
-def gpu_node_group_spec(cfg: RegionConfig, pool: GpuPoolConfig) -> dict:
-    """Node group settings of one GPU pool: the catalog's instance type, the NVIDIA AMI,
-    labels and taint, spot or on-demand capacity."""
-    desired = pool.desired_nodes if pool.desired_nodes is not None else pool.min_nodes
-    return {
-        "instance_types": [pool_offering(cfg, pool).shape.machine_type],
-        "ami_type": GPU_AMI_TYPE,
-        "capacity_type": "SPOT" if pool.capacity_type == "spot" else "ON_DEMAND",
-        "scaling_config": {"min_size": pool.min_nodes, "max_size": pool.max_nodes, "desired_size": desired},
-        "labels": {POOL_LABEL: pool.name, GPU_LABEL: pool.gpu},
-        "taints": [dict(GPU_TAINT)],
     }
 
 
@@ -357,8 +336,8 @@ class AwsCluster(pulumi.ComponentResource):
                 ("vpc-cni", VPC_CNI_CONFIGURATION), ("kube-proxy", None), ("eks-pod-identity-agent", None)
             )
         }
-        self._node_groups(name, cfg, private_subnet_ids,
-                          depends_on=[*node_role_policies, node_access, *self.addons.values()])
+        self._system_node_group(name, cfg, private_subnet_ids,
+                                depends_on=[*node_role_policies, node_access, *self.addons.values()])
 
         # CoreDNS and the CSI controllers are Deployments: they need the system nodes.
         self.addons["coredns"] = self._addon(name, "coredns", depends_on=[self.system_node_group])
@@ -399,6 +378,20 @@ class AwsCluster(pulumi.ComponentResource):
         )
         self._storage_classes(name)
         self._load_balancer_controller(name, cfg, vpc_id, here)
+        self.karpenter = Karpenter(f"{name}-karpenter", {
+            "config": cfg,
+            "cluster": self.cluster,
+            "node_role": self.node_role,
+            "subnet_ids": private_subnet_ids,
+            "security_group_ids": [self.node_security_group.id, self.cluster.vpc_config.cluster_security_group_id],
+            "k8s_provider": self.k8s_provider,
+            "partition": partition,
+            "root_volume": {"throughput": GPU_ROOT_THROUGHPUT_MIBPS, "iops": GPU_ROOT_IOPS},
+            "imds_hop_limit": IMDS_HOP_LIMIT,
+            "depends_on": [self.addons["eks-pod-identity-agent"], node_access],
+        }, opts=here)
+        #: What a model on each pool waits for: its NodePool (GPU nodes arrive later, or not).
+        self.gpu_pools = self.karpenter.node_pools
         self.weight_cache_storage_class = WEIGHT_CACHE_STORAGE_CLASS
         self.ingress_class = INGRESS_CLASS
 
@@ -569,49 +562,32 @@ class AwsCluster(pulumi.ComponentResource):
             **spec,
         )
 
-    def _node_groups(self, name: str, cfg: RegionConfig, subnet_ids: list, depends_on: list) -> None:
-        opts = pulumi.ResourceOptions(
-            parent=self,
-            protect=True,
-            depends_on=depends_on,
-            # Seeds the size at creation only; the cluster autoscaler owns it afterwards.
-            # (EKS tags each group's Auto Scaling group for the autoscaler's discovery.)
-            ignore_changes=["scalingConfig.desiredSize"],
-            # Groups have fixed names (nodes show them): a replacement frees the name first,
-            # and rarely is there GPU capacity for two groups at once anyway.
-            delete_before_replace=True,
-        )
-
-        def node_group(pool: str, spec: dict, template: aws.ec2.LaunchTemplate) -> aws.eks.NodeGroup:
-            return aws.eks.NodeGroup(
-                f"{name}-{pool}",
-                cluster_name=self.cluster.name,
-                node_group_name=pool,
-                node_role_arn=self.node_role.arn,
-                subnet_ids=subnet_ids,
-                # Disk size lives in the launch template (EKS rejects both).
-                launch_template={"id": template.id, "version": template.latest_version.apply(str)},
-                # One node at a time: a surge node would need spare GPU capacity that
-                # reservations and stockouts rarely leave.
-                update_config={"max_unavailable": 1},
-                node_repair_config={"enabled": True},
-                opts=opts,
-                **spec,
-            )
-
+    def _system_node_group(self, name: str, cfg: RegionConfig, subnet_ids: list, depends_on: list) -> None:
+        """The managed node group of the system pool (GPU pools are Karpenter's)."""
         sp = cfg.cluster.system_pool
-        self.system_node_group = node_group(
-            SYSTEM_POOL, system_node_group_spec(cfg),
-            self._launch_template(name, launch_template_spec(sp.disk_size_gb, gpu=False), SYSTEM_POOL),
+        template = self._launch_template(name, launch_template_spec(sp.disk_size_gb), SYSTEM_POOL)
+        self.system_node_group = aws.eks.NodeGroup(
+            f"{name}-{SYSTEM_POOL}",
+            cluster_name=self.cluster.name,
+            node_group_name=SYSTEM_POOL,
+            node_role_arn=self.node_role.arn,
+            subnet_ids=subnet_ids,
+            # Disk size lives in the launch template (EKS rejects both).
+            launch_template={"id": template.id, "version": template.latest_version.apply(str)},
+            update_config={"max_unavailable": 1},
+            node_repair_config={"enabled": True},
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                protect=True,
+                depends_on=depends_on,
+                # Seeds the size at creation only: resizing it by hand (or a future
+                # autoscaler) is not undone by the next pulumi up.
+                ignore_changes=["scalingConfig.desiredSize"],
+                # A fixed name (nodes show it): a replacement frees the name first.
+                delete_before_replace=True,
+            ),
+            **system_node_group_spec(cfg),
         )
-        self.gpu_pools = {
-            pool.name: node_group(
-                pool.name, gpu_node_group_spec(cfg, pool),
-                self._launch_template(name, launch_template_spec(pool.disk_size_gb, gpu=True,
-                                                                 reservation=pool.reservation), pool.name),
-            )
-            for pool in cfg.gpu_pools
-        }
 
     # ----------------------------------------------------------------------- add-ons
 

@@ -125,6 +125,9 @@ class ClusterConfig(_Model):
         return v
 
 
+CapacityKind = Literal["reserved", "on-demand", "spot"]
+
+
 class GpuPoolConfig(_Model):
     """One GPU node pool."""
 
@@ -133,16 +136,21 @@ class GpuPoolConfig(_Model):
     gpus_per_node: int = Field(ge=1, description="GPUs per node; must match a catalog shape")
     #: Picks between shapes with the same GPU and count (GCP a3-highgpu-8g vs a3-megagpu-8g).
     machine_type: Optional[str] = None
+    #: GPU nodes kept warm even with no model asking for them (on EKS by placeholder pods).
     min_nodes: int = Field(0, ge=0)
     max_nodes: int = Field(ge=1)
-    #: AWS managed node groups need a desired size; defaults to ``minNodes``.
-    desired_nodes: Optional[int] = Field(None, ge=0)
-    capacity_type: Literal["on-demand", "spot"] = "on-demand"
-    #: AWS capacity reservation ID (``cr-...``) or GCP reservation name.
-    reservation: Optional[str] = None
+    #: Capacity in order of preference, each tried when the one before has none:
+    #: ``reserved`` (the ``reservations`` below), ``on-demand``, ``spot``.
+    capacity: list[CapacityKind] = Field(default_factory=lambda: ["on-demand"], min_length=1)
+    #: AWS: capacity reservation IDs (``cr-...``: On-Demand Capacity Reservations and
+    #: Capacity Blocks). GCP: reservation names.
+    reservations: list[str] = []
+    #: Seconds a new GPU node may take to arrive (launch, boot, driver) before a model
+    #: waiting for it counts as failed; a shortage longer than this fails only that model.
+    provisioning_seconds: int = Field(900, ge=60)
     #: vLLM images are 10+ GB and model weights may be cached on the node.
     disk_size_gb: int = Field(500, ge=200)
-    #: GCP node locations (zones of the region); default: GKE picks.
+    #: GCP node locations (zones of the region); default: every zone offering the shape.
     zones: list[str] = []
     #: Overrides the catalog's on-demand price in cost figures.
     hourly_price_usd: Optional[float] = Field(None, gt=0)
@@ -632,23 +640,56 @@ def _check_pools(cfg: RegionConfig) -> list[Problem]:
                 problems.append(Problem("location", str(e)))
         if pool.min_nodes > pool.max_nodes:
             problems.append(Problem(f"{at}.minNodes", f"{pool.min_nodes} is above maxNodes {pool.max_nodes}"))
-        if pool.desired_nodes is not None and not pool.min_nodes <= pool.desired_nodes <= pool.max_nodes:
-            problems.append(Problem(f"{at}.desiredNodes", f"{pool.desired_nodes} is outside minNodes..maxNodes"))
-        if pool.capacity_type == "spot" and pool.reservation:
-            problems.append(Problem(f"{at}.reservation", "a capacity reservation cannot be used with spot capacity"))
-        if pool.reservation and cfg.cloud == "aws" and not pool.reservation.startswith("cr-"):
-            problems.append(Problem(f"{at}.reservation", "an AWS capacity reservation ID starts with 'cr-'"))
+        problems.extend(Problem(f"{at}.{field}", msg) for field, msg in _capacity_problems(cfg.cloud, pool))
         if pool.zones and cfg.cloud == "aws":
-            problems.append(Problem(f"{at}.zones", "only used on gcp (on aws the node group spans the private subnets)"))
+            problems.append(Problem(f"{at}.zones", "only used on gcp (on aws Karpenter picks among the private "
+                                                   "subnets' zones that offer the instance type)"))
+        offered = _offered_zones(cfg, pool)
         for j, zone in enumerate(pool.zones):
             if not (zone.startswith(cfg.location + "-") and len(zone) == len(cfg.location) + 2):
                 problems.append(Problem(f"{at}.zones[{j}]", f"{zone!r} is not a zone of {cfg.location}"))
+            elif offered and zone not in offered:
+                problems.append(Problem(f"{at}.zones[{j}]", f"{zone!r} does not offer the pool's machine type; "
+                                                            f"zones that do: {', '.join(offered)}"))
     if cfg.cluster.enable_apis and cfg.cloud == "aws":
         problems.append(Problem("cluster.enableApis", "only used on gcp (AWS services need no enabling)"))
     sp = cfg.cluster.system_pool
     if sp.min_nodes > sp.max_nodes:
         problems.append(Problem("cluster.systemPool.minNodes", f"{sp.min_nodes} is above maxNodes {sp.max_nodes}"))
     return problems
+
+
+_AWS_RESERVATION = re.compile(r"^cr-[0-9a-z]+$")
+
+
+def _capacity_problems(cloud: str, pool: GpuPoolConfig) -> list[tuple[str, str]]:
+    """What is wrong with a pool's capacity preference on ``cloud``: (field, message)."""
+    order = pool.capacity
+    problems = []
+    if len(set(order)) != len(order):
+        problems.append(("capacity", f"{order} lists a capacity type twice"))
+    if "reserved" in order and not pool.reservations:
+        problems.append(("reservations", "capacity lists reserved: name the reservations to use"))
+    if pool.reservations and "reserved" not in order:
+        problems.append(("capacity", "reservations are set but capacity does not list reserved"))
+    if cloud == "aws":
+        problems += [("reservations", f"{r!r} is not an EC2 capacity reservation ID (cr-...)")
+                     for r in pool.reservations if not _AWS_RESERVATION.match(r)]
+        if "on-demand" in order and "spot" in order and order.index("on-demand") < order.index("spot"):
+            # Karpenter 1.14 concepts/nodepools.md: within a NodePool it prefers reserved,
+            # then spot, then on-demand; it cannot be told otherwise.
+            problems.append(("capacity", "on aws Karpenter tries spot before on-demand in a pool; list spot "
+                                         "before on-demand, or drop one of them"))
+    if cloud == "gcp" and "spot" in order and len(order) > 1:
+        problems.append(("capacity", "a GKE node pool is either Spot or not: use spot alone, or define a second pool"))
+    return problems
+
+
+def _offered_zones(cfg: RegionConfig, pool: GpuPoolConfig) -> tuple[str, ...]:
+    try:
+        return pool_offering(cfg, pool).zones
+    except CatalogError:
+        return ()  # reported by _check_pools
 
 
 def _check_models(cfg: RegionConfig) -> list[Problem]:

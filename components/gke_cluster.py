@@ -146,22 +146,44 @@ def admin_subjects(accounts: list[str]) -> list[dict]:
 
 
 def initial_node_count(min_nodes: int, zones: int) -> int:
-    """Nodes per zone at creation so the pool starts at its minimum (GKE counts per zone)."""
+    """Nodes per zone at creation so the system pool starts at its minimum (GKE counts per zone)."""
     return math.ceil(min_nodes / zones) if min_nodes else 0
 
 
-def gpu_autoscaling(pool: GpuPoolConfig) -> dict:
-    """Whole-pool limits (``total_*``: the config's numbers are for the pool, not per zone).
+def gpu_node_locations(cfg: RegionConfig, pool: GpuPoolConfig) -> list[str]:
+    """The zones a GPU pool's nodes may be in: the configured ones, else every zone the
+    catalog records as offering the machine type (empty: GKE's default zones)."""
+    return list(pool.zones) or list(pool_offering(cfg, pool).zones)
 
-    Spot and reserved pools scale with the ``ANY`` location policy, which GKE documents as
-    using unused reservations first and lowering Spot preemption; on-demand pools balance
-    across zones.
-    """
+
+def gpu_autoscaling(pool: GpuPoolConfig) -> dict:
+    """Whole-pool limits (``total_*``: the config's numbers are for the pool, not per zone)
+    and the ``ANY`` location policy, which "picks zones that have the highest capacity
+    available" (GKE API ``NodePoolAutoscaling.LocationPolicy``) instead of balancing zone
+    sizes: with scarce GPUs, a node in any zone beats none. It also prefers unused
+    reservations (GKE cluster autoscaler docs, location policy)."""
     return {
         "total_min_node_count": pool.min_nodes,
         "total_max_node_count": pool.max_nodes,
-        "location_policy": "ANY" if pool.capacity_type == "spot" or pool.reservation else "BALANCED",
+        "location_policy": "ANY",
     }
+
+
+def reservation_affinity(pool: GpuPoolConfig) -> Optional[dict]:
+    """How a pool consumes reservations (GKE "Consuming reserved zonal resources"):
+
+    - ``capacity: [reserved]``: only the named reservations (``SPECIFIC_RESERVATION``);
+    - ``[reserved, on-demand]``: any matching reservation, on-demand when none is left
+      (``ANY_RESERVATION``, "any matching reservation with fallback"); the reservations
+      must then be automatically consumed ones, which GKE matches by machine shape;
+    - otherwise none (spot and plain on-demand pools).
+    """
+    if "reserved" not in pool.capacity:
+        return None
+    if pool.capacity == ["reserved"]:
+        return {"consume_reservation_type": "SPECIFIC_RESERVATION", "key": RESERVATION_KEY,
+                "values": list(pool.reservations)}
+    return {"consume_reservation_type": "ANY_RESERVATION"}
 
 
 def _common_node_config(service_account: Any) -> dict:
@@ -199,7 +221,7 @@ def system_node_config(cfg: RegionConfig, service_account: Any) -> dict:
 
 def gpu_node_config(cfg: RegionConfig, pool: GpuPoolConfig, service_account: Any) -> dict:
     """Node config of one GPU pool: the catalog shape with its accelerators, GKE-installed
-    drivers, labels and taint, spot or reservation capacity."""
+    drivers, labels and taint, spot or reservation capacity (:func:`reservation_affinity`)."""
     shape = pool_offering(cfg, pool).shape
     config = {
         **_common_node_config(service_account),
@@ -215,16 +237,13 @@ def gpu_node_config(cfg: RegionConfig, pool: GpuPoolConfig, service_account: Any
         ],
         "labels": {POOL_LABEL: pool.name, GPU_LABEL: pool.gpu},
         "taints": [dict(GPU_TAINT)],
-        "spot": pool.capacity_type == "spot",
+        "spot": pool.capacity == ["spot"],
         # A3 NICs are gVNIC; it is also the faster NIC on A2.
         "gvnic": {"enabled": True},
     }
-    if pool.reservation:
-        config["reservation_affinity"] = {
-            "consume_reservation_type": "SPECIFIC_RESERVATION",
-            "key": RESERVATION_KEY,
-            "values": [pool.reservation],
-        }
+    affinity = reservation_affinity(pool)
+    if affinity is not None:
+        config["reservation_affinity"] = affinity
     return config
 
 
@@ -358,8 +377,11 @@ class GkeCluster(pulumi.ComponentResource):
                 name=pool.name,
                 cluster=self.cluster.name,
                 location=cfg.location,
-                node_locations=pool.zones or None,
-                initial_node_count=initial_node_count(pool.min_nodes, len(pool.zones) or DEFAULT_ZONE_COUNT),
+                node_locations=gpu_node_locations(cfg, pool) or None,
+                # Created empty: creating a pool with nodes waits for them, so a stock-out
+                # would fail pulumi up. Warm nodes (minNodes) and the models' nodes arrive
+                # through the autoscaler (components.warm_capacity places the warm ones).
+                initial_node_count=0,
                 autoscaling=gpu_autoscaling(pool),
                 management={"auto_repair": True, "auto_upgrade": True},
                 # Upgrade in place, one node at a time: a surge node would need spare

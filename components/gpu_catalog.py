@@ -10,7 +10,7 @@ region and shape, each region naming its source and retrieval date (``priceSourc
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal, Optional
@@ -59,6 +59,9 @@ class Offering:
     shape: GpuShape
     region: str
     hourly_usd: float
+    #: Zones of ``region`` offering the shape (AWS zone IDs, GCP zone names); empty when
+    #: the data file does not record them (then nothing is restricted).
+    zones: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,8 @@ class Catalog:
     prices: dict[str, dict[str, dict[str, float]]]
     source: str
     retrieved: str
+    #: cloud -> region -> machine type -> zones offering it.
+    zones: dict[str, dict[str, dict[str, list[str]]]] = field(default_factory=dict)
 
     def regions(self, cloud: Cloud) -> list[str]:
         return sorted(self.prices.get(cloud, {}))
@@ -91,10 +96,14 @@ class Catalog:
                 "location",
             )
         return [
-            Offering(shape, region, table[name])
+            Offering(shape, region, table[name], self.offered_zones(cloud, region, name))
             for name, shape in self.shapes[cloud].items()
             if name in table
         ]
+
+    def offered_zones(self, cloud: Cloud, region: str, machine_type: str) -> tuple[str, ...]:
+        """Zones of ``region`` offering ``machine_type`` (empty: not recorded)."""
+        return tuple(self.zones.get(cloud, {}).get(region, {}).get(machine_type, ()))
 
     def select(
         self,
@@ -176,10 +185,21 @@ def parse_catalog(raw: dict) -> Catalog:
             unknown = set(table) - set(shapes.get(cloud, {}))
             if unknown:
                 raise CatalogError(f"prices for unknown {cloud} shapes in {region}: {sorted(unknown)}", "prices")
-    return Catalog(shapes=shapes, prices=raw["prices"], source=raw["source"], retrieved=raw["retrieved"])
+    for cloud, regions in raw.get("zones", {}).items():
+        for region, table in regions.items():
+            unknown = set(table) - set(shapes.get(cloud, {}))
+            if unknown:
+                raise CatalogError(f"zones for unknown {cloud} shapes in {region}: {sorted(unknown)}", "zones")
+    return Catalog(shapes=shapes, prices=raw["prices"], source=raw["source"], retrieved=raw["retrieved"],
+                   zones=raw.get("zones", {}))
 
 
 @lru_cache(maxsize=1)
 def load_catalog() -> Catalog:
     """The catalog shipped in ``data/gpu_shapes.json``."""
     return parse_catalog(json.loads(DATA_FILE.read_text()))
+
+
+def offered_zones(cloud: Cloud, region: str, machine_type: str) -> tuple[str, ...]:
+    """Zones of ``region`` offering ``machine_type`` in the shipped catalog (empty: not recorded)."""
+    return load_catalog().offered_zones(cloud, region, machine_type)

@@ -44,15 +44,14 @@ from __future__ import annotations
 
 from typing import Mapping
 
+from . import pins
 from .config import AutoscalingConfig
 from .hpa import DEPLOYMENT_LABEL, GPU_UTILIZATION_METRIC, PENDING_REQUESTS_METRIC, behavior
 from .labels import FLEET_LABELS, POOL_LABEL, SYSTEM_POOL
 
-#: The KEDA Helm chart, pinned: kedacore/charts@v2.20.2 ``keda/Chart.yaml`` (version and
-#: appVersion 2.20.2). KEDA 2.20 is tested on Kubernetes 1.33-1.35
-#: (https://keda.sh/docs/2.20/operate/cluster/), the clusters run 1.33.
-KEDA_CHART_VERSION = "2.20.2"
-KEDA_REPO = "https://kedacore.github.io/charts"
+#: The KEDA Helm chart (components.pins.KEDA; KEDA 2.20 supports the clusters' Kubernetes 1.33).
+KEDA_CHART_VERSION = pins.KEDA.version
+KEDA_REPO = pins.KEDA.repository
 KEDA_RELEASE = "keda"
 KEDA_NAMESPACE = "keda"
 

@@ -79,7 +79,6 @@ from .sizing import (
     GB,
     GIB,
     IMAGE_PULL_SECONDS,
-    SCHEDULING_ALLOWANCE_SECONDS,
     STARTUP_MARGIN,
     ColdStart,
     Sizing,
@@ -136,6 +135,11 @@ DRAIN_SECONDS = 110
 #: The engine and API processes exiting after the drain.
 EXIT_SECONDS = 10
 TERMINATION_GRACE_SECONDS = PRE_STOP_SECONDS + DRAIN_SECONDS + EXIT_SECONDS
+
+#: Karpenter's annotation (aws/karpenter-provider-aws v1.14 docs, concepts/disruption.md,
+#: pod-level controls): a Go duration keeps Karpenter from voluntarily disrupting the pod's
+#: node for that long after the pod starts, i.e. while the model loads.
+DO_NOT_DISRUPT_ANNOTATION = "karpenter.sh/do-not-disrupt"
 
 #: Smallest volume (GiB) of known ReadWriteMany classes: GKE Filestore (Basic SSD 2.5 TiB,
 #: Basic HDD, zonal and Enterprise 1 TiB).
@@ -334,10 +338,11 @@ def probes(startup_budget: int) -> dict:
     }
 
 
-def rollout_timeout_seconds(sizing: Sizing, replicas: int) -> int:
+def rollout_timeout_seconds(sizing: Sizing, replicas: int, provisioning_seconds: int) -> int:
     """How long Pulumi waits for the Deployment (and its ``progressDeadlineSeconds``).
 
-    A scheduling allowance, an image pull and the startup budget for the first replica;
+    The pool's provisioning allowance (a new GPU node, or a new Filestore volume, in
+    parallel), an image pull and the startup budget for the first replica;
     then, one at a time (maxSurge 1), each further replica's termination grace, image pull
     and start from the cached weights. Sized for ``replicas`` = minReplicas: a rollout at
     a larger HPA scale takes longer than Pulumi waits, carries on in the cluster anyway,
@@ -345,7 +350,7 @@ def rollout_timeout_seconds(sizing: Sizing, replicas: int) -> int:
     image block a deployment for hours.
     """
     later = TERMINATION_GRACE_SECONDS + IMAGE_PULL_SECONDS + math.ceil(sizing.load_seconds_estimate * STARTUP_MARGIN)
-    return SCHEDULING_ALLOWANCE_SECONDS + IMAGE_PULL_SECONDS + startup_budget_seconds(sizing) + (replicas - 1) * later
+    return provisioning_seconds + IMAGE_PULL_SECONDS + startup_budget_seconds(sizing) + (replicas - 1) * later
 
 
 def weight_cache_size_gi(sizing: Sizing, storage_class: str) -> int:
@@ -415,6 +420,13 @@ def initial_replicas(model: ModelConfig) -> int:
     return max(model.autoscaling.min_replicas, 1)
 
 
+def pod_annotations(shape: GpuShape, sizing: Sizing) -> dict:
+    """On EKS, Karpenter leaves a loading replica's node alone for its start-up budget."""
+    if shape.cloud != "aws":
+        return {}
+    return {"annotations": {DO_NOT_DISRUPT_ANNOTATION: f"{startup_budget_seconds(sizing)}s"}}
+
+
 def deployment_spec(model: ModelConfig, pool: GpuPoolConfig, shape: GpuShape, sizing: Sizing, *,
                     secret_name: Any, cache_secret_name: Any = None) -> dict:
     """The Deployment's spec (initial replicas: :func:`initial_replicas`)."""
@@ -422,9 +434,9 @@ def deployment_spec(model: ModelConfig, pool: GpuPoolConfig, shape: GpuShape, si
         "replicas": initial_replicas(model),
         "selector": {"matchLabels": selector_labels(model)},
         "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
-        "progressDeadlineSeconds": rollout_timeout_seconds(sizing, initial_replicas(model)),
+        "progressDeadlineSeconds": rollout_timeout_seconds(sizing, initial_replicas(model), pool.provisioning_seconds),
         "template": {
-            "metadata": {"labels": labels(model)},
+            "metadata": {"labels": labels(model), **pod_annotations(shape, sizing)},
             "spec": pod_spec(model, pool, shape, sizing, secret_name=secret_name, cache_secret_name=cache_secret_name),
         },
     }
@@ -510,7 +522,7 @@ class ModelDeployment(pulumi.ComponentResource):
         self.service_port = VLLM_PORT
         namespace = args["namespace"]
         budget = startup_budget_seconds(self.sizing)
-        timeout = rollout_timeout_seconds(self.sizing, initial_replicas(model))
+        timeout = rollout_timeout_seconds(self.sizing, initial_replicas(model), pool.provisioning_seconds)
         # Both: custom timeouts are what the provider honours first; the annotation keeps
         # the wait with the object for tools that read it.
         waits = pulumi.CustomTimeouts(create=f"{timeout}s", update=f"{timeout}s")
@@ -532,13 +544,15 @@ class ModelDeployment(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=[claim], ignore_changes=["spec.replicas"],
                                         custom_timeouts=waits),
         )
-        # The Service waits for a ready endpoint, which takes as long as the first replica.
+        # Not awaited: Pulumi would wait for a ready endpoint, i.e. for GPUs, and the entry
+        # point (which names the Service) with it; the Deployment's wait covers readiness,
+        # so a GPU shortage holds back only this model.
         service = k8s.core.v1.Service(
             f"{name}-service",
             metadata={**meta, "name": self.deployment_name,
-                      "annotations": {**(args.get("service_annotations") or {}), **wait_annotation}},
+                      "annotations": {**(args.get("service_annotations") or {}), SKIP_AWAIT_ANNOTATION: "true"}},
             spec=service_spec(model),
-            opts=pulumi.ResourceOptions(parent=self, custom_timeouts=waits),
+            opts=pulumi.ResourceOptions(parent=self),
         )
         k8s.policy.v1.PodDisruptionBudget(
             f"{name}-pdb",
@@ -586,7 +600,8 @@ class ModelDeployment(pulumi.ComponentResource):
             "service": self.deployment_name,
         }
         if autoscaling.min_replicas == 0:
-            wait = cold_start(self.sizing, needs_node=args.get("pool_scales_to_zero", True))
+            node = pool.provisioning_seconds if args.get("pool_scales_to_zero", True) else 0
+            wait = cold_start(self.sizing, node_seconds=node)
             self.summary["scaleToZero"] = {
                 "idleSeconds": autoscaling.scale_to_zero.idle_seconds,
                 "coldStartSeconds": wait.total_seconds,

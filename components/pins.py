@@ -80,6 +80,20 @@ GPU_OPERATOR = Pin(
            "repository and --version from docs.nvidia.com/datacenter/cloud-native/gpu-operator/latest/getting-started.html",
     unverified="the NGC repository's own index.yaml (only the identical GitHub Pages index was readable)",
 )
+#: oci:// charts are pulled by reference; the chart's name is the reference's last part.
+KARPENTER = Pin(
+    "helm-chart", "karpenter", "1.14.1", repository="oci://public.ecr.aws/karpenter", app_version="1.14.1",
+    # At tag v1.14.1 Chart.yaml still reads 1.13.0: the release bumps the chart after tagging.
+    source="aws/karpenter-provider-aws commit 1d927085d (the v1.14.1 release) charts/karpenter/Chart.yaml "
+           "(version and appVersion 1.14.1, controller public.ecr.aws/karpenter/controller:1.14.1); install "
+           "command from website/content/en/v1.14/getting-started/getting-started-with-karpenter/scripts/"
+           "step08-apply-helm-chart.sh",
+)
+KEDA = Pin(
+    "helm-chart", "keda", "2.20.2", repository="https://kedacore.github.io/charts", app_version="2.20.2",
+    source="kedacore/charts@v2.20.2 keda/Chart.yaml; Kubernetes 1.33-1.35 from keda.sh/docs/2.20/operate/cluster/",
+    unverified="the published index.yaml (the release tag was read)",
+)
 AWS_LOAD_BALANCER_CONTROLLER = Pin(
     "helm-chart", "aws-load-balancer-controller", "1.12.0", repository="https://aws.github.io/eks-charts",
     app_version="v2.12.0",
@@ -126,6 +140,13 @@ LMCACHE_VLLM = Pin(
                "here; only used when a model sets lmcache.enabled (no reference stack does)",
 )
 
+#: Placeholder pods of the warm GPU capacity (components.warm_capacity): a container that does nothing.
+PAUSE = Pin(
+    "image", "registry.k8s.io/pause", "3.10",
+    source="kubernetes/kubernetes build/pause (the kubelet's sandbox image)",
+    unverified="the 3.10 tag in registry.k8s.io (the registry is not readable offline) and its digest",
+)
+
 # --------------------------------------------------------------------------- node images
 
 _AMI_TYPES = "AWS CDK NodegroupAmiType: docs.aws.amazon.com/cdk/api/v2/python/aws_cdk.aws_eks/NodegroupAmiType.html"
@@ -135,10 +156,13 @@ EKS_SYSTEM_AMI = Pin(
     source=_AMI_TYPES,
     unverified="no version: EKS picks the latest AMI release for the cluster version",
 )
+#: Karpenter's EC2NodeClass alias ``family@version``: it resolves the NVIDIA variant for GPU
+#: instance types through SSM. Pinned, not ``latest``: a new AMI replaces every GPU node as it drifts.
 EKS_GPU_AMI = Pin(
-    "node-image", "AL2023_x86_64_NVIDIA", None,
-    source=_AMI_TYPES,
-    unverified="no version: EKS picks the latest AMI release (driver included) for the cluster version",
+    "node-image", "al2023", "v20260714",
+    source="aws/karpenter-provider-aws@v1.14.1 pkg/providers/amifamily/al2023.go and types.go (VariantNvidia), "
+           "website/content/en/v1.14/concepts/nodeclasses.md (amiSelectorTerms alias); awslabs/amazon-eks-ami@"
+           "v20260724 CHANGELOG.md (release v20260714: amazon-eks-node-al2023-x86_64-nvidia-1.33-v20260714)",
 )
 GKE_NODE_IMAGE = Pin(
     "node-image", "COS_CONTAINERD", None,
@@ -168,8 +192,11 @@ PINS: tuple[Pin, ...] = (
     PROMETHEUS_ADAPTER,
     GPU_OPERATOR,
     AWS_LOAD_BALANCER_CONTROLLER,
+    KARPENTER,
+    KEDA,
     AWS_LOAD_BALANCER_CONTROLLER_IAM_POLICY,
     VLLM,
+    PAUSE,
     DCGM_EXPORTER,
     LMCACHE_VLLM,
     EKS_SYSTEM_AMI,

@@ -16,12 +16,14 @@ import pulumi_gcp as gcp
 import pulumi_kubernetes as k8s
 
 from .cache import AwsCache, CacheConnection, GcpCache
+from .capacity import region_capacity, shortfalls
 from .config import RegionConfig, pool_offering
 from .entrypoint import Entrypoint, service_annotations
 from .gpu_software import GpuSoftware
 from .keda import uses_keda
 from .labels import ENVIRONMENT_LABEL, FLEET_LABELS
 from .model_deployment import ModelDeployment
+from .warm_capacity import WarmCapacity
 from .monitoring import AlertSettings, ModelRef, Monitoring
 
 #: The Kubernetes Secret in the serving namespace holding ``HF_TOKEN`` and ``VLLM_API_KEY``.
@@ -70,6 +72,8 @@ class Region(pulumi.ComponentResource):
                 "the cluster's API endpoint is private (cluster.publicAccessCidrs is empty): run pulumi from inside "
                 "the VPC (or over VPN/peering), or list the deployer's egress CIDRs in cluster.publicAccessCidrs",
                 resource=self)
+        for warning in shortfalls(region_capacity(cfg)):
+            pulumi.log.warn(warning, resource=self)
         kube = pulumi.ResourceOptions(parent=self, providers={"kubernetes": self.cluster.k8s_provider})
         # Monitoring first: the GPU operator's dcgm-exporter ServiceMonitor needs its CRDs.
         self.monitoring = Monitoring(
@@ -121,6 +125,12 @@ class Region(pulumi.ComponentResource):
                 opts=kube,
             )
 
+        # Spare GPU nodes (minNodes per pool), on the pools' provisioning objects.
+        self.warm_capacity = WarmCapacity(
+            f"{name}-warm-capacity", {"pools": cfg.gpu_pools},
+            opts=pulumi.ResourceOptions.merge(
+                kube, pulumi.ResourceOptions(depends_on=[self.gpu_software, *self.cluster.gpu_pools.values()])),
+        )
         pools = {p.name: p for p in cfg.gpu_pools}
         self.models = [
             ModelDeployment(
@@ -137,6 +147,8 @@ class Region(pulumi.ComponentResource):
                     "environment": cfg.environment,
                     "pool_scales_to_zero": pools[m.pool].min_nodes == 0,
                 },
+                # Only the models wait for GPU capacity: each on its own pool (the EKS
+                # NodePool, the GKE node pool), nothing else on any pool.
                 opts=pulumi.ResourceOptions.merge(
                     kube, pulumi.ResourceOptions(depends_on=[self.gpu_software, self.monitoring.autoscaler,
                                                              self.cluster.gpu_pools[m.pool]])

@@ -64,9 +64,6 @@ WARMUP_SECONDS = 120
 #: Headroom of the start-up budget over the estimate (slow mirrors, cold page cache).
 STARTUP_MARGIN = 1.5
 
-#: A new GPU node (autoscaler, boot, driver) or a new Filestore volume: 5-15 minutes,
-#: in parallel.
-SCHEDULING_ALLOWANCE_SECONDS = 900
 #: Pulling a vLLM image (about 10 GB compressed) onto a node that does not have it.
 IMAGE_PULL_SECONDS = 600
 
@@ -291,12 +288,13 @@ class ColdStart:
         return self.node_seconds + self.image_pull_seconds + self.startup_seconds
 
 
-def cold_start(sizing: Sizing, *, needs_node: bool) -> ColdStart:
-    """The cold start of one replica of a model scaled to zero: node provisioning (when
-    ``needs_node``: its pool may scale to zero nodes too), image pull and the start-up
-    budget, each at its upper bound, so the total is what a waiting client may see."""
+def cold_start(sizing: Sizing, *, node_seconds: int) -> ColdStart:
+    """The cold start of one replica of a model scaled to zero: node provisioning
+    (``node_seconds``: the pool's ``provisioningSeconds`` when it may have no node left, else
+    0), image pull and the start-up budget, each at its upper bound, so the total is what a
+    waiting client may see."""
     return ColdStart(
-        node_seconds=SCHEDULING_ALLOWANCE_SECONDS if needs_node else 0,
+        node_seconds=node_seconds,
         image_pull_seconds=IMAGE_PULL_SECONDS,
         startup_seconds=startup_budget_seconds(sizing),
     )

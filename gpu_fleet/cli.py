@@ -21,7 +21,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence
 
-from components.config import ConfigError, GlobalConfig, Problem, load_stack_file, reading_once
+from components.capacity import PoolCapacity, capacity_json, cost_json, fleet_json, region_capacity
+from components.config import ConfigError, GlobalConfig, Problem, RegionConfig, load_stack_file, reading_once
 
 from . import cost_diff, engine, manifests, policy_check
 from .plan import StackPlan, plan_stack, project_dir, stack_files
@@ -143,6 +144,23 @@ def _outputs(plan: StackPlan) -> dict[str, Any]:
     return {k: engine.SECRET_MARK if k in rec.secret_outputs else engine.masked(v) for k, v in rec.stack_outputs.items()}
 
 
+def _capacity(plan: StackPlan) -> Optional[list[PoolCapacity]]:
+    """A region stack's GPU capacity and cost per pool (None for a global stack)."""
+    return region_capacity(plan.config) if isinstance(plan.config, RegionConfig) else None
+
+
+def _print_capacity(pools: list[PoolCapacity]) -> None:
+    print("\n  GPU capacity and cost (models at min / max replicas; on-demand list prices):")
+    for p in pools:
+        print(f"    {p.name}: {p.machine_type} x {p.min_nodes}-{p.max_nodes} nodes ({', '.join(p.capacity)}), "
+              f"GPUs warm {p.warm_gpus}, reachable {p.max_gpus}; models ask {p.model_gpus_at_min} / "
+              f"{p.model_gpus_at_max}; nodes {p.nodes_at_min} / {p.nodes_at_max} at "
+              f"{p.hourly_usd_per_node:.2f} USD/h: {p.min_hourly_usd:,.2f} / {p.max_hourly_usd:,.2f} USD/h"
+              + ("" if p.capacity[0] == "on-demand" else f" ({p.price_note})"))
+    cost = cost_json(pools)
+    print(f"    stack: {cost['minHourlyUsd']:,.2f} / {cost['maxHourlyUsd']:,.2f} USD/h")
+
+
 def _print_table(plan: StackPlan, report: manifests.ManifestReport, out_dir: Path,
                  violations: Optional[list[policy_check.Violation]]) -> None:
     rec = plan.recording
@@ -161,6 +179,9 @@ def _print_table(plan: StackPlan, report: manifests.ManifestReport, out_dir: Pat
     for k, v in _outputs(plan).items():
         print(f"    {k}: {json.dumps(v)}")
     print(f"\n  secrets: {plan.secrets.summary()}")
+    pools = _capacity(plan)
+    if pools is not None:
+        _print_capacity(pools)
     for w in plan.warnings:
         print(f"\n  warning: {w}")
     print(f"\n  kubernetes objects: {len(report.written)} written to {out_dir}, "
@@ -240,12 +261,16 @@ def _plan(args: argparse.Namespace) -> int:
         failed |= bool(report.errors)
         results.append((plan, report, out_dir, violations))
     elapsed = time.perf_counter() - started
+    capacities = {plan.stack: _capacity(plan) for plan, *_ in results}
+    regions = {stack: pools for stack, pools in capacities.items() if pools is not None}
     if args.format == "json":
         # No timings: the same stacks give byte-identical JSON.
         print(json.dumps({
             "stacks": [
                 {
                     "stack": plan.stack,
+                    **({"capacity": capacity_json(capacities[plan.stack]), "cost": cost_json(capacities[plan.stack])}
+                       if capacities[plan.stack] is not None else {}),
                     "resources": [_resource_json(plan.recording, r) for r in _resources(plan.recording)],
                     "outputs": _outputs(plan),
                     "warnings": plan.warnings,
@@ -260,10 +285,15 @@ def _plan(args: argparse.Namespace) -> int:
                 }
                 for plan, report, _, violations in results
             ],
+            "fleet": fleet_json(regions),
         }, indent=2, default=str))
     else:
         for plan, report, out_dir, violations in results:
             _print_table(plan, report, out_dir, violations)
+        if regions:
+            fleet = fleet_json(regions)["cost"]
+            print(f"\nfleet ({', '.join(sorted(regions))}): {fleet['minHourlyUsd']:,.2f} / "
+                  f"{fleet['maxHourlyUsd']:,.2f} USD/h at the models' min / max replicas (on-demand list prices)")
         print(f"\nplanned {len(results)} stack(s) in {elapsed:.1f} s")
     if failed:
         print("plan failed: invalid Kubernetes objects or mandatory policy violations (see above)", file=sys.stderr)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import base64
 import hashlib
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 from pulumi.runtime import rpc
 
@@ -210,6 +210,17 @@ def _iam_policy(name: str, inputs: dict, ctx: Context) -> dict:
     return {"name": policy, "arn": arn, "id": arn}
 
 
+def _sqs_queue(name: str, inputs: dict, ctx: Context) -> dict:
+    queue = inputs.get("name") or f"{name}-{_suffix(name)}"
+    return {"name": queue, "arn": f"arn:aws:sqs:{ctx.region}:{ACCOUNT_ID}:{queue}",
+            "url": f"https://sqs.{ctx.region}.amazonaws.com/{ACCOUNT_ID}/{queue}"}
+
+
+def _event_rule(name: str, inputs: dict, ctx: Context) -> dict:
+    rule = inputs.get("name") or f"{name}-{_suffix(name)}"
+    return {"name": rule, "arn": _aws_arn("events", ctx, f"rule/{rule}")}
+
+
 #: Attributes a provider computes, per resource type token.
 COMPUTED: dict[str, Callable[[str, dict, Context], dict]] = {
     "aws:eks/cluster:Cluster": _eks_cluster,
@@ -225,6 +236,8 @@ COMPUTED: dict[str, Callable[[str, dict, Context], dict]] = {
     "aws:kms/key:Key": _kms_key,
     "aws:efs/fileSystem:FileSystem": _efs_file_system,
     "aws:iam/policy:Policy": _iam_policy,
+    "aws:sqs/queue:Queue": _sqs_queue,
+    "aws:cloudwatch/eventRule:EventRule": _event_rule,
     "aws:eks/nodeGroup:NodeGroup": _named_aws("eks", "nodegroup"),
     "aws:elasticache/replicationGroup:ReplicationGroup": _elasticache,
     "aws:elasticache/subnetGroup:SubnetGroup": _named,
@@ -435,6 +448,18 @@ def call(token: str, args: dict, ctx: Context) -> dict:
 
 # --------------------------------------------------------------------------- manifests
 
+def _integral(value: Any) -> Any:
+    """``value`` with whole floats as ints: the engine sends every number as a float, the
+    API server (and checkers such as checkov) read ``65535.0`` as not an integer."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _integral(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_integral(v) for v in value]
+    return value
+
+
 def kubernetes_manifest(type_: str, name: str, inputs: dict) -> Optional[dict]:
     """The Kubernetes object a ``kubernetes:*`` resource applies, or None if it is not one
     (Helm releases, providers, YAML/Chart components)."""
@@ -442,7 +467,7 @@ def kubernetes_manifest(type_: str, name: str, inputs: dict) -> Optional[dict]:
         return None
     if "apiVersion" not in inputs or "kind" not in inputs:
         return None
-    manifest = {k: v for k, v in inputs.items() if not k.startswith("__")}
+    manifest = _integral({k: v for k, v in inputs.items() if not k.startswith("__")})
     meta = dict(manifest.get("metadata") or {})
     meta.setdefault("name", f"{name}-{_suffix(name, 8)}")
     manifest["metadata"] = meta

@@ -39,7 +39,12 @@ ACCEPTED = {
     # vllm@v0.33.0 vllm/envs.py reads VLLM_API_KEY from the environment (the only other way,
     # --api-key, would put the key in the pod spec); from a Secret, by reference.
     "CKV_K8S_35": "vLLM takes VLLM_API_KEY and HF_TOKEN from the environment",
+    # The warm-capacity placeholders (components.karpenter) run pause: nothing to probe.
+    "CKV_K8S_8": "the warm-capacity placeholders run pause, which serves nothing to probe",
+    "CKV_K8S_9": "the warm-capacity placeholders run pause, which serves nothing to probe",
 }
+#: Which exceptions the warm-capacity placeholders need (the pinned pause tag, no probes).
+PLACEHOLDER_ACCEPTED = {"CKV_K8S_8", "CKV_K8S_9", "CKV_K8S_15", "CKV_K8S_43"}
 
 
 @pytest.fixture(scope="module")
@@ -71,10 +76,15 @@ def test_reference_manifests_pass_checkov_but_the_accepted_exceptions(rendered):
     assert report["summary"]["parsing_errors"] == 0
 
 
-def test_the_exceptions_are_only_the_vllm_deployments(rendered):
+def test_the_exceptions_are_only_the_vllm_deployments_and_the_placeholders(rendered):
     report = _checkov(rendered, "--check", ",".join(ACCEPTED))
-    resources = {f["resource"].rsplit(".", 1)[0] for f in report["results"]["failed_checks"]}
-    assert resources == {"Deployment.llm-serving"}, resources
+    failed = report["results"]["failed_checks"]
+    resources = {f["resource"].rsplit(".", 1)[0] for f in failed}
+    assert resources == {"Deployment.llm-serving", "Deployment.kube-system"}, resources
+    placeholders = [f for f in failed if f["resource"].startswith("Deployment.kube-system.")]
+    assert {f["resource"] for f in placeholders} == {"Deployment.kube-system.gpu-warm-h100",
+                                                      "Deployment.kube-system.gpu-warm-a100"}
+    assert {f["check_id"] for f in placeholders} == PLACEHOLDER_ACCEPTED
 
 
 def test_checkov_catches_a_privileged_pod(tmp_path):

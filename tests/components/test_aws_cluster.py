@@ -16,8 +16,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from components import aws_cluster as eks
-from components import gke_cluster, labels
+from components import gke_cluster, karpenter, labels
 from components.config import ConfigError, load_stack_file, parse_fleet
+from components.gpu_catalog import load_catalog
 from components.monitoring_rules import SYSTEM_NODE_SELECTOR
 from gpu_fleet import mock_outputs
 from gpu_fleet.engine import Recording, ResourceRecord, is_secret
@@ -363,45 +364,83 @@ def test_node_role_and_access_entry(us_east):
         assert group.plain_inputs["nodeRoleArn"] == role.outputs["arn"]
 
 
-def test_h100_node_group_runs_p5_with_the_nvidia_ami(us_east):
-    group = _named(us_east, NODE_GROUP, "-h100")
-    i = group.plain_inputs
-    assert i["instanceTypes"] == ["p5.48xlarge"]
-    assert i["amiType"] == "AL2023_x86_64_NVIDIA"
-    assert i["capacityType"] == "ON_DEMAND"
-    assert i["labels"] == {"gpu-fleet/pool": "h100", "gpu-fleet/gpu": "h100"}
-    assert i["taints"] == [{"key": "nvidia.com/gpu", "value": "present", "effect": "NO_SCHEDULE"}]
-    assert i["scalingConfig"] == {"minSize": 1, "maxSize": 10, "desiredSize": 1}
-    assert i["subnetIds"] == [s.outputs["id"] for s in _subnets(us_east, "private")]
-    assert i["updateConfig"] == {"maxUnavailable": 1}
-    assert (i["clusterName"], i["nodeGroupName"]) == ("us-east-cluster", "h100")
-    assert "diskSize" not in i  # EKS rejects it beside a launch template
-    template = _named(us_east, LAUNCH_TEMPLATE, "-h100")
-    assert i["launchTemplate"] == {"id": template.outputs["id"], "version": str(template.outputs["latestVersion"])}
-    assert group.protect and group.delete_before_replace
-    assert group.ignore_changes == ["scalingConfig.desiredSize"]
+NODE_POOL = "kubernetes:karpenter.sh/v1:NodePool"
+NODE_CLASS = "kubernetes:karpenter.k8s.aws/v1:EC2NodeClass"
 
 
-def test_gpu_launch_template_disk_security_groups_and_metadata(us_east):
-    lt = _named(us_east, LAUNCH_TEMPLATE, "-h100").plain_inputs
-    assert lt["blockDeviceMappings"] == [{
-        "deviceName": "/dev/xvda",
-        "ebs": {"volumeSize": 1000, "volumeType": "gp3", "encrypted": True, "deleteOnTermination": True,
-                "throughput": 1000, "iops": 4000},
-    }]
+def test_no_managed_node_group_runs_a_gpu_instance_type(us_east):
+    gpu_types = {s.machine_type for s in load_catalog().shapes["aws"].values()}
+    groups = us_east.of_type(NODE_GROUP)
+    assert [g.name for g in groups] == ["us-east-cluster-system"]
+    assert not set(groups[0].plain_inputs["instanceTypes"]) & gpu_types
+    assert [t.name for t in us_east.of_type(LAUNCH_TEMPLATE)] == ["us-east-cluster-system"]
+
+
+def test_karpenter_provisions_each_gpu_pool(us_east):
+    pools = {r.plain_inputs["metadata"]["name"]: r.plain_inputs["spec"] for r in us_east.of_type(NODE_POOL)}
+    classes = {r.plain_inputs["metadata"]["name"]: r.plain_inputs["spec"] for r in us_east.of_type(NODE_CLASS)}
+    assert set(pools) == set(classes) == {"h100", "a100"}
+    h100 = pools["h100"]
+    assert h100["limits"] == {"nvidia.com/gpu": 80}
+    assert pools["a100"]["limits"] == {"nvidia.com/gpu": 32}
+    assert {"key": "node.kubernetes.io/instance-type", "operator": "In", "values": ["p5.48xlarge"]} in \
+        h100["template"]["spec"]["requirements"]
+    assert h100["template"]["metadata"]["labels"] == {"gpu-fleet/pool": "h100", "gpu-fleet/gpu": "h100"}
+    assert h100["template"]["spec"]["taints"] == [{"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}]
+    assert h100["template"]["spec"]["nodeClassRef"] == {"group": "karpenter.k8s.aws", "kind": "EC2NodeClass",
+                                                        "name": "h100"}
+    cls = classes["h100"]
+    assert cls["role"] == _named(us_east, ROLE, "-nodes").outputs["name"]
+    assert cls["subnetSelectorTerms"] == [{"id": s.outputs["id"]} for s in _subnets(us_east, "private")]
     nodes_sg = _named(us_east, "aws:ec2/securityGroup:SecurityGroup", "-nodes").outputs["id"]
     cluster_sg = _named(us_east, CLUSTER, "").outputs["vpcConfig"]["clusterSecurityGroupId"]
-    assert lt["vpcSecurityGroupIds"] == [nodes_sg, cluster_sg]
-    assert lt["metadataOptions"] == {"httpEndpoint": "enabled", "httpTokens": "required", "httpPutResponseHopLimit": 1}
-    assert "capacityReservationSpecification" not in lt
-    a100 = _named(us_east, LAUNCH_TEMPLATE, "-a100").plain_inputs
-    assert a100["blockDeviceMappings"][0]["ebs"]["volumeSize"] == 500  # the pool default
+    assert cls["securityGroupSelectorTerms"] == [{"id": nodes_sg}, {"id": cluster_sg}]
+    assert cls["blockDeviceMappings"][0]["ebs"] == {
+        "volumeSize": "1000Gi", "volumeType": "gp3", "encrypted": True, "deleteOnTermination": True,
+        "throughput": 1000, "iops": 4000}
+    assert cls["metadataOptions"]["httpPutResponseHopLimit"] == 1
+    assert classes["a100"]["blockDeviceMappings"][0]["ebs"]["volumeSize"] == "500Gi"  # the pool default
+    assert "capacityReservationSelectorTerms" not in cls
 
 
-def test_a100_pool_uses_the_catalog_shape(us_east):
-    i = _named(us_east, NODE_GROUP, "-a100").plain_inputs
-    assert i["instanceTypes"] == ["p4de.24xlarge"]
-    assert i["labels"] == {"gpu-fleet/pool": "a100", "gpu-fleet/gpu": "a100-80gb"}
+def test_karpenter_controller_runs_on_the_system_nodes_with_pod_identity(us_east):
+    release = _named(us_east, RELEASE, "-karpenter-controller")
+    i = release.plain_inputs
+    assert (i["chart"], i["version"], i["namespace"]) == ("oci://public.ecr.aws/karpenter/karpenter", "1.14.1",
+                                                          "kube-system")
+    values = i["values"]
+    assert values["nodeSelector"]["gpu-fleet/pool"] == "system"
+    assert values["settings"]["clusterName"] == "us-east-cluster"
+    queue = _named(us_east, "aws:sqs/queue:Queue", "-karpenter-interruption")
+    assert values["settings"]["interruptionQueue"] == queue.outputs["name"]
+    association = _named(us_east, POD_IDENTITY, "-karpenter-controller").plain_inputs
+    assert (association["namespace"], association["serviceAccount"]) == ("kube-system", "karpenter")
+    assert association["serviceAccount"] == values["serviceAccount"]["name"]
+    role = _named(us_east, ROLE, "-karpenter-controller")
+    assert association["roleArn"] == role.outputs["arn"]
+    attached = [a for a in us_east.of_type(ATTACHMENT) if a.plain_inputs["role"] == role.outputs["name"]]
+    assert len(attached) == 5
+    rules = [r.plain_inputs["eventPattern"] for r in us_east.of_type("aws:cloudwatch/eventRule:EventRule")]
+    assert len(rules) == 5
+    targets = us_east.of_type("aws:cloudwatch/eventTarget:EventTarget")
+    assert {t.plain_inputs["arn"] for t in targets} == {queue.outputs["arn"]}
+    # The node role's EC2_LINUX access entry is what Karpenter's nodes join with.
+    assert _named(us_east, ACCESS_ENTRY, "-nodes").urn in release.depends_on
+
+
+def test_reservations_and_capacity_types_reach_karpenter(fleet):
+    def reserved(raw):
+        raw["gpuPools"][0].update(capacity=["reserved", "spot", "on-demand"],
+                                  reservations=["cr-0123456789abcdef0", "cr-0fedcba9876543210"])
+
+    rec = _run(fleet, _cfg(reserved))
+    pools = {r.plain_inputs["metadata"]["name"]: r.plain_inputs["spec"] for r in rec.of_type(NODE_POOL)}
+    classes = {r.plain_inputs["metadata"]["name"]: r.plain_inputs["spec"] for r in rec.of_type(NODE_CLASS)}
+    assert {"key": "karpenter.sh/capacity-type", "operator": "In", "values": ["reserved", "spot", "on-demand"]} \
+        in pools["h100"]["template"]["spec"]["requirements"]
+    assert classes["h100"]["capacityReservationSelectorTerms"] == [
+        {"id": "cr-0123456789abcdef0"}, {"id": "cr-0fedcba9876543210"}]
+    assert "capacityReservationSelectorTerms" not in classes["a100"]
 
 
 def test_system_node_group(us_east):
@@ -428,30 +467,6 @@ def test_system_instance_type_override(fleet):
     assert i["instanceTypes"] == ["m7i.4xlarge"]
     assert i["scalingConfig"] == {"minSize": 3, "maxSize": 6, "desiredSize": 3}
     assert _named(rec, LAUNCH_TEMPLATE, "-system").plain_inputs["blockDeviceMappings"][0]["ebs"]["volumeSize"] == 200
-
-
-def test_capacity_reservation_is_targeted_by_the_launch_template(fleet):
-    def reserved(raw):
-        raw["gpuPools"][0]["reservation"] = "cr-0123456789abcdef0"
-
-    rec = _run(fleet, _cfg(reserved))
-    lt = _named(rec, LAUNCH_TEMPLATE, "-h100").plain_inputs
-    assert lt["capacityReservationSpecification"] == {
-        "capacityReservationTarget": {"capacityReservationId": "cr-0123456789abcdef0"}
-    }
-    assert _named(rec, NODE_GROUP, "-h100").plain_inputs["capacityType"] == "ON_DEMAND"
-    assert "capacityReservationSpecification" not in _named(rec, LAUNCH_TEMPLATE, "-a100").plain_inputs
-
-
-def test_spot_pool_and_desired_size(fleet):
-    def spot(raw):
-        raw["gpuPools"][1].update(capacityType="spot", minNodes=0, maxNodes=4, desiredNodes=2)
-
-    rec = _run(fleet, _cfg(spot))
-    i = _named(rec, NODE_GROUP, "-a100").plain_inputs
-    assert i["capacityType"] == "SPOT"
-    assert i["scalingConfig"] == {"minSize": 0, "maxSize": 4, "desiredSize": 2}
-    assert _named(rec, NODE_GROUP, "-h100").plain_inputs["capacityType"] == "ON_DEMAND"
 
 
 # --------------------------------------------------------------------------- add-ons
@@ -600,13 +615,15 @@ def test_vendored_controller_policy_is_the_upstream_document():
 def test_every_aws_resource_uses_the_regions_provider(us_east):
     provider = us_east.named("pulumi:providers:aws", "us-east-aws")
     component = next(r for r in us_east.resources if r.type == COMPONENT)
+    karpenter_component = us_east.named("gpufleet:index:Karpenter", "us-east-cluster-karpenter")
+    assert karpenter_component.parent == component.urn
     aws_resources = [r for r in us_east.resources if r.type.startswith("aws:")]
     assert len(aws_resources) >= 60
     for r in aws_resources:
         assert us_east.provider_of(r) is provider, r.name
-        assert r.parent == component.urn, r.name
+        assert r.parent in (component.urn, karpenter_component.urn), r.name
     kube = [r for r in us_east.resources if r.type.startswith("kubernetes:")]
-    assert kube and all(r.parent == component.urn for r in kube)
+    assert kube and all(r.parent in (component.urn, karpenter_component.urn) for r in kube)
 
 
 def test_stateful_resources_are_protected_and_nothing_is_retained(us_east):
@@ -617,8 +634,6 @@ def test_stateful_resources_are_protected_and_nothing_is_retained(us_east):
         ("aws:kms/key:Key", "us-east-cluster-secrets"),
         ("aws:efs/fileSystem:FileSystem", "us-east-cluster-weights"),
         (NODE_GROUP, "us-east-cluster-system"),
-        (NODE_GROUP, "us-east-cluster-h100"),
-        (NODE_GROUP, "us-east-cluster-a100"),
     }
     assert not any(r.retain_on_delete for r in us_east.resources)
 
@@ -649,14 +664,14 @@ def test_kubernetes_provider_waits_for_nodes_and_addons(us_east):
         r.urn for r in us_east.of_type("aws:eks/accessPolicyAssociation:AccessPolicyAssociation")}
     assert len(waits_for) == 7 + len(_raw()["cluster"]["adminPrincipalArns"])  # system group, 6 add-ons, admins
     assert waits_for <= set(provider.depends_on)
-    # GPU node groups are not waited for: a capacity shortage holds back only the models.
-    gpu_groups = {r.urn for r in us_east.of_type(NODE_GROUP)} - {system.urn}
-    assert len(gpu_groups) == 2 and not gpu_groups & set(provider.depends_on)
+    # Nothing of Karpenter's is waited for: a capacity shortage holds back only the models.
+    karpenter = {r.urn for r in us_east.resources if "karpenter" in r.name}
+    assert karpenter and not karpenter & set(provider.depends_on)
 
 
 def test_labels_are_shared_with_gke():
     assert eks.POOL_LABEL is labels.POOL_LABEL is gke_cluster.POOL_LABEL
-    assert eks.GPU_LABEL is labels.GPU_LABEL is gke_cluster.GPU_LABEL
+    assert karpenter.GPU_LABEL is labels.GPU_LABEL is gke_cluster.GPU_LABEL
 
 
 # --------------------------------------------------------------------------- pure functions
@@ -713,7 +728,7 @@ def test_eks_zones_skip_unsupported_zone_ids():
 
 
 def test_launch_template_spec_for_system_nodes_has_no_gpu_extras():
-    spec = eks.launch_template_spec(100, gpu=False)
+    spec = eks.launch_template_spec(100)
     assert spec["block_device_mappings"][0]["ebs"] == {"volume_size": 100, "volume_type": "gp3", "encrypted": True,
                                                        "delete_on_termination": True}
     assert spec["metadata_options"]["http_tokens"] == "required"

@@ -64,7 +64,16 @@ BAD_INPUTS = [
     ("eu-west", "gpuPools[0].gpu", "h200", "gpuPools[0].gpu", "'h100', 'a100-80gb' or 'a100-40gb'"),
     ("eu-west", "gpuPools[0].minNodes", 9, "gpuPools[0].minNodes", "above maxNodes 6"),
     ("eu-west", "gpuPools[0].gpuPerNode", 8, "gpuPools[0].gpuPerNode", "unknown key; did you mean 'gpusPerNode'?"),
-    ("eu-west", "gpuPools[0].capacityType", "spot", None, None),
+    ("eu-west", "gpuPools[0].capacity", ["spot"], None, None),
+    ("eu-west", "gpuPools[0].capacity", [], "gpuPools[0].capacity", "at least 1 item"),
+    ("eu-west", "gpuPools[0].capacity", ["on-demand", "on-demand"], "gpuPools[0].capacity", "lists a capacity type twice"),
+    ("eu-west", "gpuPools[0].capacity", ["preemptible"], "gpuPools[0].capacity[0]", "'reserved', 'on-demand' or 'spot'"),
+    ("eu-west", "gpuPools[0].capacity", ["reserved", "on-demand"], "gpuPools[0].reservations", "name the reservations"),
+    ("eu-west", "gpuPools[0].reservations", ["h100-block"], "gpuPools[0].capacity", "does not list reserved"),
+    ("eu-west", "gpuPools[0].capacity", ["on-demand", "spot"], "gpuPools[0].capacity", "either Spot or not"),
+    ("us-east", "gpuPools[0].capacity", ["on-demand", "spot"], "gpuPools[0].capacity", "Karpenter tries spot before on-demand"),
+    ("us-east", "gpuPools[0].provisioningSeconds", 10, "gpuPools[0].provisioningSeconds", "greater than or equal to 60"),
+    ("eu-west", "gpuPools[0].zones", ["europe-west4-a"], "gpuPools[0].zones[0]", "does not offer the pool's machine type; zones that do: europe-west4-b, europe-west4-c"),
     ("eu-west", "cloud", "azure", "cloud", "'aws' or 'gcp'"),
     ("eu-west", "location", "eu-west", "location", "not a gcp region name"),
     ("eu-west", "location", "asia-south1", "location", "h100 x8 is offered in: asia-northeast1, asia-southeast1, australia-southeast1, europe-west1"),
@@ -93,15 +102,27 @@ def test_bad_input_names_file_and_field(stack, field, value, path, words):
     assert any(words in line for line in matching), lines
 
 
-def test_spot_is_fine_without_a_reservation():
-    raw = _set(_raw("eu-west"), "gpuPools[0].capacityType", "spot")
-    assert parse_fleet(raw, SOURCE).gpu_pools[0].capacity_type == "spot"
+@pytest.mark.parametrize("stack,capacity", [
+    ("us-east", ["reserved", "spot", "on-demand"]), ("us-east", ["reserved", "on-demand"]),
+    ("us-east", ["spot", "on-demand"]), ("eu-west", ["reserved", "on-demand"]), ("eu-west", ["spot"]),
+])
+def test_capacity_orders_each_cloud_can_honour(stack, capacity):
+    raw = _set(_raw(stack), "gpuPools[0].capacity", capacity)
+    if "reserved" in capacity:
+        raw["gpuPools"][0]["reservations"] = ["cr-0123456789abcdef0" if stack == "us-east" else "h100-block"]
+    assert parse_fleet(raw, SOURCE, REPO / "stacks").gpu_pools[0].capacity == capacity
 
 
-def test_spot_with_reservation_is_rejected():
-    raw = _set(_raw("eu-west"), "gpuPools[0].capacityType", "spot")
-    raw["gpuPools"][0]["reservation"] = "h100-block"
-    assert f"{SOURCE}: gpuPools[0].reservation: a capacity reservation cannot be used with spot capacity" in _errors(raw)
+def test_aws_reservations_are_capacity_reservation_ids():
+    raw = _set(_raw("us-east"), "gpuPools[0].capacity", ["reserved", "on-demand"])
+    raw["gpuPools"][0]["reservations"] = ["h100-block"]
+    assert (f"{SOURCE}: gpuPools[0].reservations: 'h100-block' is not an EC2 capacity reservation ID (cr-...)"
+            in _errors(raw))
+
+
+def test_pool_defaults_are_on_demand_with_a_15_minute_provisioning_allowance():
+    pool = parse_fleet(_raw("eu-west"), SOURCE).gpu_pools[0]
+    assert (pool.capacity, pool.reservations, pool.provisioning_seconds) == (["on-demand"], [], 900)
 
 
 def test_every_problem_is_reported_at_once():

@@ -146,8 +146,10 @@ def test_h100_pool_runs_the_catalog_shape_with_gke_drivers(eu_west):
     assert i["location"] == "europe-west4"
     assert i["nodeLocations"] == ["europe-west4-b", "europe-west4-c"]
     # Whole-pool limits, not per zone: the config's 1..6 nodes mean 1..6 nodes.
-    assert i["autoscaling"] == {"totalMinNodeCount": 1, "totalMaxNodeCount": 6, "locationPolicy": "BALANCED"}
-    assert i["initialNodeCount"] == 1  # ceil(1 node / 2 zones)
+    assert i["autoscaling"] == {"totalMinNodeCount": 1, "totalMaxNodeCount": 6, "locationPolicy": "ANY"}
+    # Created empty (never 2 nodes for minNodes 1 over 2 zones, never waiting for GPU stock):
+    # the warm node comes from the placeholders (components.warm_capacity).
+    assert i["initialNodeCount"] == 0
     assert i["upgradeSettings"] == {"maxSurge": 0, "maxUnavailable": 1}
     assert i["management"] == {"autoRepair": True, "autoUpgrade": True}
     assert (i["cluster"], i["name"]) == ("eu-west-cluster", "h100")
@@ -238,7 +240,7 @@ def test_weight_cache_storage_class_is_filestore_basic_ssd(eu_west):
 
 def test_spot_pool(fleet):
     def spot(raw):
-        raw["gpuPools"][0]["capacityType"] = "spot"
+        raw["gpuPools"][0]["capacity"] = ["spot"]
 
     rec = _run(fleet, _cfg(spot))
     i = _pool(rec, "h100").plain_inputs
@@ -248,8 +250,7 @@ def test_spot_pool(fleet):
 
 def test_reservation_affinity(fleet):
     def reserved(raw):
-        raw["gpuPools"][0]["reservation"] = "h100-eu-west4-b"
-        raw["gpuPools"][0]["zones"] = ["europe-west4-b"]
+        raw["gpuPools"][0].update(capacity=["reserved"], reservations=["h100-eu-west4-b"], zones=["europe-west4-b"])
 
     rec = _run(fleet, _cfg(reserved))
     i = _pool(rec, "h100").plain_inputs
@@ -261,6 +262,28 @@ def test_reservation_affinity(fleet):
     assert i["nodeConfig"]["spot"] is False
     assert i["nodeLocations"] == ["europe-west4-b"]
     assert i["autoscaling"]["locationPolicy"] == "ANY"
+
+
+def test_reservations_then_on_demand_fall_back(fleet):
+    def reserved(raw):
+        raw["gpuPools"][0].update(capacity=["reserved", "on-demand"], reservations=["h100-eu-west4-b"])
+
+    rec = _run(fleet, _cfg(reserved))
+    nc = _pool(rec, "h100").plain_inputs["nodeConfig"]
+    assert nc["reservationAffinity"] == {"consumeReservationType": "ANY_RESERVATION"}
+    assert nc["spot"] is False
+
+
+def test_node_locations_default_to_the_zones_offering_the_shape(fleet):
+    def anywhere(raw):
+        del raw["gpuPools"][0]["zones"]
+        raw["gpuPools"][0]["minNodes"] = 4
+
+    rec = _run(fleet, _cfg(anywhere))
+    i = _pool(rec, "h100").plain_inputs
+    assert i["nodeLocations"] == ["europe-west4-b", "europe-west4-c"]  # not -a: no H100s there
+    assert i["initialNodeCount"] == 0
+    assert i["autoscaling"]["totalMinNodeCount"] == 4
 
 
 def test_public_access_cidrs_open_the_public_endpoint_to_them_only(fleet):

@@ -173,3 +173,29 @@ def test_gcp_prices_are_linear_in_gpu_count():
                 continue
             per_gpu = [catalog.prices["gcp"][region][f"{family}-{n}g"] / n for n in (1, 2, 4, 8)]
             assert max(per_gpu) - min(per_gpu) < 0.01, (region, family, per_gpu)
+
+
+def test_offered_zones_per_region_and_shape():
+    from components.gpu_catalog import offered_zones
+
+    assert offered_zones("aws", "us-east-1", "p4de.24xlarge") == ("use1-az4", "use1-az6")
+    assert offered_zones("gcp", "europe-west4", "a3-highgpu-8g") == ("europe-west4-b", "europe-west4-c")
+    assert offered_zones("gcp", "us-east4", "a2-highgpu-8g") == ()  # not recorded: nothing restricted
+    offering = load_catalog().select("aws", "us-east-1", "h100", 8)
+    assert offering.zones == offered_zones("aws", "us-east-1", "p5.48xlarge")
+
+
+def test_zone_table_uses_zone_ids_on_aws_and_zone_names_on_gcp():
+    cat = load_catalog()
+    for region, table in cat.zones["aws"].items():
+        prefix = {"us-east-1": "use1-az", "us-west-2": "usw2-az"}[region]
+        assert all(z.startswith(prefix) for zones in table.values() for z in zones)
+    for region, table in cat.zones["gcp"].items():
+        assert all(z.startswith(region + "-") for zones in table.values() for z in zones)
+
+
+def test_zones_for_an_unknown_shape_are_rejected():
+    raw = json.loads(DATA_FILE.read_text())
+    raw["zones"]["aws"]["us-east-1"]["p9.huge"] = ["use1-az1"]
+    with pytest.raises(CatalogError, match="zones for unknown aws shapes"):
+        parse_catalog(raw)

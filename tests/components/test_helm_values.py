@@ -30,6 +30,15 @@ pytestmark = pytest.mark.skipif(not (CHARTS / "index.json").is_file(),
 
 Path_ = tuple[str, ...]
 
+#: Value subtrees and charts the reference data does not hold (yet). Their keys were read upstream
+#: where they are set (the cited files below), but this test cannot hold them to a chart: it says so
+#: instead of passing them silently, and a new gap must be added here by name.
+NOT_IN_REFERENCE = {
+    ("kube-prometheus-stack", "grafana"): "grafana subchart 10.5.15: grafana/helm-charts@grafana-10.5.15 "
+                                          "charts/grafana/values.yaml, read for components/dashboards.py",
+    ("keda", None): "kedacore/charts@v2.20.2 keda/values.yaml, read for components/keda.py",
+}
+
 
 @lru_cache(maxsize=None)
 def index() -> dict:
@@ -70,15 +79,20 @@ def unread(chart: str, version: str, path: Path_) -> Optional[str]:
         return None if why is None else f"{path[0]}: {why}"
     node: Any = values
     for depth, key in enumerate(path):
-        if path[: depth + 1] in refs and not (isinstance(node, dict) and isinstance(node.get(key), dict)
-                                              and node.get(key)):
-            return None  # the templates read this subtree as a whole
+        here = path[: depth + 1]
+        if here in refs and (not (isinstance(node, dict) and isinstance(node.get(key), dict) and node.get(key))
+                             or not any(r[: len(here)] == here and len(r) > len(here) for r in refs)):
+            return None  # the templates read this subtree as a whole (and nothing inside it by name)
         if not isinstance(node, dict) or not node:
             return None  # a free-form value (a map, list or null in values.yaml): any content
         if key not in node:
             return f"{'.'.join(path[: depth + 1])} is neither in values.yaml nor read by the templates"
         node = node[key]
     return None
+
+
+def not_in_reference(chart: str, path: Path_) -> Optional[str]:
+    return NOT_IN_REFERENCE.get((chart, None)) or NOT_IN_REFERENCE.get((chart, path[0] if path else None))
 
 
 def release_values(plan) -> Iterator[tuple[str, str, dict]]:
@@ -91,8 +105,12 @@ def release_values(plan) -> Iterator[tuple[str, str, dict]]:
 def test_every_value_path_is_read_by_the_pinned_chart(reference_plan, stack):
     problems, checked = [], 0
     for chart, version, values in release_values(reference_plan(stack)):
+        if not_in_reference(chart, ()):
+            continue
         assert chart in index() and version in index()[chart], f"no reference data for {chart} {version}"
         for path in leaf_paths(values):
+            if not_in_reference(chart, path):
+                continue
             checked += 1
             why = unread(chart, version, path)
             if why:
@@ -104,7 +122,15 @@ def test_every_value_path_is_read_by_the_pinned_chart(reference_plan, stack):
 
 def test_every_pinned_chart_has_reference_data():
     for pin in pins.of_kind("helm-chart"):
-        reference(pin.name, pin.version)
+        if not not_in_reference(pin.name, ()):
+            reference(pin.name, pin.version)
+
+
+def test_the_gaps_in_the_reference_data_are_only_the_named_ones(reference_plan):
+    # Grafana is the only subtree passed over in the reference plans; KEDA is not in them.
+    skipped = {(chart, path[0]) for stack in STACKS for chart, _, values in release_values(reference_plan(stack))
+               for path in leaf_paths(values) if not_in_reference(chart, path)}
+    assert skipped == {("kube-prometheus-stack", "grafana")}
 
 
 def test_a_misspelt_or_unpublished_key_is_caught():
@@ -117,6 +143,9 @@ def test_a_misspelt_or_unpublished_key_is_caught():
     assert unread("kube-prometheus-stack", "81.4.3", ("kube-state-metrics", "metricLabelAllowlist")) is not None
     # Free-form maps take any key.
     assert unread("prometheus-adapter", "5.3.0", ("nodeSelector", "gpu-fleet/pool")) is None
+    # ... also where values.yaml has a default in it (karpenter's nodeSelector: kubernetes.io/os).
+    assert unread("karpenter", "1.14.1", ("nodeSelector", "gpu-fleet/pool")) is None
+    assert unread("karpenter", "1.14.1", ("settings", "clusterNme")) is not None
     assert "deprecated" in unread("gpu-operator", "v26.3.3", ("cdi", "default"))
     with pytest.raises(AssertionError, match="never published"):
         reference("kube-prometheus-stack", "81.4.5")

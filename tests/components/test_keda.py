@@ -156,10 +156,10 @@ def test_cold_start_is_node_plus_image_pull_plus_startup_budget():
     s = sizing.size_model(model, shape)
     budget = math.ceil((s.checkpoint_gb / sizing.DOWNLOAD_GB_PER_SECOND + s.checkpoint_gb / sizing.LOAD_GB_PER_SECOND
                         + sizing.WARMUP_SECONDS) * sizing.STARTUP_MARGIN)
-    with_node = sizing.cold_start(s, needs_node=True)
+    with_node = sizing.cold_start(s, node_seconds=900)
     assert with_node.startup_seconds == budget == sizing.startup_budget_seconds(s)
-    assert with_node.total_seconds == sizing.SCHEDULING_ALLOWANCE_SECONDS + sizing.IMAGE_PULL_SECONDS + budget
-    assert sizing.cold_start(s, needs_node=False).total_seconds == sizing.IMAGE_PULL_SECONDS + budget
+    assert with_node.total_seconds == 900 + sizing.IMAGE_PULL_SECONDS + budget
+    assert sizing.cold_start(s, node_seconds=0).total_seconds == sizing.IMAGE_PULL_SECONDS + budget
 
 
 # --------------------------------------------------------------------------- the example
@@ -179,7 +179,7 @@ def test_scale_to_zero_example_plans_clean(fleet, tmp_path, monkeypatch, capsys)
     models = {m["name"]: m for m in stack["outputs"]["models"]}
     zero = models["llama-3-1-8b"]["scaleToZero"]
     assert zero["coldStartSeconds"] == sum(zero["coldStart"].values())
-    assert zero["coldStart"]["nodeSeconds"] == sizing.SCHEDULING_ALLOWANCE_SECONDS  # the pool has minNodes 0
+    assert zero["coldStart"]["nodeSeconds"] == 900  # the pool has minNodes 0: its provisioningSeconds
     assert "scaleToZero" not in models["qwen2-5-72b"]
     notice = next(w for w in stack["warnings"] if "llama-3-1-8b scales to zero" in w)
     assert "503" in notice and f"up to {zero['coldStartSeconds']} s" in notice

@@ -192,8 +192,8 @@ def test_budgets_and_timeouts_grow_with_the_model():
     b70, b8 = md.startup_budget_seconds(s70), md.startup_budget_seconds(s8)
     assert b70 > b8
     for s, budget in ((s70, b70), (s8, b8)):
-        assert md.rollout_timeout_seconds(s, 1) > budget
-        assert md.rollout_timeout_seconds(s, 2) > md.rollout_timeout_seconds(s, 1)
+        assert md.rollout_timeout_seconds(s, 1, 900) > budget
+        assert md.rollout_timeout_seconds(s, 2, 900) > md.rollout_timeout_seconds(s, 1, 900)
 
 
 @pytest.mark.parametrize("storage_class,expected", [
@@ -290,7 +290,13 @@ def test_deployment_waits_long_enough_and_leaves_replicas_to_the_hpa(us_east):
         assert spec["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
         startup = spec["template"]["spec"]["containers"][0]["startupProbe"]
         assert startup["failureThreshold"] == math.ceil(budget / startup["periodSeconds"])
-        assert us_east.named(SERVICE, f"us-east-{model}-service").custom_timeouts == d.custom_timeouts
+        # The pool's provisioning allowance (15 min by default) is part of the wait.
+        assert timeout > budget + 900
+        # Karpenter leaves the node alone while the replica loads.
+        assert spec["template"]["metadata"]["annotations"] == {"karpenter.sh/do-not-disrupt": f"{budget}s"}
+        # The Service is not awaited (it would wait for GPUs, and the entry point with it).
+        service = us_east.named(SERVICE, f"us-east-{model}-service")
+        assert service.plain_inputs["metadata"]["annotations"]["pulumi.com/skipAwait"] == "true"
     summaries = {m["name"]: m for m in us_east.stack_outputs["models"]}
     assert summaries["llama-3-1-70b"]["startupBudgetSeconds"] > summaries["llama-3-1-8b"]["startupBudgetSeconds"]
 

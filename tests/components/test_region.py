@@ -106,16 +106,101 @@ def test_secrets_never_appear_unmarked(region):
     assert any(PLACEHOLDER_SECRET in json.dumps(engine.reveal(r.inputs)) for r in rec.of_type("kubernetes:core/v1:Secret"))
 
 
+#: What stands for a GPU pool's capacity in each cloud's plan.
+GPU_POOL_TYPE = {"us-east": "kubernetes:karpenter.sh/v1:NodePool", "eu-west": "gcp:container/nodePool:NodePool"}
+MODEL_COMPONENT = "gpufleet:index:ModelDeployment"
+
+
+def waiting_on(rec: engine.Recording, roots: set[str]) -> set[str]:
+    """URNs of every resource that waits, directly or not, for one of ``roots`` (the
+    recorded ``dependsOn``: explicit ones and those from inputs)."""
+    found: set[str] = set()
+    changed = True
+    while changed:
+        changed = False
+        for r in rec.resources:
+            if r.urn not in found and set(r.depends_on) & (roots | found):
+                found.add(r.urn)
+                changed = True
+    return found
+
+
+def _pools(stack: str, rec: engine.Recording) -> dict[str, engine.ResourceRecord]:
+    cfg = load_stack_file(f"stacks/Pulumi.{stack}.yaml")
+    return {p.name: rec.named(GPU_POOL_TYPE[stack], f"{stack}-cluster-{'karpenter-' if stack == 'us-east' else ''}{p.name}") for p in cfg.gpu_pools}
+
+
 def test_each_model_waits_for_its_gpu_pool_and_nothing_else_does(region):
     stack, rec = region
     cfg = load_stack_file(f"stacks/Pulumi.{stack}.yaml")
-    pool_type = {"us-east": "aws:eks/nodeGroup:NodeGroup", "eu-west": "gcp:container/nodePool:NodePool"}[stack]
-    pools = {p.name: rec.named(pool_type, f"{stack}-cluster-{p.name}") for p in cfg.gpu_pools}
+    pools = _pools(stack, rec)
     models = {m.name: m for m in cfg.models}
     waiting = [r for r in rec.resources if set(r.depends_on) & {p.urn for p in pools.values()}]
-    assert sorted(r.name for r in waiting) == sorted(f"{stack}-{m}" for m in models)
-    for r in waiting:
+    components = [r for r in waiting if r.type == MODEL_COMPONENT]
+    assert sorted(r.name for r in components) == sorted(f"{stack}-{m}" for m in models)
+    for r in components:
         assert pools[models[r.name.removeprefix(f"{stack}-")].pool].urn in r.depends_on
+
+
+def _members(rec: engine.Recording, component: engine.ResourceRecord) -> set[str]:
+    """A component and everything below it."""
+    out = {component.urn}
+    changed = True
+    while changed:
+        changed = False
+        for r in rec.resources:
+            if r.parent in out and r.urn not in out:
+                out.add(r.urn)
+                changed = True
+    return out
+
+
+def _awaited(r: engine.ResourceRecord) -> bool:
+    return r.plain_inputs.get("metadata", {}).get("annotations", {}).get("pulumi.com/skipAwait") != "true"
+
+
+def test_only_a_pools_own_models_depend_on_its_gpu_capacity(region):
+    """Over the whole recorded dependency graph: what waits for a GPU pool, or for a model
+    Deployment (whose readiness needs GPUs), is that pool's models and its warm-capacity
+    placeholders (never awaited) — never the cluster, add-ons, monitoring, cache, entry point
+    or another pool's models. And nothing else Pulumi awaits needs a GPU."""
+    stack, rec = region
+    cfg = load_stack_file(f"stacks/Pulumi.{stack}.yaml")
+    models = {r.name.removeprefix(f"{stack}-"): r for r in rec.of_type(MODEL_COMPONENT)}
+    assert set(models) == {m.name for m in cfg.models}
+    warm = rec.named("gpufleet:index:WarmCapacity", f"{stack}-warm-capacity")
+    for pool_name, pool in _pools(stack, rec).items():
+        own = set().union(*(_members(rec, models[m.name]) for m in cfg.models if m.pool == pool_name))
+        deployments = {r.urn for r in rec.of_type("kubernetes:apps/v1:Deployment") if r.urn in own}
+        assert deployments, f"no model runs on pool {pool_name}"
+        placeholders = {r.urn for r in rec.resources if r.parent == warm.urn and r.name.endswith(f"-{pool_name}")}
+        dependents = waiting_on(rec, {pool.urn} | deployments) - {warm.urn} - placeholders
+        assert dependents <= own, sorted(rec.by_urn(u).name for u in dependents - own)
+        assert not any(_awaited(rec.by_urn(u)) for u in placeholders
+                       if rec.by_urn(u).type == "kubernetes:apps/v1:Deployment")
+    # Pods needing GPUs: model Deployments (awaited, with the pool's allowance) and the
+    # placeholders (not awaited). The models' Services are not awaited either: a Service
+    # awaits a ready endpoint, i.e. a GPU, and the entry point names them.
+    for r in rec.resources:
+        gpu_pod = "nvidia.com/gpu" in json.dumps(r.plain_inputs) and r.type == "kubernetes:apps/v1:Deployment"
+        in_model = any(r.urn in _members(rec, m) for m in models.values())
+        assert not gpu_pod or in_model or not _awaited(r), r.name
+    for m in models.values():
+        for r in rec.resources:
+            if r.parent == m.urn and r.type == "kubernetes:core/v1:Service":
+                assert not _awaited(r), r.name
+
+
+def test_waiting_on_follows_dependencies_transitively():
+    def rec_(name, depends_on=()):
+        return engine.ResourceRecord(urn=name, type="t", name=name, custom=True, parent="", provider="",
+                                     inputs={}, outputs={}, depends_on=list(depends_on))
+
+    rec = engine.Recording(stack="s", resources=[
+        rec_("pool"), rec_("model", ["pool"]), rec_("service", ["model"]), rec_("ingress", ["service"]),
+        rec_("monitoring"),
+    ])
+    assert waiting_on(rec, {"pool"}) == {"model", "service", "ingress"}
 
 
 def test_the_entrypoint_waits_for_the_load_balancer_controller_on_aws(reference_plan):

@@ -40,6 +40,8 @@ def test_reference_stacks_plan_cleanly(fleet, tmp_path, monkeypatch, capsys):
         assert f"=== stack {stack} " in out
         assert list((tmp_path / stack).glob("*.yaml")) or stack == "global"
     assert "INVALID" not in out
+    assert "GPU capacity and cost" in out
+    assert "USD/h at the models' min / max replicas" in out
 
 
 def test_json_lists_every_resource(fleet, tmp_path, monkeypatch, capsys):
@@ -55,6 +57,15 @@ def test_json_lists_every_resource(fleet, tmp_path, monkeypatch, capsys):
     secret = next(r for r in stack["resources"] if r["type"] == "kubernetes:core/v1:Secret" and r["name"] == "us-east-vllm-secrets")
     assert secret["inputs"]["stringData"] == "[secret]"
     assert stack["outputs"]["kubeconfig"] == "[secret]"
+    # Capacity and cost (a PR comment reads stacks[].cost.minHourlyUsd / maxHourlyUsd).
+    assert stack["cost"]["minHourlyUsd"] == round(3 * 55.04 + 2 * 27.45, 2)
+    assert stack["cost"]["maxHourlyUsd"] == round(10 * 55.04 + 4 * 27.45, 2)
+    assert [p["name"] for p in stack["cost"]["pools"]] == ["h100", "a100"]
+    assert stack["capacity"]["maxGpus"] == 80 + 32
+    assert stack["capacity"]["pools"][0]["modelGpusAtMaxReplicas"] == 160
+    assert doc["fleet"]["cost"] == {k: stack["cost"][k] for k in ("currency", "priceBasis", "minHourlyUsd",
+                                                                    "maxHourlyUsd")}
+    assert any(w.startswith("GPU pool h100: its models may ask for 160 GPUs") for w in stack["warnings"])
 
 
 def test_config_error_exits_2_naming_file_and_field(fleet, tmp_path, monkeypatch, capsys):

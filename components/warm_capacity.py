@@ -1,0 +1,111 @@
+"""Warm GPU nodes: ``minNodes`` spare nodes per pool, kept by placeholder pods (both clouds).
+
+Neither Karpenter (no minimum size) nor GKE's autoscaler (its minimum is a floor under the
+models' own nodes, not spare room beside them) keeps a node free for the next replica. The
+over-provisioning pattern does: ``minNodes`` pods per pool each ask for a whole node's GPUs
+at a negative priority; a model pod (priority 0) that finds no free GPUs preempts one, takes
+its node at once, and the evicted placeholder goes Pending, so the autoscaler brings the
+next node while the model serves. Placeholders never preempt anything (``preemptionPolicy:
+Never``) and are not awaited: in a shortage they stay Pending without holding back
+``pulumi up``. The priority (-10) is not below the cluster autoscaler's default cutoff for
+expendable pods (-10: pods below it never trigger a scale-up; kubernetes/autoscaler
+cluster-autoscaler FAQ, unverified here for GKE's managed autoscaler).
+"""
+
+from __future__ import annotations
+
+from typing import Optional, TypedDict
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from . import pins
+from .config import GpuPoolConfig
+from .labels import FLEET_LABELS, POOL_LABEL
+from .model_deployment import GPU_TOLERATION, SKIP_AWAIT_ANNOTATION
+
+#: Below every workload's priority (0), so any model pod preempts them.
+WARM_PRIORITY_CLASS = "gpu-fleet-warm-capacity"
+WARM_PRIORITY = -10
+#: A container that does nothing (components.pins.PAUSE).
+PAUSE_IMAGE = pins.PAUSE.image
+#: The pause image's conventional unprivileged user (nobody).
+PLACEHOLDER_UID = 65535
+NAMESPACE = "kube-system"
+
+
+def placeholder_deployment_spec(pool: GpuPoolConfig) -> dict:
+    """``minNodes`` pods that each hold one whole node of the pool until a model needs it."""
+    labels = {"app.kubernetes.io/name": "gpu-warm-capacity", POOL_LABEL: pool.name}
+    return {
+        "replicas": pool.min_nodes,
+        "selector": {"matchLabels": labels},
+        "template": {
+            "metadata": {"labels": {**labels, **FLEET_LABELS}},
+            "spec": {
+                "priorityClassName": WARM_PRIORITY_CLASS,
+                "nodeSelector": {POOL_LABEL: pool.name},
+                "tolerations": [dict(GPU_TOLERATION)],
+                # Preempted at once: a model pod is waiting for the GPUs.
+                "terminationGracePeriodSeconds": 0,
+                "automountServiceAccountToken": False,
+                "securityContext": {"runAsNonRoot": True, "runAsUser": PLACEHOLDER_UID, "runAsGroup": PLACEHOLDER_UID,
+                                    "seccompProfile": {"type": "RuntimeDefault"}},
+                "containers": [{
+                    "name": "pause",
+                    "image": PAUSE_IMAGE,
+                    # All the node's GPUs: one placeholder per node, so each is a whole warm node.
+                    "resources": {
+                        "requests": {"nvidia.com/gpu": pool.gpus_per_node, "cpu": "10m", "memory": "16Mi"},
+                        "limits": {"nvidia.com/gpu": pool.gpus_per_node, "cpu": "10m", "memory": "16Mi"},
+                    },
+                    "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                                        "runAsNonRoot": True, "runAsUser": PLACEHOLDER_UID,
+                                        "capabilities": {"drop": ["ALL"]}},
+                }],
+            },
+        },
+    }
+
+
+def placeholder_network_policy_spec(pool: GpuPoolConfig) -> dict:
+    """Placeholders talk to nothing and nothing talks to them."""
+    return {"podSelector": {"matchLabels": placeholder_deployment_spec(pool)["selector"]["matchLabels"]},
+            "policyTypes": ["Ingress", "Egress"]}
+
+
+
+
+class WarmCapacityArgs(TypedDict):
+    """Arguments of :class:`WarmCapacity`: the GPU pools (``minNodes`` placeholders each)."""
+
+    pools: list[GpuPoolConfig]
+
+
+class WarmCapacity(pulumi.ComponentResource):
+    """The warm-capacity PriorityClass and each pool's placeholders
+    (``gpufleet:index:WarmCapacity``). Pass the pools' provisioning objects in
+    ``opts.depends_on`` (on EKS the NodePools must exist for the placeholders to get nodes)."""
+
+    def __init__(self, name: str, args: WarmCapacityArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("gpufleet:index:WarmCapacity", name, None, opts)
+        here = pulumi.ResourceOptions(parent=self)
+        warm = k8s.scheduling.v1.PriorityClass(
+            f"{name}-priority", metadata={"name": WARM_PRIORITY_CLASS, "labels": dict(FLEET_LABELS)},
+            value=WARM_PRIORITY, global_default=False, preemption_policy="Never",
+            description="Placeholder pods keeping GPU nodes warm; any workload preempts them.", opts=here,
+        )
+        for pool in args["pools"]:
+            if not pool.min_nodes:
+                continue
+            meta = {"name": f"gpu-warm-{pool.name}", "namespace": NAMESPACE, "labels": dict(FLEET_LABELS)}
+            k8s.networking.v1.NetworkPolicy(f"{name}-{pool.name}", metadata=meta,
+                                            spec=placeholder_network_policy_spec(pool), opts=here)
+            k8s.apps.v1.Deployment(
+                f"{name}-{pool.name}",
+                # Pending in a shortage by design: never hold back pulumi up.
+                metadata={**meta, "annotations": {SKIP_AWAIT_ANNOTATION: "true"}},
+                spec=placeholder_deployment_spec(pool),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[warm]),
+            )
+        self.register_outputs({})
