@@ -281,7 +281,7 @@ def _run(args: argparse.Namespace) -> int:
 
     threshold = int(numbers.get("pendingRequestsThreshold", cfg.alerts.pending_requests_threshold))
     for_minutes = int(numbers.get("pendingRequestsForMinutes", cfg.alerts.pending_requests_for_minutes))
-    result = simulate(hpa, model_serving, trace, loop)
+    result = simulate(hpa, model_serving, trace, loop, oracle_utilization=bool(args.plot))
     summary = report.summarize(result, threshold, for_minutes)
 
     settings = {

@@ -16,15 +16,16 @@ restart would cost that much GPU time anyway). Whatever it needs at t=0 it alrea
 
 from __future__ import annotations
 
-import math
-from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Optional, Sequence
+
+import numpy as np
 
 from components.hpa import GPU_UTILIZATION_METRIC, PENDING_REQUESTS_METRIC
 
 from .controller import DEFAULT_DOWNSCALE_STABILIZATION_SECONDS, DEFAULT_SYNC_PERIOD_SECONDS, DEFAULT_TOLERANCE
-from .controller import HorizontalController, HpaSettings, SpecError
+from . import kernels
+from .controller import HorizontalController, HpaSettings, SpecError, TimestampedRecommendation
 from .serving import Deployment, ServingModel, StartupDelay
 from .traces import Trace
 
@@ -69,16 +70,16 @@ class ScaleEvent:
 
 @dataclass
 class Timeline:
-    """Per-second series of one run (index = second)."""
+    """Per-second series of one run (numpy arrays, index = second)."""
 
-    load: list[float] = field(default_factory=list)
-    ready: list[int] = field(default_factory=list)
-    starting: list[int] = field(default_factory=list)
+    load: np.ndarray
+    ready: np.ndarray
+    starting: np.ndarray
     #: The replica count the HPA last set (the scale's spec.replicas).
-    desired: list[int] = field(default_factory=list)
-    queue: list[float] = field(default_factory=list)
-    #: GPU utilisation of a ready pod (percent).
-    utilization: list[float] = field(default_factory=list)
+    desired: np.ndarray
+    queue: np.ndarray
+    #: GPU utilisation of a ready pod (percent); None where not computed (the oracle's, by default).
+    utilization: Optional[np.ndarray]
 
 
 @dataclass
@@ -92,7 +93,7 @@ class Run:
     timeline: Timeline
     events: list[ScaleEvent]
     #: Ready replicas the serving model needs each second (within min/max).
-    needed: list[int]
+    needed: np.ndarray
     oracle: Timeline
     utilization_target: float
 
@@ -113,139 +114,127 @@ def utilization_target(hpa: HpaSettings) -> float:
     raise SpecError(f"the HPA has no {GPU_UTILIZATION_METRIC} metric to take the utilisation target from")
 
 
-def simulate(hpa: HpaSettings, serving: ServingModel, trace: Trace, loop: ControlLoop) -> Run:
-    """Replay ``trace`` against ``hpa``; the deployment starts at ``minReplicas``, all ready."""
+def simulate(hpa: HpaSettings, serving: ServingModel, trace: Trace, loop: ControlLoop, *,
+             skip_quiet_syncs: bool = True, oracle_utilization: bool = False) -> Run:
+    """Replay ``trace`` against ``hpa``; the deployment starts at ``minReplicas``, all ready.
+
+    Event-driven: :func:`.kernels.advance` runs the seconds and the syncs it proves quiet;
+    the controller decides every other sync. ``skip_quiet_syncs=False`` hands it every sync
+    (the reference the fast path is tested against). The oracle's per-second utilisation
+    is only for the plot: ``oracle_utilization=True`` computes it.
+    """
     sources = _metric_sources(hpa)
     target = utilization_target(hpa)
     controller = HorizontalController(hpa, tolerance=loop.tolerance,
                                       downscale_stabilisation_window=loop.downscale_stabilization_seconds)
+    tolerances = controller.tolerances()
+    if hpa.has_behavior:
+        args = controller.normalization_arg(hpa.min_replicas, hpa.min_replicas)
+        up_window = args.scale_up_behavior.stabilization_window_seconds
+        down_window = args.scale_down_behavior.stabilization_window_seconds
+    else:
+        up_window, down_window = 0, loop.downscale_stabilization_seconds
+    quiet_check = (skip_quiet_syncs and hpa.has_behavior
+                   and all(m.target_type == "AverageValue" for m in hpa.metrics))
+    cap = serving.capacity
+    rps = np.asarray(trace.rps, dtype=np.float64)
+    n = len(rps)
+    tl = Timeline(rps, np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n, np.int64),
+                  np.empty(n, np.float64), np.empty(n, np.float64))
+    gpu_metric = np.zeros(n, np.int64)
+    queue_metric = np.zeros(n, np.int64)
+    has_metric = np.zeros(n, np.bool_)
+    starting_at = np.zeros(hpa.max_replicas + 1, np.int64)  # ring of ready-at seconds, oldest first
+    ring = len(starting_at)
+    # Every stored recommendation (second, replicas): the first sync records the initial count.
+    rec_t = np.zeros(n // loop.sync_period_seconds + 3, np.int64)
+    rec_v = np.zeros(len(rec_t), np.int64)
+    rec_t[0], rec_v[0] = 0, hpa.min_replicas
     deployment = Deployment(serving)
-    ready = hpa.min_replicas
-    starting: deque[int] = deque()  # ready-at seconds, oldest first
-    spec = ready
-    deployment.settle(trace.rps[0], ready)
-    tl = Timeline()
+    deployment.settle(rps[0], hpa.min_replicas)
+    # ready, spec, ring head, ring count, requests in the system, recommendations stored
+    state = np.array([hpa.min_replicas, hpa.min_replicas, 0, 0, deployment.in_system, 1], np.float64)
+    kinds = np.array([0 if name == GPU_UTILIZATION_METRIC else 1 for name in sources], np.int64)
+    targets = np.array([m.target_milli for m in hpa.metrics], np.int64)
+    longest = max(up_window, down_window)
     events: list[ScaleEvent] = []
-    # The metrics as the recording rules produce them, per second; None: no series.
-    gpu_metric: list[Optional[int]] = []
-    queue_metric: list[Optional[int]] = []
     startup = loop.startup.total_seconds
-    period, lag = loop.sync_period_seconds, loop.metrics_lag_seconds
-
-    for t, rps in enumerate(trace.rps):
-        while starting and starting[0] <= t:
-            starting.popleft()
-            ready += 1
-        _, waiting, util = deployment.step(rps, ready)
-        if ready:
-            # Milli-quantities, as the external metrics API serves them.
-            gpu_metric.append(int(ready * util * 1000))
-            queue_metric.append(int(waiting * 1000))
-        else:
-            gpu_metric.append(None)
-            queue_metric.append(None)
-        if t % period == 0:
-            seen = max(0, t - lag)
-            values = [gpu_metric[seen] if name == GPU_UTILIZATION_METRIC else queue_metric[seen] for name in sources]
-            decision = controller.reconcile(float(t), spec, ready + len(starting), ready,
-                                            [None if v is None else [v] for v in values])
-            if decision.desired_replicas != spec:
-                events.append(ScaleEvent(t, spec, decision.desired_replicas))
-                change = decision.desired_replicas - spec
-                if change > 0:
-                    starting.extend([t + startup] * change)
+    t = 0
+    while t < n:
+        t = kernels.advance(t, rps, state, starting_at, gpu_metric, queue_metric, has_metric,
+                            tl.ready, tl.starting, tl.desired, tl.queue, tl.utilization,
+                            cap.concurrency, cap.mean_latency_seconds, serving.utilization_curve, startup,
+                            loop.sync_period_seconds, loop.metrics_lag_seconds, kinds, targets,
+                            tolerances.scale_down, tolerances.scale_up, quiet_check, up_window, down_window,
+                            rec_t, rec_v)
+        if t >= n:
+            break
+        ready, spec, head, count, n_rec = int(state[0]), int(state[1]), int(state[2]), int(state[3]), int(state[5])
+        seen = max(0, t - loop.metrics_lag_seconds)
+        values = [None if not has_metric[seen]
+                  else [int(gpu_metric[seen] if kind == 0 else queue_metric[seen])] for kind in kinds]
+        first = n_rec - 1
+        while first > 0 and rec_t[first - 1] >= t - longest:
+            first -= 1
+        controller.recommendations = [TimestampedRecommendation(int(rec_v[j]), float(rec_t[j]))
+                                      for j in range(first, n_rec)]
+        stored = len(controller.recommendations)
+        decision = controller.reconcile(float(t), spec, ready + count, ready, values)
+        if len(controller.recommendations) > stored:
+            rec_t[n_rec], rec_v[n_rec] = t, controller.recommendations[-1].recommendation
+            state[5] = n_rec + 1
+        if decision.desired_replicas != spec:
+            events.append(ScaleEvent(t, spec, decision.desired_replicas))
+            change = decision.desired_replicas - spec
+            for _ in range(change):
+                starting_at[(head + count) % ring] = t + startup
+                count += 1
+            for _ in range(-change):
+                if count:
+                    count -= 1  # newest starting pod first
                 else:
-                    for _ in range(-change):
-                        if starting:
-                            starting.pop()  # newest starting pod first
-                        else:
-                            ready -= 1
-                spec = decision.desired_replicas
-        tl.load.append(rps)
-        tl.ready.append(ready)
-        tl.starting.append(len(starting))
-        tl.desired.append(spec)
-        tl.queue.append(waiting)
-        tl.utilization.append(util)
+                    ready -= 1
+            spec = decision.desired_replicas
+            state[0], state[1], state[3] = ready, spec, count
+        tl.ready[t], tl.starting[t], tl.desired[t] = ready, count, spec
+        t += 1
 
-    needed = [min(hpa.max_replicas, max(hpa.min_replicas, n)) for n in needed_replicas(serving, trace.rps, target)]
+    needed = needed_replicas(serving, rps, target, hpa.min_replicas, hpa.max_replicas)
     oracle_ready, oracle_starting = oracle_plan(needed, startup)
-    oracle = _replay(serving, trace, oracle_ready, oracle_starting)
+    oracle = _replay(serving, rps, oracle_ready, oracle_starting, oracle_utilization)
     return Run(trace, hpa, serving, loop, tl, events, needed, oracle, target)
 
 
-def needed_replicas(serving: ServingModel, rps: Sequence[float], utilization_target: float) -> list[int]:
-    """Ready replicas that keep every second at or below the utilisation target, unbounded.
+def needed_replicas(serving: ServingModel, rps: Sequence[float], utilization_target: float,
+                    low: int = 0, high: int = kernels.MAX_INT32) -> np.ndarray:
+    """Ready replicas that keep every second at or below the utilisation target, within ``[low, high]``.
 
     Follows the requests in flight as the serving model does (they lag the arrival rate
     by the request latency), so the need falls only as the earlier requests complete.
     """
     per_replica = serving.capacity.concurrency * serving.occupancy_at(utilization_target)
-    latency = serving.capacity.mean_latency_seconds
-    in_system = max(0.0, rps[0] * latency - rps[0])
-    out = []
-    for v in rps:
-        in_system += v
-        # The epsilon lets the in-flight count, which only approaches a steady state, reach it.
-        out.append(max(0, math.ceil(in_system / per_replica - 1e-6)))
-        in_system -= min(in_system, in_system / latency)
-    return out
+    return kernels.needed(np.asarray(rps, dtype=np.float64), per_replica, serving.capacity.mean_latency_seconds,
+                          low, high)
 
 
-def oracle_plan(needed: Sequence[int], startup_seconds: int) -> tuple[list[int], list[int]]:
+def oracle_plan(needed: Sequence[int], startup_seconds: int) -> tuple[np.ndarray, np.ndarray]:
     """Ready and starting replicas per second of the oracle for a ``needed`` profile.
 
     Replicas are interchangeable, so replica ``k`` (the k-th layer) runs exactly while
     ``needed >= k``, bridging gaps of at most ``startup_seconds`` and starting
     ``startup_seconds`` before each run. Layers that run from t=0 are already ready.
     """
-    n = len(needed)
-    # Runs of equal need: (start, end, value).
-    runs: list[tuple[int, int, int]] = []
-    for t, v in enumerate(needed):
-        if runs and runs[-1][2] == v:
-            runs[-1] = (runs[-1][0], t + 1, v)
-        else:
-            runs.append((t, t + 1, v))
-    ready_diff = [0] * (n + 1)
-    starting_diff = [0] * (n + 1)
-    for k in range(1, max(needed, default=0) + 1):
-        intervals: list[list[int]] = []
-        for start, end, v in runs:
-            if v < k:
-                continue
-            if intervals and (start - intervals[-1][1]) <= startup_seconds:
-                intervals[-1][1] = end  # keeping it running is no dearer than a restart
-            else:
-                intervals.append([start, end])
-        for start, end in intervals:
-            ready_diff[start] += 1
-            ready_diff[end] -= 1
-            if start > 0:
-                boot = max(0, start - startup_seconds)
-                starting_diff[boot] += 1
-                starting_diff[start] -= 1
-    ready, starting = [], []
-    r = s = 0
-    for t in range(n):
-        r += ready_diff[t]
-        s += starting_diff[t]
-        ready.append(r)
-        starting.append(s)
-    return ready, starting
+    return kernels.oracle_layers(np.asarray(needed, dtype=np.int64), startup_seconds)
 
 
-def _replay(serving: ServingModel, trace: Trace, ready: Sequence[int], starting: Sequence[int]) -> Timeline:
+def _replay(serving: ServingModel, rps: np.ndarray, ready: np.ndarray, starting: np.ndarray,
+            with_utilization: bool) -> Timeline:
     """The serving model under a fixed replica profile (the oracle's)."""
+    cap = serving.capacity
     deployment = Deployment(serving)
-    deployment.settle(trace.rps[0], ready[0])
-    tl = Timeline()
-    for t, rps in enumerate(trace.rps):
-        _, waiting, util = deployment.step(rps, ready[t])
-        tl.load.append(rps)
-        tl.ready.append(ready[t])
-        tl.starting.append(starting[t])
-        tl.desired.append(ready[t] + starting[t])
-        tl.queue.append(waiting)
-        tl.utilization.append(util)
-    return tl
+    deployment.settle(rps[0], int(ready[0]))
+    queue = np.empty(len(rps), np.float64)
+    utilization = np.empty(len(rps) if with_utilization else 0, np.float64)
+    kernels.replay(rps, ready, cap.concurrency, cap.mean_latency_seconds, serving.utilization_curve,
+                   deployment.in_system, queue, utilization)
+    return Timeline(rps, ready, starting, ready + starting, queue, utilization if with_utilization else None)

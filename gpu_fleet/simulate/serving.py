@@ -43,6 +43,8 @@ from components.config import ModelConfig
 from components.gpu_catalog import GpuShape
 from components.sizing import flag_name, size_model
 
+from . import kernels
+
 DEFAULT_AVG_TOKENS_PER_REQUEST = 1500
 DEFAULT_MEAN_LATENCY_SECONDS = 15.0
 DEFAULT_UTILIZATION_CURVE = 1.0
@@ -104,11 +106,7 @@ class ServingModel:
 
     def utilization(self, occupancy: float) -> float:
         """GPU utilisation (percent) of a ready pod running ``occupancy`` of its concurrency."""
-        x = min(max(occupancy, 0.0), 1.0)
-        k = self.utilization_curve
-        if k == 0:
-            return 100.0 * x
-        return 100.0 * (1.0 - math.exp(-k * x)) / (1.0 - math.exp(-k))
+        return kernels.utilization_of(occupancy, self.utilization_curve)
 
     def occupancy_at(self, utilization_percent: float) -> float:
         """The occupancy at which a pod reads ``utilization_percent`` (inverse of :meth:`utilization`)."""
@@ -154,11 +152,9 @@ class Deployment:
     def step(self, arrivals: float, ready: int, dt: float = 1.0) -> tuple[float, float, float]:
         cap = self.serving.capacity
         slots = ready * cap.concurrency
-        in_system = self.in_system + arrivals * dt
-        running = min(in_system, slots)
-        self.in_system = in_system - min(running, running * dt / cap.mean_latency_seconds)
+        running, waiting, self.in_system = kernels.flow(self.in_system, arrivals, slots, cap.mean_latency_seconds, dt)
         utilization = self.serving.utilization(running / slots) if slots else 0.0
-        return running, in_system - running, utilization
+        return running, waiting, utilization
 
 
 def max_num_seqs(model: ModelConfig) -> Optional[int]:

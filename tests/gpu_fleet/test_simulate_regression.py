@@ -61,3 +61,41 @@ def test_summary_is_unchanged(stack, model, trace):
 if __name__ == "__main__":
     PINNED.write_text(json.dumps({f"{s}/{m}/{t}": summary_of(s, m, t) for s, m, t in cases()}, indent=1) + "\n")
     print(f"wrote {PINNED}", file=sys.stderr)
+
+
+def _timelines(run):
+    tl, oracle = run.timeline, run.oracle
+    return ([(e.t, e.before, e.after) for e in run.events], tl.ready.tolist(), tl.starting.tolist(),
+            tl.desired.tolist(), tl.queue.tolist(), tl.utilization.tolist(), oracle.ready.tolist(), oracle.queue.tolist())
+
+
+@pytest.mark.parametrize("autoscaling", [
+    {},
+    {"maxReplicas": 5, "gpuUtilizationTarget": 60},
+    {"behavior": {"scaleUp": {"stabilizationWindowSeconds": 0, "policies": [{"type": "Percent", "value": 100, "periodSeconds": 15}]},
+                  "scaleDown": {"stabilizationWindowSeconds": 30, "selectPolicy": "Min",
+                                "policies": [{"type": "Pods", "value": 4, "periodSeconds": 60}]}}},
+    {"behavior": {"scaleUp": {"tolerance": "0.02"}, "scaleDown": {"tolerance": "0.3"}}},
+    {"behavior": None},  # the legacy path: every sync goes to the controller
+])
+@pytest.mark.parametrize("trace", ["spike", "diurnal"])
+def test_skipping_quiet_syncs_changes_nothing(autoscaling, trace):
+    """The compiled fast path against the controller deciding every sync, second for second."""
+    cfg = load_stack_file(REPO / "stacks" / "Pulumi.us-east.yaml")
+    model = cfg.models[0]
+    shape = pool_offering(cfg, next(p for p in cfg.gpu_pools if p.name == model.pool)).shape
+    spec = hpa_spec(model.autoscaling, f"vllm-{model.name}")
+    behavior = autoscaling.pop("behavior", spec["behavior"])
+    spec = {**spec, **autoscaling}
+    if behavior is None:
+        spec.pop("behavior")
+    else:
+        spec["behavior"] = {d: {**spec["behavior"][d], **behavior.get(d, {})} for d in ("scaleUp", "scaleDown")}
+    hpa = settings_from_spec(spec, configurable_tolerance=True)
+    serving = ServingModel(replica_capacity(model, shape))
+    loop = ControlLoop(StartupDelay(NODE_SECONDS, PULL_SECONDS, model_load_seconds(model, shape)))
+    trace_ = traces.builtin_trace(trace, traces.DEFAULT_BASELINE_FRACTION * 2 * serving.rps_at(75))
+    fast = simulate(hpa, serving, trace_, loop)
+    reference = simulate(hpa, serving, trace_, loop, skip_quiet_syncs=False)
+    assert _timelines(fast) == _timelines(reference)
+    assert fast.events  # the case exercises the controller
