@@ -64,7 +64,10 @@ SIM_KEYS: dict[str, tuple[type, str]] = {
     "meanLatencySeconds": (float, f"mean request latency [{serving.DEFAULT_MEAN_LATENCY_SECONDS:g}]"),
     "gpuUtilizationCurve": (float, f"saturation of GPU utilisation, 0 = linear [{serving.DEFAULT_UTILIZATION_CURVE:g}]"),
     "gpusPerReplica": (int, "GPUs per replica [tensorParallelSize]"),
-    "nodeProvisionSeconds": (int, f"new GPU node [{serving.DEFAULT_NODE_PROVISION_SECONDS}]"),
+    "nodeProvisionSeconds": (int, "new GPU node [per cloud and provisioner: "
+                                  + ", ".join(f"{c}/{p} {s} s" for (c, p), s in serving.NODE_PROVISION_SECONDS.items()) + "]"),
+    "warmNodes": (int, "warm spare GPU nodes; replicas that fit on them skip node provisioning "
+                       "[the pool's minNodes minus the nodes its models fill at minReplicas, at least 0]"),
     "imagePullSeconds": (int, f"vLLM image pull [{serving.DEFAULT_IMAGE_PULL_SECONDS}]"),
     "modelLoadSeconds": (int, "container start to serving [components.sizing's load_seconds_estimate]"),
     "startupSeconds": (int, "total start-up delay, instead of its three phases"),
@@ -243,6 +246,7 @@ def _run(args: argparse.Namespace) -> int:
             mean_latency_seconds=numbers.get("meanLatencySeconds", serving.DEFAULT_MEAN_LATENCY_SECONDS),
             gpus=None if "gpusPerReplica" not in numbers else int(numbers["gpusPerReplica"]),
         )
+        warm_nodes = int(numbers.get("warmNodes", serving.default_warm_nodes(cfg, pool, shape)))
         model_serving = serving.ServingModel(capacity, numbers.get("gpuUtilizationCurve", serving.DEFAULT_UTILIZATION_CURVE))
         if "startupSeconds" in numbers:
             startup = serving.StartupDelay(0, 0, int(numbers["startupSeconds"]))
@@ -250,7 +254,7 @@ def _run(args: argparse.Namespace) -> int:
         else:
             load = numbers.get("modelLoadSeconds")
             startup = serving.StartupDelay(
-                int(numbers.get("nodeProvisionSeconds", serving.DEFAULT_NODE_PROVISION_SECONDS)),
+                int(numbers.get("nodeProvisionSeconds", serving.node_provision_seconds(cfg.cloud))),
                 int(numbers.get("imagePullSeconds", serving.DEFAULT_IMAGE_PULL_SECONDS)),
                 int(load) if load is not None else serving.model_load_seconds(model, shape),
             )
@@ -262,6 +266,7 @@ def _run(args: argparse.Namespace) -> int:
             sync_period_seconds=int(numbers.get("syncPeriodSeconds", DEFAULT_SYNC_PERIOD_SECONDS)),
             metrics_lag_seconds=int(numbers.get("metricsLagSeconds", DEFAULT_METRICS_LAG_SECONDS)),
             tolerance=numbers.get("tolerance", DEFAULT_TOLERANCE),
+            warm_replicas=warm_nodes * serving.replicas_per_node(shape, capacity.gpus),
         )
     except ValueError as e:
         raise UsageError(str(e)) from None
@@ -296,6 +301,7 @@ def _run(args: argparse.Namespace) -> int:
         "syncPeriodSeconds": loop.sync_period_seconds,
         "metricsLagSeconds": loop.metrics_lag_seconds,
         "tolerance": loop.tolerance,
+        "warmNodes": warm_nodes,
         "alert": {"pendingRequestsThreshold": threshold, "pendingRequestsForMinutes": for_minutes},
     }
     title = "\n".join([
@@ -323,6 +329,7 @@ def _run(args: argparse.Namespace) -> int:
             + (f" (node {startup.node_provision_seconds} + pull {startup.image_pull_seconds} + load {startup.model_load_seconds})"
                if "startupSeconds" not in numbers else "")
             + f", metrics lag {loop.metrics_lag_seconds} s, sync every {loop.sync_period_seconds} s",
+            f"  warm spare nodes {warm_nodes}: {loop.warm_replicas} replicas above minReplicas skip node provisioning",
             *([f"  overrides: {', '.join(f'{k}={v}' for k, v in overrides.items())}"] if overrides else []),
             "",
             "summary:",

@@ -72,8 +72,9 @@ def needed(rps, per_replica, latency, low, high):
 
 
 @njit(cache=True)
-def oracle_layers(needed, startup_seconds):
-    """Ready and starting replicas per second of the oracle (see :func:`.run.oracle_plan`)."""
+def oracle_layers(needed, startup_seconds, warm_up_to, warm_startup_seconds):
+    """Ready and starting replicas per second of the oracle (see :func:`.run.oracle_plan`);
+    layers up to ``warm_up_to`` start in ``warm_startup_seconds`` (warm spare nodes)."""
     n = needed.shape[0]
     # Runs of equal need: starts[i] .. starts[i + 1], value values[i].
     starts = np.empty(n + 1, dtype=np.int64)
@@ -90,6 +91,7 @@ def oracle_layers(needed, startup_seconds):
     ready_diff = np.zeros(n + 1, dtype=np.int64)
     starting_diff = np.zeros(n + 1, dtype=np.int64)
     for k in range(1, top + 1):
+        startup = warm_startup_seconds if k <= warm_up_to else startup_seconds
         # Layer k runs while needed >= k; a gap no longer than the start-up delay is bridged
         # (keeping it running is no dearer than a restart).
         open_start = -1
@@ -97,14 +99,14 @@ def oracle_layers(needed, startup_seconds):
         for i in range(runs):
             if values[i] < k:
                 continue
-            if open_start >= 0 and starts[i] - open_end <= startup_seconds:
+            if open_start >= 0 and starts[i] - open_end <= startup:
                 open_end = starts[i + 1]
                 continue
             if open_start >= 0:
-                _add_layer(ready_diff, starting_diff, open_start, open_end, startup_seconds)
+                _add_layer(ready_diff, starting_diff, open_start, open_end, startup)
             open_start, open_end = starts[i], starts[i + 1]
         if open_start >= 0:
-            _add_layer(ready_diff, starting_diff, open_start, open_end, startup_seconds)
+            _add_layer(ready_diff, starting_diff, open_start, open_end, startup)
     return np.cumsum(ready_diff[:n]), np.cumsum(starting_diff[:n])
 
 
@@ -131,30 +133,36 @@ def _proposal(usage, target_milli, status, tol_down, tol_up):
 @njit(cache=True)
 def advance(t, rps, state, starting_at, gpu_metric, queue_metric, has_metric,
             ready_tl, starting_tl, desired_tl, queue_tl, util_tl,
-            concurrency, latency, k, startup, period, lag,
+            concurrency, latency, k, period, lag,
             metric_kind, target_milli, tol_down, tol_up, quiet_check,
             up_window, down_window, rec_t, rec_v):
     """Run from second ``t`` until a sync the controller must decide, or the end.
 
-    ``state`` (float64): ready, spec, head and count of the ``starting_at`` ring, requests
-    in the system, recommendations stored. ``metric_kind[i]`` is 0 for the GPU metric and 1
-    for the queue metric. Returns the second of the sync to hand over (its queue and
-    utilisation already recorded, its replica counts not), or ``len(rps)``.
+    ``state`` (float64): ready, spec, starting pods, requests in the system,
+    recommendations stored. ``starting_at[:starting]`` holds the ready-at second of each
+    starting pod, oldest first. ``metric_kind[i]`` is 0 for the GPU metric and 1 for the
+    queue metric. Returns the second of the sync to hand over (its queue and utilisation
+    already recorded, its replica counts not), or ``len(rps)``.
     """
     n = rps.shape[0]
-    cap = starting_at.shape[0]
     ready = int(state[0])
     spec = int(state[1])
-    head = int(state[2])
-    count = int(state[3])
-    in_system = state[4]
-    n_rec = int(state[5])
+    count = int(state[2])
+    in_system = state[3]
+    n_rec = int(state[4])
+    longest = max(up_window, down_window)
     stop = n
     while t < n:
-        while count and starting_at[head] <= t:
-            head = (head + 1) % cap
-            count -= 1
-            ready += 1
+        if count:
+            # Pods on warm nodes skip provisioning: ready-at is not in start order.
+            kept = 0
+            for i in range(count):
+                if starting_at[i] <= t:
+                    ready += 1
+                else:
+                    starting_at[kept] = starting_at[i]
+                    kept += 1
+            count = kept
         slots = ready * concurrency
         running, waiting, in_system = flow(in_system, rps[t], slots, latency, 1.0)
         util = utilization_of(running / slots, k) if slots else 0.0
@@ -186,7 +194,7 @@ def advance(t, rps, state, starting_at, gpu_metric, queue_metric, has_metric,
             down = desired
             j = n_rec - 1
             # Newest first, back to the longer window: older ones no longer count.
-            while j >= 0 and rec_t[j] > t - max(up_window, down_window):
+            while j >= 0 and rec_t[j] > t - longest:
                 if rec_t[j] > t - up_window:
                     up = min(up, rec_v[j])
                 if rec_t[j] > t - down_window:
@@ -203,8 +211,7 @@ def advance(t, rps, state, starting_at, gpu_metric, queue_metric, has_metric,
         desired_tl[t] = spec
         t += 1
     state[0] = ready
-    state[2] = head
-    state[3] = count
-    state[4] = in_system
-    state[5] = n_rec
+    state[2] = count
+    state[3] = in_system
+    state[4] = n_rec
     return stop

@@ -43,6 +43,8 @@ class ControlLoop:
         tolerance: the controller's ``--horizontal-pod-autoscaler-tolerance`` (0.1).
         downscale_stabilization_seconds: the controller flag (300 s), used where
             ``behavior.scaleDown`` sets no window.
+        warm_replicas: replicas above ``minReplicas`` that fit on warm spare GPU nodes
+            (``warmNodes`` x replicas per node); they start without node provisioning.
     """
 
     startup: StartupDelay
@@ -50,10 +52,13 @@ class ControlLoop:
     metrics_lag_seconds: int = DEFAULT_METRICS_LAG_SECONDS
     tolerance: float = DEFAULT_TOLERANCE
     downscale_stabilization_seconds: int = DEFAULT_DOWNSCALE_STABILIZATION_SECONDS
+    warm_replicas: int = 0
 
     def __post_init__(self) -> None:
         if self.sync_period_seconds < 1 or self.metrics_lag_seconds < 0 or self.tolerance < 0:
             raise ValueError("syncPeriodSeconds must be >= 1, metricsLagSeconds and tolerance >= 0")
+        if self.warm_replicas < 0:
+            raise ValueError("warmNodes must be >= 0")
         if min(self.startup.node_provision_seconds, self.startup.image_pull_seconds,
                self.startup.model_load_seconds) < 0:
             raise ValueError("start-up phases must be >= 0 seconds")
@@ -144,32 +149,33 @@ def simulate(hpa: HpaSettings, serving: ServingModel, trace: Trace, loop: Contro
     gpu_metric = np.zeros(n, np.int64)
     queue_metric = np.zeros(n, np.int64)
     has_metric = np.zeros(n, np.bool_)
-    starting_at = np.zeros(hpa.max_replicas + 1, np.int64)  # ring of ready-at seconds, oldest first
-    ring = len(starting_at)
+    starting_at = np.zeros(hpa.max_replicas + 1, np.int64)  # ready-at second of each starting pod, oldest first
     # Every stored recommendation (second, replicas): the first sync records the initial count.
     rec_t = np.zeros(n // loop.sync_period_seconds + 3, np.int64)
     rec_v = np.zeros(len(rec_t), np.int64)
     rec_t[0], rec_v[0] = 0, hpa.min_replicas
     deployment = Deployment(serving)
     deployment.settle(rps[0], hpa.min_replicas)
-    # ready, spec, ring head, ring count, requests in the system, recommendations stored
-    state = np.array([hpa.min_replicas, hpa.min_replicas, 0, 0, deployment.in_system, 1], np.float64)
+    # ready, spec, starting pods, requests in the system, recommendations stored
+    state = np.array([hpa.min_replicas, hpa.min_replicas, 0, deployment.in_system, 1], np.float64)
     kinds = np.array([0 if name == GPU_UTILIZATION_METRIC else 1 for name in sources], np.int64)
     targets = np.array([m.target_milli for m in hpa.metrics], np.int64)
     longest = max(up_window, down_window)
     events: list[ScaleEvent] = []
     startup = loop.startup.total_seconds
+    # Replicas up to this count start on warm spare nodes, without node provisioning.
+    warm_up_to = hpa.min_replicas + loop.warm_replicas
     t = 0
     while t < n:
         t = kernels.advance(t, rps, state, starting_at, gpu_metric, queue_metric, has_metric,
                             tl.ready, tl.starting, tl.desired, tl.queue, tl.utilization,
-                            cap.concurrency, cap.mean_latency_seconds, serving.utilization_curve, startup,
+                            cap.concurrency, cap.mean_latency_seconds, serving.utilization_curve,
                             loop.sync_period_seconds, loop.metrics_lag_seconds, kinds, targets,
                             tolerances.scale_down, tolerances.scale_up, quiet_check, up_window, down_window,
                             rec_t, rec_v)
         if t >= n:
             break
-        ready, spec, head, count, n_rec = int(state[0]), int(state[1]), int(state[2]), int(state[3]), int(state[5])
+        ready, spec, count, n_rec = int(state[0]), int(state[1]), int(state[2]), int(state[4])
         seen = max(0, t - loop.metrics_lag_seconds)
         values = [None if not has_metric[seen]
                   else [int(gpu_metric[seen] if kind == 0 else queue_metric[seen])] for kind in kinds]
@@ -182,12 +188,13 @@ def simulate(hpa: HpaSettings, serving: ServingModel, trace: Trace, loop: Contro
         decision = controller.reconcile(float(t), spec, ready + count, ready, values)
         if len(controller.recommendations) > stored:
             rec_t[n_rec], rec_v[n_rec] = t, controller.recommendations[-1].recommendation
-            state[5] = n_rec + 1
+            state[4] = n_rec + 1
         if decision.desired_replicas != spec:
             events.append(ScaleEvent(t, spec, decision.desired_replicas))
             change = decision.desired_replicas - spec
-            for _ in range(change):
-                starting_at[(head + count) % ring] = t + startup
+            for replicas in range(spec + 1, spec + change + 1):
+                warm = replicas <= warm_up_to
+                starting_at[count] = t + startup - (loop.startup.node_provision_seconds if warm else 0)
                 count += 1
             for _ in range(-change):
                 if count:
@@ -195,12 +202,13 @@ def simulate(hpa: HpaSettings, serving: ServingModel, trace: Trace, loop: Contro
                 else:
                     ready -= 1
             spec = decision.desired_replicas
-            state[0], state[1], state[3] = ready, spec, count
+            state[0], state[1], state[2] = ready, spec, count
         tl.ready[t], tl.starting[t], tl.desired[t] = ready, count, spec
         t += 1
 
     needed = needed_replicas(serving, rps, target, hpa.min_replicas, hpa.max_replicas)
-    oracle_ready, oracle_starting = oracle_plan(needed, startup)
+    oracle_ready, oracle_starting = oracle_plan(needed, startup, warm_up_to,
+                                                startup - loop.startup.node_provision_seconds)
     oracle = _replay(serving, rps, oracle_ready, oracle_starting, oracle_utilization)
     return Run(trace, hpa, serving, loop, tl, events, needed, oracle, target)
 
@@ -217,14 +225,16 @@ def needed_replicas(serving: ServingModel, rps: Sequence[float], utilization_tar
                           low, high)
 
 
-def oracle_plan(needed: Sequence[int], startup_seconds: int) -> tuple[np.ndarray, np.ndarray]:
+def oracle_plan(needed: Sequence[int], startup_seconds: int, warm_up_to: int = 0,
+                warm_startup_seconds: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Ready and starting replicas per second of the oracle for a ``needed`` profile.
 
     Replicas are interchangeable, so replica ``k`` (the k-th layer) runs exactly while
     ``needed >= k``, bridging gaps of at most ``startup_seconds`` and starting
-    ``startup_seconds`` before each run. Layers that run from t=0 are already ready.
+    ``startup_seconds`` before each run (``warm_startup_seconds`` for layers up to
+    ``warm_up_to``, which fit on warm spare nodes). Layers that run from t=0 are already ready.
     """
-    return kernels.oracle_layers(np.asarray(needed, dtype=np.int64), startup_seconds)
+    return kernels.oracle_layers(np.asarray(needed, dtype=np.int64), startup_seconds, warm_up_to, warm_startup_seconds)
 
 
 def _replay(serving: ServingModel, rps: np.ndarray, ready: np.ndarray, starting: np.ndarray,
