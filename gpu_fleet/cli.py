@@ -215,6 +215,11 @@ def build_parser() -> argparse.ArgumentParser:
     simulate = sub.add_parser("simulate", help="replay traffic against a stack's HPA settings")
     simulate_cli.add_arguments(simulate)
     simulate.set_defaults(func=simulate_cli.main)
+    from . import tune as tune_module
+
+    tune = sub.add_parser("tune", help="search HPA settings against the oracle with the simulator")
+    tune_module.add_arguments(tune)
+    tune.set_defaults(func=tune_module.main)
     return parser
 
 

@@ -120,13 +120,15 @@ def utilization_target(hpa: HpaSettings) -> float:
 
 
 def simulate(hpa: HpaSettings, serving: ServingModel, trace: Trace, loop: ControlLoop, *,
-             skip_quiet_syncs: bool = True, oracle_utilization: bool = False) -> Run:
+             skip_quiet_syncs: bool = True, oracle_utilization: bool = False, reference: Optional["Run"] = None) -> Run:
     """Replay ``trace`` against ``hpa``; the deployment starts at ``minReplicas``, all ready.
 
     Event-driven: :func:`.kernels.advance` runs the seconds and the syncs it proves quiet;
     the controller decides every other sync. ``skip_quiet_syncs=False`` hands it every sync
     (the reference the fast path is tested against). The oracle's per-second utilisation
-    is only for the plot: ``oracle_utilization=True`` computes it.
+    is only for the plot: ``oracle_utilization=True`` computes it. ``reference``: take the
+    oracle (and the need) from that run of the same trace instead (``gpu-fleet tune``
+    compares every setting with one oracle).
     """
     sources = _metric_sources(hpa)
     target = utilization_target(hpa)
@@ -206,6 +208,8 @@ def simulate(hpa: HpaSettings, serving: ServingModel, trace: Trace, loop: Contro
         tl.ready[t], tl.starting[t], tl.desired[t] = ready, count, spec
         t += 1
 
+    if reference is not None:
+        return Run(trace, hpa, serving, loop, tl, events, reference.needed, reference.oracle, target)
     needed = needed_replicas(serving, rps, target, hpa.min_replicas, hpa.max_replicas)
     oracle_ready, oracle_starting = oracle_plan(needed, startup, warm_up_to,
                                                 startup - loop.startup.node_provision_seconds)
