@@ -200,8 +200,7 @@ def hpa_violations(spec: dict, project: Path) -> list[str]:
 def stack_yaml(model: ModelConfig, overrides: dict[str, str], pool: str, warm_nodes: int, default_warm: int) -> str:
     """The model's ``autoscaling`` block as it goes in the stack file."""
     a = autoscaling_with(model.autoscaling, overrides)
-    block = {"autoscaling": a.model_dump(by_alias=True, exclude={"preset"}) if "preset" in type(a).model_fields
-             else a.model_dump(by_alias=True)}
+    block = {"autoscaling": a.model_dump(by_alias=True, exclude={"preset"})}
     text = f"# models[name={model.name}]\n" + yaml.safe_dump(block, sort_keys=False)
     if warm_nodes > default_warm:
         text += (f"# and {warm_nodes - default_warm} more warm GPU node(s): raise gpuPools[name={pool}].minNodes "

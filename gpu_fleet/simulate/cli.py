@@ -49,7 +49,7 @@ from .run import DEFAULT_METRICS_LAG_SECONDS, ControlLoop, simulate, utilization
 
 #: ``--set`` keys that edit the model's ``autoscaling`` config (stack file names).
 AUTOSCALING_KEYS = (
-    "minReplicas", "maxReplicas", "gpuUtilizationTarget", "pendingRequestsTarget",
+    "preset", "minReplicas", "maxReplicas", "gpuUtilizationTarget", "pendingRequestsTarget",
     *(f"{d}.{f}" for d in ("scaleUp", "scaleDown") for f in ("stabilizationWindowSeconds", "selectPolicy", "policies")),
 )
 
@@ -153,9 +153,15 @@ def _policies(key: str, value: str) -> list[dict[str, Any]]:
 
 def autoscaling_with(base: AutoscalingConfig, overrides: dict[str, str]) -> AutoscalingConfig:
     """``base`` with the autoscaling ``--set`` keys applied, validated like a stack file."""
+    # A preset replaces the stack's own values; other keys given with it still win.
+    if "preset" in overrides:
+        try:
+            base = AutoscalingConfig.model_validate({"preset": overrides["preset"]})
+        except ValidationError as e:
+            raise UsageError(f"--set preset: {e.errors()[0]['msg']}") from None
     raw = base.model_dump(by_alias=True)
     for key in AUTOSCALING_KEYS:
-        if key not in overrides:
+        if key not in overrides or key == "preset":
             continue
         value = overrides[key]
         section, _, field = key.rpartition(".")

@@ -163,6 +163,9 @@ def simulate(hpa: HpaSettings, serving: ServingModel, trace: Trace, loop: Contro
     kinds = np.array([0 if name == GPU_UTILIZATION_METRIC else 1 for name in sources], np.int64)
     targets = np.array([m.target_milli for m in hpa.metrics], np.int64)
     longest = max(up_window, down_window)
+    controller.recommendations = [TimestampedRecommendation(hpa.min_replicas, 0.0)]
+    synced = 1
+    keep = 2 * (longest // loop.sync_period_seconds + 2)
     events: list[ScaleEvent] = []
     startup = loop.startup.total_seconds
     # Replicas up to this count start on warm spare nodes, without node provisioning.
@@ -181,16 +184,19 @@ def simulate(hpa: HpaSettings, serving: ServingModel, trace: Trace, loop: Contro
         seen = max(0, t - loop.metrics_lag_seconds)
         values = [None if not has_metric[seen]
                   else [int(gpu_metric[seen] if kind == 0 else queue_metric[seen])] for kind in kinds]
-        first = n_rec - 1
-        while first > 0 and rec_t[first - 1] >= t - longest:
-            first -= 1
-        controller.recommendations = [TimestampedRecommendation(int(rec_v[j]), float(rec_t[j]))
-                                      for j in range(first, n_rec)]
-        stored = len(controller.recommendations)
+        # The controller's list gets the recommendations the kernel stored since its last
+        # call; entries older than both windows never count again and are dropped.
+        recs = controller.recommendations
+        recs.extend(TimestampedRecommendation(int(rec_v[j]), float(rec_t[j])) for j in range(synced, n_rec))
+        if len(recs) > keep:
+            recs[:] = [r for r in recs if r.timestamp >= t - longest]
         decision = controller.reconcile(float(t), spec, ready + count, ready, values)
-        if len(controller.recommendations) > stored:
-            rec_t[n_rec], rec_v[n_rec] = t, controller.recommendations[-1].recommendation
-            state[4] = n_rec + 1
+        if decision.metric_desired_replicas is not None and decision.reason != "FailedGetExternalMetric":
+            # reconcile stored max(0, the metrics' proposal) as this sync's recommendation.
+            rec_t[n_rec], rec_v[n_rec] = t, max(0, decision.metric_desired_replicas)
+            n_rec += 1
+            state[4] = n_rec
+        synced = n_rec
         if decision.desired_replicas != spec:
             events.append(ScaleEvent(t, spec, decision.desired_replicas))
             change = decision.desired_replicas - spec
