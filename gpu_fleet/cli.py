@@ -8,12 +8,14 @@ create. Exit status: 0 clean, 2 configuration error, 1 any other failure.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import gc
 import json
 import sys
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Iterator, Optional, Sequence
 
 from components.config import ConfigError, GlobalConfig, Problem, load_stack_file
 
@@ -223,9 +225,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@contextlib.contextmanager
+def _gc_tuned() -> Iterator[None]:
+    """Fewer garbage collections while a command runs: the modules already imported are
+    frozen out of the collector's scans, and young objects (a plan allocates millions,
+    nearly all alive until the end) are collected 20x less often. Restored afterwards."""
+    thresholds = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(thresholds[0] * 20, thresholds[1], thresholds[2])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*thresholds)
+        gc.unfreeze()
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    with _gc_tuned():
+        return args.func(args)
 
 
 if __name__ == "__main__":

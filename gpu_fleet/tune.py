@@ -41,10 +41,10 @@ from . import engine, policy_check
 from .cli import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, one_line
 from .plan import project_dir
 from .simulate import serving, traces
-from .simulate.cli import UsageError, _model, _resolve_stack, autoscaling_with
+from .simulate.cli import UsageError, _model, _resolve_stack, autoscaling_with, deployed_baseline_rps
 from .simulate.controller import SpecError, settings_from_spec
 from .simulate.report import summarize
-from .simulate.run import ControlLoop, Run, simulate, utilization_target
+from .simulate.run import ControlLoop, Run, simulate
 
 #: The policies whose bounds the search respects, and the HPA type they check.
 HPA_TYPE = "kubernetes:autoscaling/v2:HorizontalPodAutoscaler"
@@ -235,7 +235,7 @@ def _run(args: argparse.Namespace) -> int:
     per_node = serving.replicas_per_node(shape, capacity.gpus)
     default_warm = serving.default_warm_nodes(cfg, pool, shape)
     deployed = settings_from_spec(hpa_spec(model.autoscaling, f"vllm-{model.name}"))
-    baseline = traces.DEFAULT_BASELINE_FRACTION * deployed.min_replicas * model_serving.rps_at(utilization_target(deployed))
+    baseline = deployed_baseline_rps(model, model_serving)
     names = _trace_names(args.trace)
     trace_list = tuple(traces.builtin_trace(n, baseline) for n in names)
     seed_loop = ControlLoop(startup, warm_replicas=default_warm * per_node)

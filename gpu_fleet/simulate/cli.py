@@ -72,7 +72,7 @@ SIM_KEYS: dict[str, tuple[type, str]] = {
     "modelLoadSeconds": (int, "container start to serving [components.sizing's load_seconds_estimate]"),
     "startupSeconds": (int, "total start-up delay, instead of its three phases"),
     "baselineRps": (float, "baseline load of a built-in trace [baselineFraction x capacity at minReplicas]"),
-    "baselineFraction": (float, "baseline as a fraction of what minReplicas serve at the utilisation target "
+    "baselineFraction": (float, "baseline as a fraction of what the stack's minReplicas serve at its utilisation target "
                                 f"[{traces.DEFAULT_BASELINE_FRACTION}]"),
     "pendingRequestsThreshold": (int, "queue alert threshold [the stack's alerts.pendingRequestsThreshold]"),
     "pendingRequestsForMinutes": (int, "queue alert 'for' [the stack's alerts.pendingRequestsForMinutes]"),
@@ -208,6 +208,15 @@ def _model(cfg: RegionConfig, path: Path, name: Optional[str]) -> ModelConfig:
     raise UsageError(f"--model {name}: not in {path.name} (models: {', '.join(m.name for m in cfg.models)})")
 
 
+def deployed_baseline_rps(model: ModelConfig, model_serving: serving.ServingModel,
+                          fraction: float = traces.DEFAULT_BASELINE_FRACTION) -> float:
+    """The built-in traces' baseline: ``fraction`` of what the stack's own HPA serves at
+    ``minReplicas`` and its utilisation target, whatever ``--set`` changes, so runs of one
+    model compare on the same traffic."""
+    deployed = settings_from_spec(hpa_spec(model.autoscaling, f"vllm-{model.name}"))
+    return fraction * deployed.min_replicas * model_serving.rps_at(utilization_target(deployed))
+
+
 # --------------------------------------------------------------------------- text
 
 
@@ -279,7 +288,7 @@ def _run(args: argparse.Namespace) -> int:
 
     trace_params = {k: v for k, v in numbers.items() if any(k in p for p in (*traces.TRACE_PARAMS.values(), traces.COMMON_PARAMS))}
     fraction = numbers.get("baselineFraction", traces.DEFAULT_BASELINE_FRACTION)
-    baseline = numbers.get("baselineRps", fraction * hpa.min_replicas * model_serving.rps_at(utilization_target(hpa)))
+    baseline = numbers.get("baselineRps", deployed_baseline_rps(model, model_serving, fraction))
     if args.trace in traces.BUILTIN:
         trace = traces.builtin_trace(args.trace, baseline, trace_params)
     else:
