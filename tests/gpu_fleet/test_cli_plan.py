@@ -147,3 +147,20 @@ def test_anycast_example_plans_with_two_aws_regions(fleet, tmp_path, monkeypatch
     assert stack["outputs"]["routingMode"] == "anycast"
     assert stack["outputs"]["failoverBudgetSeconds"] == 20
     assert stack["policyViolations"] == []
+
+
+def test_the_cached_validator_reports_what_kubernetes_validate_reports():
+    import kubernetes_validate
+
+    from gpu_fleet import manifests
+
+    good = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "x"},
+            "spec": {"selector": {}, "template": {"spec": {"containers": [{"name": "a", "image": "b"}]}}}}
+    bad = {**good, "spec": {"selector": {}, "template": {"spec": {"containers": [{"name": "a", "bogus": 1}]}}}}
+    assert manifests.validate(good) == (True, [])
+    checked, errors = manifests.validate(bad)
+    with pytest.raises(kubernetes_validate.ValidationError) as raised:
+        kubernetes_validate.validate(bad, manifests.KUBERNETES_VERSION, strict=True)
+    where = ".".join(str(p) for p in raised.value.path)
+    assert checked and errors == [f"{where}: {raised.value.message}"]
+    assert manifests.validate({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "x"}}) == (False, [])

@@ -260,3 +260,35 @@ def test_reversals_and_alert_firing():
     events = [ScaleEvent(0, 2, 4), ScaleEvent(300, 4, 3), ScaleEvent(1000, 3, 2), ScaleEvent(1200, 2, 4)]
     assert reversals(events) == 2  # up->down after 300 s, down->up after 200 s
     assert _firing_seconds([30] * 130 + [0] + [30] * 50, threshold=20, for_seconds=120) == 10
+
+
+# --------------------------------------------------------------------------- warm spare nodes
+
+
+def test_warm_nodes_default_to_the_pool_minimum_left_after_min_replicas():
+    from gpu_fleet.simulate.serving import default_warm_nodes, node_provision_seconds, replicas_per_node
+    cfg = load_stack_file(REPO / "stacks" / "Pulumi.us-east.yaml")
+    h100 = next(p for p in cfg.gpu_pools if p.name == "h100")
+    shape = pool_offering(cfg, h100).shape
+    # Two TP4 models at 2 replicas fill 16 GPUs = 2 nodes of 8; minNodes 1 leaves none warm.
+    assert default_warm_nodes(cfg, h100, shape) == 0
+    assert default_warm_nodes(cfg, h100.model_copy(update={"min_nodes": 4}), shape) == 2
+    assert replicas_per_node(shape, 4) == 2 and replicas_per_node(shape, 3) == 2
+    assert node_provision_seconds("aws") == node_provision_seconds("gcp") == 240
+
+
+def test_replicas_on_warm_nodes_skip_node_provisioning():
+    # The HPA adds a 3rd replica at 0 s and a 4th at 15 s; one fits on a warm node.
+    hpa = _hpa(minReplicas=2, maxReplicas=4, scaleUp={"stabilizationWindowSeconds": 0,
+                                                      "policies": [{"type": "Pods", "value": 4, "periodSeconds": 15}]})
+    trace = traces.Trace("step", (30.0,) * 1800, "30 rps")
+    cold = simulate(hpa, LINEAR, trace, ControlLoop(StartupDelay(100, 0, 60), metrics_lag_seconds=0))
+    warm = simulate(hpa, LINEAR, trace, ControlLoop(StartupDelay(100, 0, 60), metrics_lag_seconds=0, warm_replicas=1))
+    assert [(e.t, e.after) for e in cold.events] == [(e.t, e.after) for e in warm.events] == [(0, 3), (15, 4)]
+    # Cold: both wait for a node (100 s) and the load (60 s).
+    assert (cold.timeline.ready[159], cold.timeline.ready[160], cold.timeline.ready[175]) == (2, 3, 4)
+    # Warm: the 3rd skips the node; the 4th, beyond the warm node, does not.
+    assert (warm.timeline.ready[59], warm.timeline.ready[60], warm.timeline.ready[174], warm.timeline.ready[175]) == (2, 3, 3, 4)
+    assert warm.timeline.queue.sum() < cold.timeline.queue.sum()  # served sooner; the GPUs are held either way
+    with pytest.raises(ValueError, match="warmNodes"):
+        ControlLoop(StartupDelay(0, 0, 1), warm_replicas=-1)
