@@ -1,56 +1,98 @@
-"""How long ``gpu-fleet plan`` takes: the reference fleet and the ten-region example.
+"""How fast ``gpu-fleet plan`` runs, as a ratio to the machine's own floor.
 
-Plans each fleet the way the CLI does (every region stack, then the global stack, with
-manifest validation and the policy pack) and prints the best of a few runs, in wall-clock
-seconds and in this process's CPU seconds (steadier on a busy machine; child processes such
-as ``promtool`` are not in it)::
+Prints, each the median of N runs (default 5) in fresh processes, CPU time (user + sys
+of the child) and wall time:
 
-    .venv/bin/python benchmarks/plan_bench.py [--repeat N]
+- **floor**: importing the provider SDKs alone (pulumi, pulumi_aws, pulumi_gcp,
+  pulumi_kubernetes, pulumi_random), which any plan pays;
+- **reference**: ``gpu-fleet plan`` of the three reference stacks;
+- **fleet**: a synthetic 10-region x 5-model fleet, generated in a temp dir from the two
+  reference region stacks (5 copies of each, 2 more models per stack), planned the same way;
+- **ten-regions**: the example in ``examples/ten-regions/`` (10 regions and the global stack).
+
+::
+
+    .venv/bin/python benchmarks/plan_bench.py [--runs N]
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
-import json
+import copy
 import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
-from gpu_fleet import cli
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-FLEETS = {
-    "reference (stacks/, 2 regions + global)": [],
-    "ten-regions (examples/ten-regions/, 10 regions + global)":
-        ["--config", "examples/ten-regions/stacks/Pulumi.global.yaml"],
-}
+GPU_FLEET = str(Path(sys.executable).with_name("gpu-fleet"))
+FLOOR = "import pulumi, pulumi_aws, pulumi_gcp, pulumi_kubernetes, pulumi_random"
 
 
-def _plan(args: list[str], out: str) -> tuple[float, float, int]:
-    """One CLI run: its wall and CPU seconds and the number of stacks it planned and showed."""
-    buffer = io.StringIO()
-    started, cpu = time.perf_counter(), time.process_time()
-    with contextlib.redirect_stdout(buffer):
-        code = cli.main(["plan", *args, "--format", "json", "--out", out])
-    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
-    if code != 0:
-        raise SystemExit(f"gpu-fleet plan {' '.join(args)} exited {code}")
-    return elapsed, cpu, len(json.loads(buffer.getvalue())["stacks"])
+def timed(cmd: list[str], cwd: Path, runs: int) -> tuple[float, float]:
+    """Median CPU (user + sys of the child) and wall seconds of ``cmd`` over ``runs`` runs."""
+    cpu, wall = [], []
+    for _ in range(runs):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        started = time.perf_counter()
+        proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+        wall.append(time.perf_counter() - started)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        if proc.returncode != 0:
+            raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
+        cpu.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+    return statistics.median(cpu), statistics.median(wall)
+
+
+def synthetic_fleet(root: Path) -> list[str]:
+    """A project in ``root`` with 10 region stacks of 5 models each; their names."""
+    for name in ("Pulumi.yaml", "__main__.py"):
+        shutil.copy(REPO / name, root / name)
+    (root / "policies").symlink_to(REPO / "policies")
+    (root / "stacks").mkdir()
+    names = []
+    for template in ("us-east", "eu-west"):
+        doc = yaml.safe_load((REPO / "stacks" / f"Pulumi.{template}.yaml").read_text())
+        fleet = doc["config"]["gpu-fleet:fleet"]
+        models = fleet["models"]
+        fleet["models"] = models + [{**copy.deepcopy(m), "name": f"{m['name']}-b"} for m in models[:5 - len(models)]]
+        for i in range(5):
+            name = f"{template}-{i}"
+            entry = fleet.get("entrypoint") or {}
+            if "domain" in entry:
+                entry["domain"] = f"{name}.llm.example.com"
+            (root / "stacks" / f"Pulumi.{name}.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+            names.append(name)
+    return names
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeat", type=int, default=3, help="runs per fleet; the best is reported (default 3)")
-    parser.add_argument("--out", default="/tmp/gpu-fleet-plan-bench", help="where the manifests go")
+    parser.add_argument("--runs", type=int, default=5, help="runs per figure; the median is printed (default 5)")
     args = parser.parse_args()
-    os.chdir(REPO)
-    for name, fleet in FLEETS.items():
-        runs = [_plan(fleet, args.out) for _ in range(args.repeat)]
-        wall, cpu, stacks = min(runs)
-        print(f"{name}: {stacks} stacks, best of {args.repeat} runs {wall:.1f} s wall, {cpu:.1f} s CPU "
-              f"({cpu / stacks:.2f} CPU s per stack; load average {os.getloadavg()[0]:.1f})")
+    floor = timed([sys.executable, "-c", FLOOR], REPO, args.runs)
+    print(f"floor (import the provider SDKs): {floor[0]:.2f} s CPU, {floor[1]:.2f} s wall")
+    with tempfile.TemporaryDirectory() as tmp:
+        ref = timed([GPU_FLEET, "plan", "--out", str(Path(tmp) / "out")], REPO, args.runs)
+    print(f"reference stacks (3): {ref[0]:.2f} s CPU ({ref[0] / floor[0]:.1f}x floor), {ref[1]:.2f} s wall")
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        names = synthetic_fleet(root)
+        fleet = timed([GPU_FLEET, "plan", *names], root, args.runs)
+    print(f"synthetic fleet (10 regions x 5 models): {fleet[0]:.2f} s CPU ({fleet[0] / floor[0]:.1f}x floor), "
+          f"{fleet[1]:.2f} s wall")
+    with tempfile.TemporaryDirectory() as tmp:
+        ten = timed([GPU_FLEET, "plan", "--config", "examples/ten-regions/stacks/Pulumi.global.yaml",
+                     "--out", str(Path(tmp) / "out")], REPO, args.runs)
+    print(f"ten-region example (11 stacks): {ten[0]:.2f} s CPU ({ten[0] / floor[0]:.1f}x floor), {ten[1]:.2f} s wall")
+    print(f"(median of {args.runs} runs each, {os.cpu_count()} CPUs)")
 
 
 if __name__ == "__main__":

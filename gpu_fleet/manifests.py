@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import os
 import re
 import shutil
@@ -24,9 +25,12 @@ import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Optional
 
-import kubernetes_validate
+import jsonschema
 import yaml
+from kubernetes_validate import utils as kv_utils
+from referencing import Registry, Resource
 
 from components import pins
 
@@ -229,18 +233,47 @@ def _filename(index: int, manifest: dict) -> str:
     return f"{index:03d}-{slug}.yaml"
 
 
+@functools.lru_cache(maxsize=1)
+def _schema_dir() -> str:
+    """The strict schema folder ``kubernetes_validate.validate`` picks for KUBERNETES_VERSION
+    (the newest schema version not newer than it; kubernetes-validate 1.37.0, utils.py)."""
+    want = kv_utils.major_minor(KUBERNETES_VERSION)
+    version = [v for v in kv_utils.all_versions() if kv_utils.major_minor(v) <= want][-1]
+    return f"kubernetes-json-schema/v{version}-local-strict"
+
+
+@functools.lru_cache(maxsize=1)
+def _definitions() -> Resource:
+    # The 1.45 MB definitions file, parsed once per process instead of once per manifest.
+    return Resource.from_contents(kv_utils.schema_contents(f"{_schema_dir()}/_definitions.json", KUBERNETES_VERSION))
+
+
+@functools.lru_cache(maxsize=None)
+def _validator(kind: str, api_version: str) -> Optional[jsonschema.Draft202012Validator]:
+    """One validator per kind, built from the same files and registry as
+    ``kubernetes_validate.validate(..., strict=True)``; None when there is no schema."""
+    group_version = re.sub(r"^([^./]*)(?:\.[^/]*)?/", r"\1-", api_version)
+    try:
+        schema = kv_utils.schema_contents(f"{_schema_dir()}/{kind.lower()}-{group_version}.json", KUBERNETES_VERSION)
+    except FileNotFoundError:
+        return None
+    registry = _definitions() @ (Resource.from_contents(schema) @ Registry())
+    return jsonschema.Draft202012Validator(schema, registry=registry)
+
+
 def validate(manifest: dict) -> tuple[bool, list[str]]:
     """(checked, errors) for one manifest."""
     errors: list[str] = []
-    try:
-        kubernetes_validate.validate(manifest, KUBERNETES_VERSION, strict=True)
-    except kubernetes_validate.SchemaNotFoundError:
+    validator = _validator(manifest["kind"], manifest["apiVersion"])
+    if validator is None:
         if manifest.get("kind") == "PrometheusRule":
             return True, promtool_errors((manifest.get("spec") or {}).get("groups") or [])
         return False, []
-    except kubernetes_validate.ValidationError as e:
-        where = ".".join(str(p) for p in e.path)
-        errors.append(f"{where}: {e.message}" if where else e.message)
+    # The first error, as Validator.validate raises it (and kubernetes_validate reports it).
+    error = next(validator.iter_errors(manifest), None)
+    if error is not None:
+        where = ".".join(str(p) for p in error.path)
+        errors.append(f"{where}: {error.message}" if where else error.message)
     if manifest.get("kind") == "HorizontalPodAutoscaler":
         errors.extend(hpa_enum_errors(manifest))
     return True, errors

@@ -50,7 +50,7 @@ from .run import DEFAULT_METRICS_LAG_SECONDS, ControlLoop, simulate, utilization
 
 #: ``--set`` keys that edit the model's ``autoscaling`` config (stack file names).
 AUTOSCALING_KEYS = (
-    "minReplicas", "maxReplicas", "gpuUtilizationTarget", "pendingRequestsTarget",
+    "preset", "minReplicas", "maxReplicas", "gpuUtilizationTarget", "pendingRequestsTarget",
     *(f"{d}.{f}" for d in ("scaleUp", "scaleDown") for f in ("stabilizationWindowSeconds", "selectPolicy", "policies")),
 )
 
@@ -65,12 +65,15 @@ SIM_KEYS: dict[str, tuple[type, str]] = {
     "meanLatencySeconds": (float, f"mean request latency [{serving.DEFAULT_MEAN_LATENCY_SECONDS:g}]"),
     "gpuUtilizationCurve": (float, f"saturation of GPU utilisation, 0 = linear [{serving.DEFAULT_UTILIZATION_CURVE:g}]"),
     "gpusPerReplica": (int, "GPUs per replica [tensorParallelSize]"),
-    "nodeProvisionSeconds": (int, f"new GPU node [{serving.DEFAULT_NODE_PROVISION_SECONDS}]"),
+    "nodeProvisionSeconds": (int, "new GPU node [per cloud and provisioner: "
+                                  + ", ".join(f"{c}/{p} {s} s" for (c, p), s in serving.NODE_PROVISION_SECONDS.items()) + "]"),
+    "warmNodes": (int, "warm spare GPU nodes; replicas that fit on them skip node provisioning "
+                       "[the pool's minNodes minus the nodes its models fill at minReplicas, at least 0]"),
     "imagePullSeconds": (int, f"vLLM image pull [{serving.DEFAULT_IMAGE_PULL_SECONDS}]"),
     "modelLoadSeconds": (int, "container start to serving [components.sizing's load_seconds_estimate]"),
     "startupSeconds": (int, "total start-up delay, instead of its three phases"),
     "baselineRps": (float, "baseline load of a built-in trace [baselineFraction x capacity at minReplicas]"),
-    "baselineFraction": (float, "baseline as a fraction of what minReplicas serve at the utilisation target "
+    "baselineFraction": (float, "baseline as a fraction of what the stack's minReplicas serve at its utilisation target "
                                 f"[{traces.DEFAULT_BASELINE_FRACTION}]"),
     "pendingRequestsThreshold": (int, "queue alert threshold [the stack's alerts.pendingRequestsThreshold]"),
     "pendingRequestsForMinutes": (int, "queue alert 'for' [the stack's alerts.pendingRequestsForMinutes]"),
@@ -159,9 +162,15 @@ def _policies(key: str, value: str) -> list[dict[str, Any]]:
 
 def autoscaling_with(base: AutoscalingConfig, overrides: dict[str, str]) -> AutoscalingConfig:
     """``base`` with the autoscaling ``--set`` keys applied, validated like a stack file."""
+    # A preset replaces the stack's own values; other keys given with it still win.
+    if "preset" in overrides:
+        try:
+            base = AutoscalingConfig.model_validate({"preset": overrides["preset"]})
+        except ValidationError as e:
+            raise UsageError(f"--set preset: {e.errors()[0]['msg']}") from None
     raw = base.model_dump(by_alias=True)
     for key in AUTOSCALING_KEYS:
-        if key not in overrides:
+        if key not in overrides or key == "preset":
             continue
         value = overrides[key]
         section, _, field = key.rpartition(".")
@@ -208,6 +217,15 @@ def _model(cfg: RegionConfig, path: Path, name: Optional[str]) -> ModelConfig:
     raise UsageError(f"--model {name}: not in {path.name} (models: {', '.join(m.name for m in cfg.models)})")
 
 
+def deployed_baseline_rps(model: ModelConfig, model_serving: serving.ServingModel,
+                          fraction: float = traces.DEFAULT_BASELINE_FRACTION) -> float:
+    """The built-in traces' baseline: ``fraction`` of what the stack's own HPA serves at
+    ``minReplicas`` and its utilisation target, whatever ``--set`` changes, so runs of one
+    model compare on the same traffic."""
+    deployed = settings_from_spec(hpa_spec(model.autoscaling, f"vllm-{model.name}"))
+    return fraction * deployed.min_replicas * model_serving.rps_at(utilization_target(deployed))
+
+
 # --------------------------------------------------------------------------- text
 
 
@@ -252,6 +270,7 @@ def _run(args: argparse.Namespace) -> int:
             mean_latency_seconds=numbers.get("meanLatencySeconds", serving.DEFAULT_MEAN_LATENCY_SECONDS),
             gpus=None if "gpusPerReplica" not in numbers else int(numbers["gpusPerReplica"]),
         )
+        warm_nodes = int(numbers.get("warmNodes", serving.default_warm_nodes(cfg, pool, shape)))
         model_serving = serving.ServingModel(capacity, numbers.get("gpuUtilizationCurve", serving.DEFAULT_UTILIZATION_CURVE))
         if "startupSeconds" in numbers:
             startup = serving.StartupDelay(0, 0, int(numbers["startupSeconds"]))
@@ -259,7 +278,7 @@ def _run(args: argparse.Namespace) -> int:
         else:
             load = numbers.get("modelLoadSeconds")
             startup = serving.StartupDelay(
-                int(numbers.get("nodeProvisionSeconds", serving.DEFAULT_NODE_PROVISION_SECONDS)),
+                int(numbers.get("nodeProvisionSeconds", serving.node_provision_seconds(cfg.cloud))),
                 int(numbers.get("imagePullSeconds", serving.DEFAULT_IMAGE_PULL_SECONDS)),
                 int(load) if load is not None else serving.model_load_seconds(model, shape),
             )
@@ -271,13 +290,14 @@ def _run(args: argparse.Namespace) -> int:
             sync_period_seconds=int(numbers.get("syncPeriodSeconds", DEFAULT_SYNC_PERIOD_SECONDS)),
             metrics_lag_seconds=int(numbers.get("metricsLagSeconds", DEFAULT_METRICS_LAG_SECONDS)),
             tolerance=numbers.get("tolerance", DEFAULT_TOLERANCE),
+            warm_replicas=warm_nodes * serving.replicas_per_node(shape, capacity.gpus),
         )
     except ValueError as e:
         raise UsageError(str(e)) from None
 
     trace_params = {k: v for k, v in numbers.items() if any(k in p for p in (*traces.TRACE_PARAMS.values(), traces.COMMON_PARAMS))}
     fraction = numbers.get("baselineFraction", traces.DEFAULT_BASELINE_FRACTION)
-    baseline = numbers.get("baselineRps", fraction * hpa.min_replicas * model_serving.rps_at(utilization_target(hpa)))
+    baseline = numbers.get("baselineRps", deployed_baseline_rps(model, model_serving, fraction))
     if args.trace in traces.BUILTIN:
         trace = traces.builtin_trace(args.trace, baseline, trace_params)
     else:
@@ -290,7 +310,7 @@ def _run(args: argparse.Namespace) -> int:
 
     threshold = int(numbers.get("pendingRequestsThreshold", cfg.alerts.pending_requests_threshold))
     for_minutes = int(numbers.get("pendingRequestsForMinutes", cfg.alerts.pending_requests_for_minutes))
-    result = simulate(hpa, model_serving, trace, loop)
+    result = simulate(hpa, model_serving, trace, loop, oracle_utilization=bool(args.plot))
     summary = report.summarize(result, threshold, for_minutes)
 
     settings = {
@@ -305,6 +325,7 @@ def _run(args: argparse.Namespace) -> int:
         "syncPeriodSeconds": loop.sync_period_seconds,
         "metricsLagSeconds": loop.metrics_lag_seconds,
         "tolerance": loop.tolerance,
+        "warmNodes": warm_nodes,
         "alert": {"pendingRequestsThreshold": threshold, "pendingRequestsForMinutes": for_minutes},
     }
     title = "\n".join([
@@ -332,6 +353,7 @@ def _run(args: argparse.Namespace) -> int:
             + (f" (node {startup.node_provision_seconds} + pull {startup.image_pull_seconds} + load {startup.model_load_seconds})"
                if "startupSeconds" not in numbers else "")
             + f", metrics lag {loop.metrics_lag_seconds} s, sync every {loop.sync_period_seconds} s",
+            f"  warm spare nodes {warm_nodes}: {loop.warm_replicas} replicas above minReplicas skip node provisioning",
             *([f"  overrides: {', '.join(f'{k}={v}' for k, v in overrides.items())}"] if overrides else []),
             "",
             "summary:",

@@ -50,6 +50,11 @@ KUBERNETES_RELEASE = "v1.33"
 DEFAULT_TOLERANCE = 0.1
 DEFAULT_SYNC_PERIOD_SECONDS = 15
 DEFAULT_DOWNSCALE_STABILIZATION_SECONDS = 300
+#: ``HPAConfigurableTolerance`` (KEP-4951): alpha and off by default in v1.33, per the
+#: versioned gate spec in ``pkg/features/kube_features.go`` (``{Version: 1.33, Default:
+#: false, PreRelease: Alpha}``; Beta and on from 1.35). Read in a post-1.35 copy of that
+#: file through the search tool; the v1.33 tag itself is not stored there (unverified at the tag).
+HPA_CONFIGURABLE_TOLERANCE_DEFAULT = False
 
 #: The legacy (no ``behavior``) scale-up cap: ``max(2 * current, 4)``.
 SCALE_UP_LIMIT_FACTOR = 2.0
@@ -155,29 +160,37 @@ def generate_hpa_scale_down_rules(rules: Optional[ScalingRules]) -> ScalingRules
     return _copy_hpa_scaling_rules(rules, DEFAULT_SCALE_DOWN_RULES)
 
 
-def parse_quantity_milli(value: Any) -> int:
-    """A Kubernetes quantity (``"75"``, ``"500m"``, ``"1.5k"``, ``10``) as milli-units.
+def parse_quantity(value: Any) -> Decimal:
+    """A Kubernetes quantity (``"75"``, ``"500m"``, ``"0.025"``, ``"1.5k"``, ``10``), exactly.
 
-    Only the decimal suffixes an HPA target plausibly uses; ``MilliValue`` rounds up.
+    Only the decimal suffixes an HPA plausibly uses.
     """
     text = str(value).strip()
-    suffixes = {"m": 1, "": 1000, "k": 10**6, "M": 10**9, "G": 10**12}
+    suffixes = {"m": Decimal("0.001"), "": Decimal(1), "k": Decimal(10**3), "M": Decimal(10**6), "G": Decimal(10**9)}
     unit = text[-1] if text and text[-1] in "mkMG" else ""
     try:
-        milli = Decimal(text[: len(text) - len(unit)]) * suffixes[unit]
+        exact = Decimal(text[: len(text) - len(unit)]) * suffixes[unit]
     except InvalidOperation:
         raise SpecError(f"{value!r} is not a quantity") from None
-    if not milli.is_finite():
+    if not exact.is_finite():
         raise SpecError(f"{value!r} is not a quantity")
-    return int(milli.to_integral_value(rounding=ROUND_CEILING))
+    return exact
 
 
-def _rules_from_spec(raw: Optional[dict], where: str) -> Optional[ScalingRules]:
+def parse_quantity_milli(value: Any) -> int:
+    """A quantity in milli-units, as ``MilliValue`` reads a metric target: rounded up."""
+    return int((parse_quantity(value) * 1000).to_integral_value(rounding=ROUND_CEILING))
+
+
+def _rules_from_spec(raw: Optional[dict], where: str, configurable_tolerance: bool) -> Optional[ScalingRules]:
     if raw is None:
         return None
     policies = raw.get("policies")
     parsed = None
     if policies is not None:
+        # validation.go validateScalingRules: an empty list is an error, not "use the defaults".
+        if not policies:
+            raise SpecError(f"{where}.policies: Required value: must specify at least one Policy")
         parsed = []
         for i, p in enumerate(policies):
             if p.get("type") not in ("Pods", "Percent"):
@@ -191,20 +204,30 @@ def _rules_from_spec(raw: Optional[dict], where: str) -> Optional[ScalingRules]:
     window = raw.get("stabilizationWindowSeconds")
     if window is not None and not 0 <= int(window) <= 3600:
         raise SpecError(f"{where}.stabilizationWindowSeconds: must be in 0..3600, got {window}")
-    tolerance = raw.get("tolerance")
+    tolerance = None
+    if raw.get("tolerance") is not None:
+        exact = parse_quantity(raw["tolerance"])
+        if exact < 0:
+            raise SpecError(f"{where}.tolerance: Invalid value: {raw['tolerance']!r}: must be greater than or equal to 0")
+        # The controller reads it with Quantity.AsApproximateFloat64: no rounding to milli-units.
+        # Without the HPAConfigurableTolerance gate (alpha, off by default in v1.33) the
+        # field has no effect and the controller flag applies.
+        tolerance = float(exact) if configurable_tolerance else None
     return ScalingRules(
         stabilization_window_seconds=None if window is None else int(window),
         select_policy=select,
         policies=None if parsed is None else tuple(parsed),
-        tolerance=None if tolerance is None else parse_quantity_milli(tolerance) / 1000,
+        tolerance=tolerance,
     )
 
 
-def settings_from_spec(spec: dict) -> HpaSettings:
+def settings_from_spec(spec: dict, *, configurable_tolerance: bool = HPA_CONFIGURABLE_TOLERANCE_DEFAULT) -> HpaSettings:
     """Read an autoscaling/v2 ``spec`` dict (as :func:`components.hpa.hpa_spec` builds it).
 
     Applies the API server's defaulting (``minReplicas`` 1, the ``behavior`` defaults).
     Raises SpecError for what the API server rejects or this port does not model.
+    ``configurable_tolerance`` is the ``HPAConfigurableTolerance`` feature gate: per-HPA
+    ``behavior.*.tolerance`` applies only when it is on.
     """
     min_replicas = int(spec.get("minReplicas", 1))
     max_replicas = int(spec["maxReplicas"])
@@ -232,8 +255,10 @@ def settings_from_spec(spec: dict) -> HpaSettings:
     behavior = spec.get("behavior")
     up = down = None
     if behavior is not None:
-        up = generate_hpa_scale_up_rules(_rules_from_spec(behavior.get("scaleUp"), "behavior.scaleUp"))
-        down = generate_hpa_scale_down_rules(_rules_from_spec(behavior.get("scaleDown"), "behavior.scaleDown"))
+        up = generate_hpa_scale_up_rules(_rules_from_spec(behavior.get("scaleUp"), "behavior.scaleUp",
+                                                          configurable_tolerance))
+        down = generate_hpa_scale_down_rules(_rules_from_spec(behavior.get("scaleDown"), "behavior.scaleDown",
+                                                              configurable_tolerance))
     return HpaSettings(min_replicas, max_replicas, tuple(metrics), up, down)
 
 

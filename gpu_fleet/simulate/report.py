@@ -18,7 +18,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
+
+import numpy as np
 
 from pydantic.alias_generators import to_camel
 
@@ -69,13 +71,12 @@ def reversals(events: list[ScaleEvent], window_seconds: int = REVERSAL_WINDOW_SE
     return count
 
 
-def _firing_seconds(queue: list[float], threshold: float, for_seconds: int) -> int:
-    firing = run = 0
-    for q in queue:
-        run = run + 1 if q > threshold else 0
-        if run > for_seconds:
-            firing += 1
-    return firing
+def _firing_seconds(queue: Sequence[float], threshold: float, for_seconds: int) -> int:
+    """Seconds the alert fires: every second of a run above ``threshold`` after its first ``for_seconds``."""
+    above = np.concatenate(([False], np.asarray(queue) > threshold, [False]))
+    edges = np.flatnonzero(np.diff(above.astype(np.int8)))
+    lengths = edges[1::2] - edges[::2]
+    return int(np.maximum(lengths - for_seconds, 0).sum())
 
 
 def summarize(run: Run, queue_threshold: int, alert_for_minutes: int) -> Summary:
@@ -83,15 +84,16 @@ def summarize(run: Run, queue_threshold: int, alert_for_minutes: int) -> Summary
     tl, oracle = run.timeline, run.oracle
     gpus = run.serving.capacity.gpus
     seconds = len(tl.load)
-    gpu_hours = sum(r + s for r, s in zip(tl.ready, tl.starting)) * gpus / 3600
-    oracle_gpu_hours = sum(r + s for r, s in zip(oracle.ready, oracle.starting)) * gpus / 3600
+    gpu_hours = int(tl.ready.sum() + tl.starting.sum()) * gpus / 3600
+    oracle_gpu_hours = int(oracle.ready.sum() + oracle.starting.sum()) * gpus / 3600
     step_at = needed_after = to_enough = None
     if run.trace.step is not None:
         step = run.trace.step
         step_at = step.start
         needed_after = max(run.hpa.min_replicas, run.serving.replicas_for_load(step.level_rps, run.utilization_target))
         if needed_after <= run.hpa.max_replicas:
-            to_enough = next((t - step.start for t in range(step.start, seconds) if tl.ready[t] >= needed_after), None)
+            enough = np.flatnonzero(tl.ready[step.start:] >= needed_after)
+            to_enough = int(enough[0]) if len(enough) else None
     return Summary(
         duration_hours=seconds / 3600,
         gpus_per_replica=gpus,
@@ -99,13 +101,13 @@ def summarize(run: Run, queue_threshold: int, alert_for_minutes: int) -> Summary
         oracle_gpu_hours=oracle_gpu_hours,
         gpu_hours_over_oracle_percent=100 * (gpu_hours - oracle_gpu_hours) / oracle_gpu_hours,
         queue_threshold=queue_threshold,
-        queue_above_threshold_minutes=sum(q > queue_threshold for q in tl.queue) / 60,
+        queue_above_threshold_minutes=int((tl.queue > queue_threshold).sum()) / 60,
         alert_firing_minutes=_firing_seconds(tl.queue, queue_threshold, alert_for_minutes * 60) / 60,
-        oracle_queue_above_threshold_minutes=sum(q > queue_threshold for q in oracle.queue) / 60,
-        peak_queue=max(tl.queue),
-        mean_utilization_percent=sum(tl.utilization) / seconds,
-        peak_ready_replicas=max(tl.ready),
-        final_replicas=tl.desired[-1],
+        oracle_queue_above_threshold_minutes=int((oracle.queue > queue_threshold).sum()) / 60,
+        peak_queue=float(tl.queue.max()),
+        mean_utilization_percent=float(tl.utilization.sum()) / seconds,
+        peak_ready_replicas=int(tl.ready.max()),
+        final_replicas=int(tl.desired[-1]),
         scale_events=len(run.events),
         scale_ups=sum(e.after > e.before for e in run.events),
         scale_downs=sum(e.after < e.before for e in run.events),
@@ -197,7 +199,8 @@ def plot(run: Run, summary: Summary, path: Path, title: str) -> None:
 
     ax = axes[3]
     ax.plot(x, tl.utilization, color="tab:red", label="HPA: GPU utilisation per ready pod")
-    ax.plot(x, oracle.utilization, color="tab:green", linestyle=":", label="oracle: GPU utilisation")
+    if oracle.utilization is not None:
+        ax.plot(x, oracle.utilization, color="tab:green", linestyle=":", label="oracle: GPU utilisation")
     ax.axhline(run.utilization_target, color="black", linestyle="--", label=f"target ({run.utilization_target:g} %)")
     ax.set_ylim(0, 105)
     ax.set_ylabel("GPU utilisation (%)")

@@ -16,15 +16,16 @@ restart would cost that much GPU time anyway). Whatever it needs at t=0 it alrea
 
 from __future__ import annotations
 
-import math
-from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Optional, Sequence
+
+import numpy as np
 
 from components.hpa import GPU_UTILIZATION_METRIC, PENDING_REQUESTS_METRIC
 
 from .controller import DEFAULT_DOWNSCALE_STABILIZATION_SECONDS, DEFAULT_SYNC_PERIOD_SECONDS, DEFAULT_TOLERANCE
-from .controller import HorizontalController, HpaSettings, SpecError
+from . import kernels
+from .controller import HorizontalController, HpaSettings, SpecError, TimestampedRecommendation
 from .serving import Deployment, ServingModel, StartupDelay
 from .traces import Trace
 
@@ -42,6 +43,8 @@ class ControlLoop:
         tolerance: the controller's ``--horizontal-pod-autoscaler-tolerance`` (0.1).
         downscale_stabilization_seconds: the controller flag (300 s), used where
             ``behavior.scaleDown`` sets no window.
+        warm_replicas: replicas above ``minReplicas`` that fit on warm spare GPU nodes
+            (``warmNodes`` x replicas per node); they start without node provisioning.
     """
 
     startup: StartupDelay
@@ -49,10 +52,13 @@ class ControlLoop:
     metrics_lag_seconds: int = DEFAULT_METRICS_LAG_SECONDS
     tolerance: float = DEFAULT_TOLERANCE
     downscale_stabilization_seconds: int = DEFAULT_DOWNSCALE_STABILIZATION_SECONDS
+    warm_replicas: int = 0
 
     def __post_init__(self) -> None:
         if self.sync_period_seconds < 1 or self.metrics_lag_seconds < 0 or self.tolerance < 0:
             raise ValueError("syncPeriodSeconds must be >= 1, metricsLagSeconds and tolerance >= 0")
+        if self.warm_replicas < 0:
+            raise ValueError("warmNodes must be >= 0")
         if min(self.startup.node_provision_seconds, self.startup.image_pull_seconds,
                self.startup.model_load_seconds) < 0:
             raise ValueError("start-up phases must be >= 0 seconds")
@@ -69,16 +75,16 @@ class ScaleEvent:
 
 @dataclass
 class Timeline:
-    """Per-second series of one run (index = second)."""
+    """Per-second series of one run (numpy arrays, index = second)."""
 
-    load: list[float] = field(default_factory=list)
-    ready: list[int] = field(default_factory=list)
-    starting: list[int] = field(default_factory=list)
+    load: np.ndarray
+    ready: np.ndarray
+    starting: np.ndarray
     #: The replica count the HPA last set (the scale's spec.replicas).
-    desired: list[int] = field(default_factory=list)
-    queue: list[float] = field(default_factory=list)
-    #: GPU utilisation of a ready pod (percent).
-    utilization: list[float] = field(default_factory=list)
+    desired: np.ndarray
+    queue: np.ndarray
+    #: GPU utilisation of a ready pod (percent); None where not computed (the oracle's, by default).
+    utilization: Optional[np.ndarray]
 
 
 @dataclass
@@ -92,7 +98,7 @@ class Run:
     timeline: Timeline
     events: list[ScaleEvent]
     #: Ready replicas the serving model needs each second (within min/max).
-    needed: list[int]
+    needed: np.ndarray
     oracle: Timeline
     utilization_target: float
 
@@ -113,139 +119,142 @@ def utilization_target(hpa: HpaSettings) -> float:
     raise SpecError(f"the HPA has no {GPU_UTILIZATION_METRIC} metric to take the utilisation target from")
 
 
-def simulate(hpa: HpaSettings, serving: ServingModel, trace: Trace, loop: ControlLoop) -> Run:
-    """Replay ``trace`` against ``hpa``; the deployment starts at ``minReplicas``, all ready."""
+def simulate(hpa: HpaSettings, serving: ServingModel, trace: Trace, loop: ControlLoop, *,
+             skip_quiet_syncs: bool = True, oracle_utilization: bool = False, reference: Optional["Run"] = None) -> Run:
+    """Replay ``trace`` against ``hpa``; the deployment starts at ``minReplicas``, all ready.
+
+    Event-driven: :func:`.kernels.advance` runs the seconds and the syncs it proves quiet;
+    the controller decides every other sync. ``skip_quiet_syncs=False`` hands it every sync
+    (the reference the fast path is tested against). The oracle's per-second utilisation
+    is only for the plot: ``oracle_utilization=True`` computes it. ``reference``: take the
+    oracle (and the need) from that run of the same trace instead (``gpu-fleet tune``
+    compares every setting with one oracle).
+    """
     sources = _metric_sources(hpa)
     target = utilization_target(hpa)
     controller = HorizontalController(hpa, tolerance=loop.tolerance,
                                       downscale_stabilisation_window=loop.downscale_stabilization_seconds)
+    tolerances = controller.tolerances()
+    if hpa.has_behavior:
+        args = controller.normalization_arg(hpa.min_replicas, hpa.min_replicas)
+        up_window = args.scale_up_behavior.stabilization_window_seconds
+        down_window = args.scale_down_behavior.stabilization_window_seconds
+    else:
+        up_window, down_window = 0, loop.downscale_stabilization_seconds
+    quiet_check = (skip_quiet_syncs and hpa.has_behavior
+                   and all(m.target_type == "AverageValue" for m in hpa.metrics))
+    cap = serving.capacity
+    rps = np.asarray(trace.rps, dtype=np.float64)
+    n = len(rps)
+    tl = Timeline(rps, np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n, np.int64),
+                  np.empty(n, np.float64), np.empty(n, np.float64))
+    gpu_metric = np.zeros(n, np.int64)
+    queue_metric = np.zeros(n, np.int64)
+    has_metric = np.zeros(n, np.bool_)
+    starting_at = np.zeros(hpa.max_replicas + 1, np.int64)  # ready-at second of each starting pod, oldest first
+    # Every stored recommendation (second, replicas): the first sync records the initial count.
+    rec_t = np.zeros(n // loop.sync_period_seconds + 3, np.int64)
+    rec_v = np.zeros(len(rec_t), np.int64)
+    rec_t[0], rec_v[0] = 0, hpa.min_replicas
     deployment = Deployment(serving)
-    ready = hpa.min_replicas
-    starting: deque[int] = deque()  # ready-at seconds, oldest first
-    spec = ready
-    deployment.settle(trace.rps[0], ready)
-    tl = Timeline()
+    deployment.settle(rps[0], hpa.min_replicas)
+    # ready, spec, starting pods, requests in the system, recommendations stored
+    state = np.array([hpa.min_replicas, hpa.min_replicas, 0, deployment.in_system, 1], np.float64)
+    kinds = np.array([0 if name == GPU_UTILIZATION_METRIC else 1 for name in sources], np.int64)
+    targets = np.array([m.target_milli for m in hpa.metrics], np.int64)
+    longest = max(up_window, down_window)
+    controller.recommendations = [TimestampedRecommendation(hpa.min_replicas, 0.0)]
+    synced = 1
+    keep = 2 * (longest // loop.sync_period_seconds + 2)
     events: list[ScaleEvent] = []
-    # The metrics as the recording rules produce them, per second; None: no series.
-    gpu_metric: list[Optional[int]] = []
-    queue_metric: list[Optional[int]] = []
     startup = loop.startup.total_seconds
-    period, lag = loop.sync_period_seconds, loop.metrics_lag_seconds
-
-    for t, rps in enumerate(trace.rps):
-        while starting and starting[0] <= t:
-            starting.popleft()
-            ready += 1
-        _, waiting, util = deployment.step(rps, ready)
-        if ready:
-            # Milli-quantities, as the external metrics API serves them.
-            gpu_metric.append(int(ready * util * 1000))
-            queue_metric.append(int(waiting * 1000))
-        else:
-            gpu_metric.append(None)
-            queue_metric.append(None)
-        if t % period == 0:
-            seen = max(0, t - lag)
-            values = [gpu_metric[seen] if name == GPU_UTILIZATION_METRIC else queue_metric[seen] for name in sources]
-            decision = controller.reconcile(float(t), spec, ready + len(starting), ready,
-                                            [None if v is None else [v] for v in values])
-            if decision.desired_replicas != spec:
-                events.append(ScaleEvent(t, spec, decision.desired_replicas))
-                change = decision.desired_replicas - spec
-                if change > 0:
-                    starting.extend([t + startup] * change)
+    # Replicas up to this count start on warm spare nodes, without node provisioning.
+    warm_up_to = hpa.min_replicas + loop.warm_replicas
+    t = 0
+    while t < n:
+        t = kernels.advance(t, rps, state, starting_at, gpu_metric, queue_metric, has_metric,
+                            tl.ready, tl.starting, tl.desired, tl.queue, tl.utilization,
+                            cap.concurrency, cap.mean_latency_seconds, serving.utilization_curve,
+                            loop.sync_period_seconds, loop.metrics_lag_seconds, kinds, targets,
+                            tolerances.scale_down, tolerances.scale_up, quiet_check, up_window, down_window,
+                            rec_t, rec_v)
+        if t >= n:
+            break
+        ready, spec, count, n_rec = int(state[0]), int(state[1]), int(state[2]), int(state[4])
+        seen = max(0, t - loop.metrics_lag_seconds)
+        values = [None if not has_metric[seen]
+                  else [int(gpu_metric[seen] if kind == 0 else queue_metric[seen])] for kind in kinds]
+        # The controller's list gets the recommendations the kernel stored since its last
+        # call; entries older than both windows never count again and are dropped.
+        recs = controller.recommendations
+        recs.extend(TimestampedRecommendation(int(rec_v[j]), float(rec_t[j])) for j in range(synced, n_rec))
+        if len(recs) > keep:
+            recs[:] = [r for r in recs if r.timestamp >= t - longest]
+        decision = controller.reconcile(float(t), spec, ready + count, ready, values)
+        if decision.metric_desired_replicas is not None and decision.reason != "FailedGetExternalMetric":
+            # reconcile stored max(0, the metrics' proposal) as this sync's recommendation.
+            rec_t[n_rec], rec_v[n_rec] = t, max(0, decision.metric_desired_replicas)
+            n_rec += 1
+            state[4] = n_rec
+        synced = n_rec
+        if decision.desired_replicas != spec:
+            events.append(ScaleEvent(t, spec, decision.desired_replicas))
+            change = decision.desired_replicas - spec
+            for replicas in range(spec + 1, spec + change + 1):
+                warm = replicas <= warm_up_to
+                starting_at[count] = t + startup - (loop.startup.node_provision_seconds if warm else 0)
+                count += 1
+            for _ in range(-change):
+                if count:
+                    count -= 1  # newest starting pod first
                 else:
-                    for _ in range(-change):
-                        if starting:
-                            starting.pop()  # newest starting pod first
-                        else:
-                            ready -= 1
-                spec = decision.desired_replicas
-        tl.load.append(rps)
-        tl.ready.append(ready)
-        tl.starting.append(len(starting))
-        tl.desired.append(spec)
-        tl.queue.append(waiting)
-        tl.utilization.append(util)
+                    ready -= 1
+            spec = decision.desired_replicas
+            state[0], state[1], state[2] = ready, spec, count
+        tl.ready[t], tl.starting[t], tl.desired[t] = ready, count, spec
+        t += 1
 
-    needed = [min(hpa.max_replicas, max(hpa.min_replicas, n)) for n in needed_replicas(serving, trace.rps, target)]
-    oracle_ready, oracle_starting = oracle_plan(needed, startup)
-    oracle = _replay(serving, trace, oracle_ready, oracle_starting)
+    if reference is not None:
+        return Run(trace, hpa, serving, loop, tl, events, reference.needed, reference.oracle, target)
+    needed = needed_replicas(serving, rps, target, hpa.min_replicas, hpa.max_replicas)
+    oracle_ready, oracle_starting = oracle_plan(needed, startup, warm_up_to,
+                                                startup - loop.startup.node_provision_seconds)
+    oracle = _replay(serving, rps, oracle_ready, oracle_starting, oracle_utilization)
     return Run(trace, hpa, serving, loop, tl, events, needed, oracle, target)
 
 
-def needed_replicas(serving: ServingModel, rps: Sequence[float], utilization_target: float) -> list[int]:
-    """Ready replicas that keep every second at or below the utilisation target, unbounded.
+def needed_replicas(serving: ServingModel, rps: Sequence[float], utilization_target: float,
+                    low: int = 0, high: int = kernels.MAX_INT32) -> np.ndarray:
+    """Ready replicas that keep every second at or below the utilisation target, within ``[low, high]``.
 
     Follows the requests in flight as the serving model does (they lag the arrival rate
     by the request latency), so the need falls only as the earlier requests complete.
     """
     per_replica = serving.capacity.concurrency * serving.occupancy_at(utilization_target)
-    latency = serving.capacity.mean_latency_seconds
-    in_system = max(0.0, rps[0] * latency - rps[0])
-    out = []
-    for v in rps:
-        in_system += v
-        # The epsilon lets the in-flight count, which only approaches a steady state, reach it.
-        out.append(max(0, math.ceil(in_system / per_replica - 1e-6)))
-        in_system -= min(in_system, in_system / latency)
-    return out
+    return kernels.needed(np.asarray(rps, dtype=np.float64), per_replica, serving.capacity.mean_latency_seconds,
+                          low, high)
 
 
-def oracle_plan(needed: Sequence[int], startup_seconds: int) -> tuple[list[int], list[int]]:
+def oracle_plan(needed: Sequence[int], startup_seconds: int, warm_up_to: int = 0,
+                warm_startup_seconds: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Ready and starting replicas per second of the oracle for a ``needed`` profile.
 
     Replicas are interchangeable, so replica ``k`` (the k-th layer) runs exactly while
     ``needed >= k``, bridging gaps of at most ``startup_seconds`` and starting
-    ``startup_seconds`` before each run. Layers that run from t=0 are already ready.
+    ``startup_seconds`` before each run (``warm_startup_seconds`` for layers up to
+    ``warm_up_to``, which fit on warm spare nodes). Layers that run from t=0 are already ready.
     """
-    n = len(needed)
-    # Runs of equal need: (start, end, value).
-    runs: list[tuple[int, int, int]] = []
-    for t, v in enumerate(needed):
-        if runs and runs[-1][2] == v:
-            runs[-1] = (runs[-1][0], t + 1, v)
-        else:
-            runs.append((t, t + 1, v))
-    ready_diff = [0] * (n + 1)
-    starting_diff = [0] * (n + 1)
-    for k in range(1, max(needed, default=0) + 1):
-        intervals: list[list[int]] = []
-        for start, end, v in runs:
-            if v < k:
-                continue
-            if intervals and (start - intervals[-1][1]) <= startup_seconds:
-                intervals[-1][1] = end  # keeping it running is no dearer than a restart
-            else:
-                intervals.append([start, end])
-        for start, end in intervals:
-            ready_diff[start] += 1
-            ready_diff[end] -= 1
-            if start > 0:
-                boot = max(0, start - startup_seconds)
-                starting_diff[boot] += 1
-                starting_diff[start] -= 1
-    ready, starting = [], []
-    r = s = 0
-    for t in range(n):
-        r += ready_diff[t]
-        s += starting_diff[t]
-        ready.append(r)
-        starting.append(s)
-    return ready, starting
+    return kernels.oracle_layers(np.asarray(needed, dtype=np.int64), startup_seconds, warm_up_to, warm_startup_seconds)
 
 
-def _replay(serving: ServingModel, trace: Trace, ready: Sequence[int], starting: Sequence[int]) -> Timeline:
+def _replay(serving: ServingModel, rps: np.ndarray, ready: np.ndarray, starting: np.ndarray,
+            with_utilization: bool) -> Timeline:
     """The serving model under a fixed replica profile (the oracle's)."""
+    cap = serving.capacity
     deployment = Deployment(serving)
-    deployment.settle(trace.rps[0], ready[0])
-    tl = Timeline()
-    for t, rps in enumerate(trace.rps):
-        _, waiting, util = deployment.step(rps, ready[t])
-        tl.load.append(rps)
-        tl.ready.append(ready[t])
-        tl.starting.append(starting[t])
-        tl.desired.append(ready[t] + starting[t])
-        tl.queue.append(waiting)
-        tl.utilization.append(util)
-    return tl
+    deployment.settle(rps[0], int(ready[0]))
+    queue = np.empty(len(rps), np.float64)
+    utilization = np.empty(len(rps) if with_utilization else 0, np.float64)
+    kernels.replay(rps, ready, cap.concurrency, cap.mean_latency_seconds, serving.utilization_curve,
+                   deployment.in_system, queue, utilization)
+    return Timeline(rps, ready, starting, ready + starting, queue, utilization if with_utilization else None)

@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
+import numpy as np
+
 BUILTIN = ("diurnal", "spike", "ramp", "failover")
 DEFAULT_BASELINE_FRACTION = 0.7
 CSV_HEADER = ("seconds", "requests_per_second")
@@ -51,18 +53,27 @@ class Step:
     level_rps: float
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Trace:
     """Offered load per second, with the step the summary measures reaction time against."""
 
     name: str
-    rps: tuple[float, ...]
+    #: float64, read-only.
+    rps: np.ndarray
     description: str
     step: Optional[Step] = None
 
     @property
     def seconds(self) -> int:
         return len(self.rps)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Trace):
+            return NotImplemented
+        return ((self.name, self.description, self.step) == (other.name, other.description, other.step)
+                and np.array_equal(self.rps, other.rps))
+
+    __hash__ = None  # type: ignore[assignment]  # mutable-looking contents: no hashing
 
 
 #: Parameters per built-in trace, with defaults: ``--set`` accepts exactly these.
@@ -121,6 +132,12 @@ def _noisy(rps: list[float], noise: float, seed: int) -> list[float]:
     return [v * factors[t // 60] for t, v in enumerate(rps)]
 
 
+def _frozen(rps: list[float]) -> np.ndarray:
+    out = np.array(rps, dtype=np.float64)
+    out.flags.writeable = False
+    return out
+
+
 def builtin_trace(name: str, baseline_rps: float, params: Optional[dict[str, float]] = None) -> Trace:
     """A built-in trace around ``baseline_rps``; ``params`` override :data:`TRACE_PARAMS`."""
     if name not in _BUILDERS:
@@ -139,7 +156,7 @@ def builtin_trace(name: str, baseline_rps: float, params: Optional[dict[str, flo
     rps, step, desc = _BUILDERS[name](baseline_rps, p)
     if p["noise"] > 0:
         desc += f", noise {p['noise']:g}"
-    return Trace(name, tuple(_noisy(rps, p["noise"], int(p["seed"]))), desc, step)
+    return Trace(name, _frozen(_noisy(rps, p["noise"], int(p["seed"]))), desc, step)
 
 
 def csv_trace(path: Path) -> Trace:
@@ -181,4 +198,4 @@ def csv_trace(path: Path) -> Trace:
     for (t0, v0), (t1, v1) in zip(points, points[1:]):
         rps_per_second += [v0 + (v1 - v0) * (t - t0) / (t1 - t0) for t in range(t0, t1)]
     rps_per_second.append(points[-1][1])
-    return Trace(path.name, tuple(rps_per_second), f"{path.name}: {len(points)} points over {points[-1][0]} s")
+    return Trace(path.name, _frozen(rps_per_second), f"{path.name}: {len(points)} points over {points[-1][0]} s")

@@ -216,3 +216,34 @@ def test_one_pods_policy_bounds_each_period(value, period, runs, direction):
     for t, _, _ in events:
         moved = sum(abs(a - b) for tt, b, a in events if t - period < tt <= t)
         assert moved <= value
+
+
+# --------------------------------------------------------------------------- spec parsing like the API server
+
+
+def _spec_with(**scale_up):
+    return {"minReplicas": 1, "maxReplicas": 5,
+            "metrics": [{"type": "External", "external": {"metric": {"name": "dcgm_gpu_utilization"},
+                                                          "target": {"type": "AverageValue", "averageValue": "75"}}}],
+            "behavior": {"scaleUp": scale_up}}
+
+
+def test_tolerance_is_read_exactly_and_only_behind_the_feature_gate():
+    from gpu_fleet.simulate.controller import HorizontalController, settings_from_spec
+    gated = settings_from_spec(_spec_with(tolerance="0.0125"), configurable_tolerance=True)
+    assert gated.scale_up.tolerance == 0.0125  # not rounded up to 0.013
+    assert settings_from_spec(_spec_with(tolerance="25m"), configurable_tolerance=True).scale_up.tolerance == 0.025
+    assert HorizontalController(gated).tolerances().scale_up == 0.0125
+    # Off by default, as in v1.33: the controller flag applies.
+    default = settings_from_spec(_spec_with(tolerance="0.0125"))
+    assert default.scale_up.tolerance is None and HorizontalController(default).tolerances().scale_up == 0.1
+
+
+def test_empty_policies_and_negative_tolerance_are_rejected_like_the_api_server():
+    from gpu_fleet.simulate.controller import SpecError, settings_from_spec
+    with pytest.raises(SpecError, match=r"behavior.scaleUp.policies: Required value: must specify at least one Policy"):
+        settings_from_spec(_spec_with(policies=[]))
+    with pytest.raises(SpecError, match=r"behavior.scaleUp.tolerance: .*must be greater than or equal to 0"):
+        settings_from_spec(_spec_with(tolerance="-0.1"))
+    # Omitted policies still take the defaults.
+    assert settings_from_spec(_spec_with()).scale_up.policies[0].type == "Pods"

@@ -105,7 +105,7 @@ def test_no_ready_replica_serves_nothing():
 
 def test_spike_rises_five_fold_within_a_minute_holds_and_returns():
     t = traces.builtin_trace("spike", 10)
-    assert t.rps[:600] == (10,) * 600
+    assert t.rps[:600].tolist() == [10] * 600
     assert t.rps[659] == pytest.approx(50) and max(t.rps) == pytest.approx(50)
     assert all(v == pytest.approx(50) for v in t.rps[660:660 + 30 * 60])
     assert t.rps[-1] == 10 and t.step == traces.Step(600, 50)
@@ -115,8 +115,8 @@ def test_spike_rises_five_fold_within_a_minute_holds_and_returns():
 def test_diurnal_is_a_day_from_night_trough_to_afternoon_peak():
     t = traces.builtin_trace("diurnal", 10)
     assert t.seconds == 86400 and t.step is None
-    assert min(t.rps) == pytest.approx(10) and t.rps.index(min(t.rps)) == 4 * 3600
-    assert max(t.rps) == pytest.approx(30) and t.rps.index(max(t.rps)) == 16 * 3600
+    assert min(t.rps) == pytest.approx(10) and int(t.rps.argmin()) == 4 * 3600
+    assert max(t.rps) == pytest.approx(30) and int(t.rps.argmax()) == 16 * 3600
 
 
 def test_ramp_climbs_slowly():
@@ -136,7 +136,7 @@ def test_noise_is_seeded_and_trace_parameters_are_checked():
     a = traces.builtin_trace("spike", 10, {"noise": 0.1})
     assert a == traces.builtin_trace("spike", 10, {"noise": 0.1})
     assert a != traces.builtin_trace("spike", 10, {"noise": 0.1, "seed": 1})
-    assert a.rps != traces.builtin_trace("spike", 10).rps
+    assert a.rps.tolist() != traces.builtin_trace("spike", 10).rps.tolist()
     with pytest.raises(traces.TraceError, match="rampFactor does not apply to the spike trace"):
         traces.builtin_trace("spike", 10, {"rampFactor": 2})
     with pytest.raises(traces.TraceError, match="unknown trace 'weekly'"):
@@ -147,7 +147,7 @@ def test_csv_trace_is_interpolated_per_second(tmp_path):
     f = tmp_path / "t.csv"
     f.write_text("# my trace\nseconds,requests_per_second\n0,10\n\n4,30\n6,30\n")
     t = traces.csv_trace(f)
-    assert t.rps == (10, 15, 20, 25, 30, 30, 30)
+    assert t.rps.tolist() == [10, 15, 20, 25, 30, 30, 30]
 
 
 @pytest.mark.parametrize(("text", "error"), [
@@ -181,7 +181,7 @@ def test_missing_csv(tmp_path):
 
 def test_oracle_starts_replicas_a_startup_delay_early_and_bridges_short_gaps():
     needed = [1] * 10 + [3] * 5 + [1] * 3 + [3] * 5 + [1] * 20 + [2] * 3 + [1] * 4
-    ready, starting = oracle_plan(needed, startup_seconds=4)
+    ready, starting = (a.tolist() for a in oracle_plan(needed, startup_seconds=4))
     # Layers 2 and 3 run from 10, idle through the 3-second gap (3 <= 4), stop at 23.
     assert ready[:10] == [1] * 10 and ready[10:23] == [3] * 13 and ready[23:43] == [1] * 20
     assert starting[6:10] == [2] * 4 and starting[:6] == [0] * 6
@@ -192,7 +192,7 @@ def test_oracle_starts_replicas_a_startup_delay_early_and_bridges_short_gaps():
 
 def test_oracle_need_follows_requests_in_flight():
     # 10 s latency: after the load drops, the in-flight requests take a while to finish.
-    need = needed_replicas(LINEAR, [30.0] * 5 + [7.5] * 300, 75)
+    need = needed_replicas(LINEAR, [30.0] * 5 + [7.5] * 300, 75).tolist()
     assert need[0] == 4 and need[-1] == 1
     assert need[5] > 1 and need.index(1) > 5
 
@@ -263,3 +263,35 @@ def test_reversals_and_alert_firing():
     events = [ScaleEvent(0, 2, 4), ScaleEvent(300, 4, 3), ScaleEvent(1000, 3, 2), ScaleEvent(1200, 2, 4)]
     assert reversals(events) == 2  # up->down after 300 s, down->up after 200 s
     assert _firing_seconds([30] * 130 + [0] + [30] * 50, threshold=20, for_seconds=120) == 10
+
+
+# --------------------------------------------------------------------------- warm spare nodes
+
+
+def test_warm_nodes_default_to_the_pool_minimum_left_after_min_replicas():
+    from gpu_fleet.simulate.serving import default_warm_nodes, node_provision_seconds, replicas_per_node
+    cfg = load_stack_file(REPO / "stacks" / "Pulumi.us-east.yaml")
+    h100 = next(p for p in cfg.gpu_pools if p.name == "h100")
+    shape = pool_offering(cfg, h100).shape
+    # Two TP4 models at 2 replicas fill 16 GPUs = 2 nodes of 8; minNodes 1 leaves none warm.
+    assert default_warm_nodes(cfg, h100, shape) == 0
+    assert default_warm_nodes(cfg, h100.model_copy(update={"min_nodes": 4}), shape) == 2
+    assert replicas_per_node(shape, 4) == 2 and replicas_per_node(shape, 3) == 2
+    assert node_provision_seconds("aws") == node_provision_seconds("gcp") == 240
+
+
+def test_replicas_on_warm_nodes_skip_node_provisioning():
+    # The HPA adds a 3rd replica at 0 s and a 4th at 15 s; one fits on a warm node.
+    hpa = _hpa(minReplicas=2, maxReplicas=4, scaleUp={"stabilizationWindowSeconds": 0,
+                                                      "policies": [{"type": "Pods", "value": 4, "periodSeconds": 15}]})
+    trace = traces.Trace("step", (30.0,) * 1800, "30 rps")
+    cold = simulate(hpa, LINEAR, trace, ControlLoop(StartupDelay(100, 0, 60), metrics_lag_seconds=0))
+    warm = simulate(hpa, LINEAR, trace, ControlLoop(StartupDelay(100, 0, 60), metrics_lag_seconds=0, warm_replicas=1))
+    assert [(e.t, e.after) for e in cold.events] == [(e.t, e.after) for e in warm.events] == [(0, 3), (15, 4)]
+    # Cold: both wait for a node (100 s) and the load (60 s).
+    assert (cold.timeline.ready[159], cold.timeline.ready[160], cold.timeline.ready[175]) == (2, 3, 4)
+    # Warm: the 3rd skips the node; the 4th, beyond the warm node, does not.
+    assert (warm.timeline.ready[59], warm.timeline.ready[60], warm.timeline.ready[174], warm.timeline.ready[175]) == (2, 3, 3, 4)
+    assert warm.timeline.queue.sum() < cold.timeline.queue.sum()  # served sooner; the GPUs are held either way
+    with pytest.raises(ValueError, match="warmNodes"):
+        ControlLoop(StartupDelay(0, 0, 1), warm_replicas=-1)

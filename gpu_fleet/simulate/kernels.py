@@ -1,0 +1,217 @@
+"""The simulator's per-second arithmetic, compiled with numba.
+
+One definition of each formula, used both from Python (:class:`.serving.ServingModel`,
+:class:`.serving.Deployment`) and inside the compiled loops, so the event-driven run
+(:func:`.run.simulate`) performs the same floating-point operations in the same order as
+a one-second-at-a-time Python loop would, only without the interpreter.
+
+:func:`advance` runs seconds until a sync at which the HPA controller could change the
+replica count; it proves the others quiet with the controller's own rules for
+``AverageValue`` External metrics and a ``behavior`` (the replica calculator's
+tolerance band, then the stabilisation windows: a sync changes nothing when the
+stabilised recommendation equals the current count, because the rate limits never move a
+count that is not changing). Every other sync, and every HPA outside that case, is
+handed back to the Python port of the controller (:mod:`.controller`), which stays the
+only place that decides a change.
+
+``cache=True`` keeps the compiled code beside the module: the first run on a machine
+compiles (a few seconds), later processes load it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+MAX_INT32 = 2**31 - 1
+
+
+@njit(cache=True)
+def utilization_of(occupancy: float, k: float) -> float:
+    """GPU utilisation (percent) of a ready pod at ``occupancy`` (see :mod:`.serving`)."""
+    x = min(max(occupancy, 0.0), 1.0)
+    if k == 0:
+        return 100.0 * x
+    return 100.0 * (1.0 - math.exp(-k * x)) / (1.0 - math.exp(-k))
+
+
+@njit(cache=True)
+def flow(in_system: float, arrivals: float, slots: float, latency: float, dt: float) -> tuple[float, float, float]:
+    """One step of the fluid FIFO: ``(running, waiting, requests in the system after it)``."""
+    total = in_system + arrivals * dt
+    running = min(total, slots)
+    return running, total - running, total - min(running, running * dt / latency)
+
+
+@njit(cache=True)
+def replay(rps, ready, concurrency, latency, k, in_system, queue_out, util_out):
+    """The serving model under a fixed replica profile; fills ``queue_out`` and, unless it
+    is empty, ``util_out``."""
+    with_util = util_out.shape[0] > 0
+    for t in range(rps.shape[0]):
+        slots = ready[t] * concurrency
+        running, waiting, in_system = flow(in_system, rps[t], slots, latency, 1.0)
+        queue_out[t] = waiting
+        if with_util:
+            util_out[t] = utilization_of(running / slots, k) if slots else 0.0
+
+
+@njit(cache=True)
+def needed(rps, per_replica, latency, low, high):
+    """Ready replicas per second that keep the in-flight requests at the target, within ``[low, high]``."""
+    out = np.empty(rps.shape[0], dtype=np.int64)
+    in_system = max(0.0, rps[0] * latency - rps[0])
+    for t in range(rps.shape[0]):
+        in_system += rps[t]
+        # The epsilon lets the in-flight count, which only approaches a steady state, reach it.
+        out[t] = min(high, max(low, math.ceil(in_system / per_replica - 1e-6)))
+        in_system -= min(in_system, in_system / latency)
+    return out
+
+
+@njit(cache=True)
+def oracle_layers(needed, startup_seconds, warm_up_to, warm_startup_seconds):
+    """Ready and starting replicas per second of the oracle (see :func:`.run.oracle_plan`);
+    layers up to ``warm_up_to`` start in ``warm_startup_seconds`` (warm spare nodes)."""
+    n = needed.shape[0]
+    # Runs of equal need: starts[i] .. starts[i + 1], value values[i].
+    starts = np.empty(n + 1, dtype=np.int64)
+    values = np.empty(n, dtype=np.int64)
+    runs = 0
+    top = 0
+    for t in range(n):
+        if runs == 0 or needed[t] != values[runs - 1]:
+            starts[runs] = t
+            values[runs] = needed[t]
+            runs += 1
+            top = max(top, needed[t])
+    starts[runs] = n
+    ready_diff = np.zeros(n + 1, dtype=np.int64)
+    starting_diff = np.zeros(n + 1, dtype=np.int64)
+    for k in range(1, top + 1):
+        startup = warm_startup_seconds if k <= warm_up_to else startup_seconds
+        # Layer k runs while needed >= k; a gap no longer than the start-up delay is bridged
+        # (keeping it running is no dearer than a restart).
+        open_start = -1
+        open_end = -1
+        for i in range(runs):
+            if values[i] < k:
+                continue
+            if open_start >= 0 and starts[i] - open_end <= startup:
+                open_end = starts[i + 1]
+                continue
+            if open_start >= 0:
+                _add_layer(ready_diff, starting_diff, open_start, open_end, startup)
+            open_start, open_end = starts[i], starts[i + 1]
+        if open_start >= 0:
+            _add_layer(ready_diff, starting_diff, open_start, open_end, startup)
+    return np.cumsum(ready_diff[:n]), np.cumsum(starting_diff[:n])
+
+
+@njit(cache=True)
+def _add_layer(ready_diff, starting_diff, start, end, startup_seconds):
+    ready_diff[start] += 1
+    ready_diff[end] -= 1
+    if start > 0:
+        boot = max(0, start - startup_seconds)
+        starting_diff[boot] += 1
+        starting_diff[start] -= 1
+
+
+@njit(cache=True)
+def _proposal(usage, target_milli, status, tol_down, tol_up):
+    """``GetExternalPerPodMetricReplicas`` for one series: the count it proposes."""
+    ratio = usage / (target_milli * status) if status else (math.inf if usage else math.nan)
+    if (1.0 - tol_down) <= ratio <= (1.0 + tol_up):
+        return status
+    x = usage / target_milli
+    return MAX_INT32 if x > MAX_INT32 else int(math.ceil(x))
+
+
+@njit(cache=True)
+def advance(t, rps, state, starting_at, gpu_metric, queue_metric, has_metric,
+            ready_tl, starting_tl, desired_tl, queue_tl, util_tl,
+            concurrency, latency, k, period, lag,
+            metric_kind, target_milli, tol_down, tol_up, quiet_check,
+            up_window, down_window, rec_t, rec_v):
+    """Run from second ``t`` until a sync the controller must decide, or the end.
+
+    ``state`` (float64): ready, spec, starting pods, requests in the system,
+    recommendations stored. ``starting_at[:starting]`` holds the ready-at second of each
+    starting pod, oldest first. ``metric_kind[i]`` is 0 for the GPU metric and 1 for the
+    queue metric. Returns the second of the sync to hand over (its queue and utilisation
+    already recorded, its replica counts not), or ``len(rps)``.
+    """
+    n = rps.shape[0]
+    ready = int(state[0])
+    spec = int(state[1])
+    count = int(state[2])
+    in_system = state[3]
+    n_rec = int(state[4])
+    longest = max(up_window, down_window)
+    stop = n
+    while t < n:
+        if count:
+            # Pods on warm nodes skip provisioning: ready-at is not in start order.
+            kept = 0
+            for i in range(count):
+                if starting_at[i] <= t:
+                    ready += 1
+                else:
+                    starting_at[kept] = starting_at[i]
+                    kept += 1
+            count = kept
+        slots = ready * concurrency
+        running, waiting, in_system = flow(in_system, rps[t], slots, latency, 1.0)
+        util = utilization_of(running / slots, k) if slots else 0.0
+        queue_tl[t] = waiting
+        util_tl[t] = util
+        if ready:
+            # Milli-quantities, as the external metrics API serves them.
+            gpu_metric[t] = int(ready * util * 1000)
+            queue_metric[t] = int(waiting * 1000)
+            has_metric[t] = True
+        else:
+            has_metric[t] = False
+        if t % period == 0:
+            if not quiet_check:
+                stop = t
+                break
+            seen = max(0, t - lag)
+            if not has_metric[seen]:
+                stop = t
+                break
+            status = ready + count
+            desired = 0
+            for i in range(metric_kind.shape[0]):
+                usage = gpu_metric[seen] if metric_kind[i] == 0 else queue_metric[seen]
+                p = _proposal(usage, target_milli[i], status, tol_down, tol_up)
+                if desired == 0 or p > desired:
+                    desired = p
+            up = desired
+            down = desired
+            j = n_rec - 1
+            # Newest first, back to the longer window: older ones no longer count.
+            while j >= 0 and rec_t[j] > t - longest:
+                if rec_t[j] > t - up_window:
+                    up = min(up, rec_v[j])
+                if rec_t[j] > t - down_window:
+                    down = max(down, rec_v[j])
+                j -= 1
+            if not (up <= spec <= down):
+                stop = t
+                break
+            rec_t[n_rec] = t
+            rec_v[n_rec] = desired
+            n_rec += 1
+        ready_tl[t] = ready
+        starting_tl[t] = count
+        desired_tl[t] = spec
+        t += 1
+    state[0] = ready
+    state[2] = count
+    state[3] = in_system
+    state[4] = n_rec
+    return stop
