@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import math
 from pathlib import Path
+from urllib.parse import parse_qs
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -33,6 +34,12 @@ HF_TOKEN = "hf_test_9c2d7e4a1b6f3e80"
 
 def _raw(stack: str) -> dict:
     return copy.deepcopy(yaml.safe_load((STACKS / f"Pulumi.{stack}.yaml").read_text())["config"]["gpu-fleet:fleet"])
+
+
+def _no_lmcache(raw: dict) -> None:
+    """The reference stacks share KV through LMCache; some tests need plain vLLM."""
+    for m in raw["models"]:
+        m["lmcache"] = {"enabled": False}
 
 
 def _cfg(stack: str = "us-east", edit=None):
@@ -89,7 +96,7 @@ def us_east(fleet) -> Recording:
 
 
 def test_labels_follow_the_fleet_contract():
-    model = _cfg().models[1]
+    model = _cfg(edit=_no_lmcache).models[1]
     assert md.deployment_name(model) == ModelRef(name="llama-3-1-8b").deployment == "vllm-llama-3-1-8b"
     assert md.selector_labels(model) == {"app.kubernetes.io/name": "vllm", "gpu-fleet/model": "llama-3-1-8b"}
     assert md.selector_labels(model) == {**VLLM_POD_LABELS, MODEL_LABEL: model.name}
@@ -120,7 +127,8 @@ def test_image_version_is_a_valid_label_value(image, version):
 
 
 def test_vllm_args_serve_the_openai_api_from_the_config():
-    cfg = _cfg(edit=lambda r: r["models"][0].update(quantization="fp8", extraArgs=["--enable-prefix-caching"]))
+    cfg = _cfg(edit=lambda r: r["models"][0].update(quantization="fp8", extraArgs=["--enable-prefix-caching"],
+                                                    lmcache={"enabled": False}))
     assert md.vllm_args(cfg.models[0]) == [
         "--model", "meta-llama/Llama-3.1-70B-Instruct",
         "--revision", "1605565b47bb9346c5515c34102e054115b4f98b",
@@ -143,7 +151,7 @@ def test_every_flag_the_deployment_sets_is_refused_in_extra_args():
 
 
 def test_secrets_are_referenced_never_inlined():
-    model = _cfg().models[1]
+    model = _cfg(edit=_no_lmcache).models[1]
     env = md.container_env(model, "vllm-secrets", "redis-connection", "aws")
     by_name = {e["name"]: e for e in env}
     assert by_name["HF_TOKEN"] == {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "vllm-secrets", "key": "HF_TOKEN"}}}
@@ -153,12 +161,14 @@ def test_secrets_are_referenced_never_inlined():
     assert not any("LMCACHE" in name for name in by_name)
 
 
-@pytest.mark.parametrize("cloud,url", [("aws", "$(REDIS_URL)"),
-                                       ("gcp", "$(REDIS_URL)?ssl_ca_certs=/etc/redis-tls/ca.crt")])
-def test_lmcache_is_wired_to_the_regional_redis(cloud, url):
+@pytest.mark.parametrize("cloud,ca", [("aws", {}), ("gcp", {"ssl_ca_certs": ["/etc/redis-tls/ca.crt"]})])
+def test_lmcache_is_wired_to_the_regional_redis(cloud, ca):
     model = _cfg(edit=lambda r: r["models"][1].update(lmcache={"enabled": True, "chunkSize": 512})).models[1]
     env = {e["name"]: e.get("value") for e in md.container_env(model, "vllm-secrets", "redis-connection", cloud)}
-    assert env["LMCACHE_REMOTE_URL"] == url  # expanded from the cache Secret inside the pod
+    base, _, query = env["LMCACHE_REMOTE_URL"].partition("?")
+    assert base == "$(REDIS_URL)"  # expanded from the cache Secret inside the pod
+    # Timeouts keep a dead cache from stalling requests (LMCache turns the errors into misses).
+    assert parse_qs(query) == {"socket_connect_timeout": ["1"], "socket_timeout": ["2"], **ca}
     assert (env["LMCACHE_CHUNK_SIZE"], env["LMCACHE_LOCAL_CPU"], env["LMCACHE_MAX_LOCAL_CPU_SIZE"]) == ("512", "True", "5.0")
     assert md.vllm_args(model)[-2:] == ["--kv-transfer-config", '{"kv_connector":"LMCacheConnectorV1","kv_role":"kv_both"}']
     assert md.serving_image(model) == "lmcache/vllm-openai:v0.3.5"
@@ -299,7 +309,7 @@ def test_pod_runs_on_its_pool_with_gpus_shared_memory_and_the_weight_cache(us_ea
     assert pod["nodeSelector"] == {"gpu-fleet/pool": "h100"}
     assert pod["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
     container = pod["containers"][0]
-    assert container["image"] == "vllm/vllm-openai:v0.11.0"
+    assert container["image"] == "lmcache/vllm-openai:v0.3.5"  # the reference stacks share KV through LMCache
     assert container["resources"]["limits"]["nvidia.com/gpu"] == container["resources"]["requests"]["nvidia.com/gpu"] == "4"
     assert container["ports"] == [{"name": "http", "containerPort": 8000, "protocol": "TCP"}]
     volumes = {v["name"]: v for v in pod["volumes"]}
@@ -345,7 +355,7 @@ def _unmarked(value, text: str, where: str) -> list[str]:
 
 
 def test_api_key_and_token_never_appear_in_plaintext(fleet):
-    cfg = _cfg(edit=lambda r: r["models"][1].update(lmcache={"enabled": True}))
+    cfg = _cfg(edit=lambda r: r["models"][0].update(lmcache={"enabled": False}))
     rec = _run(fleet, cfg)
     for text in (API_KEY, HF_TOKEN):
         leaks = [p for r in rec.resources for p in _unmarked(r.inputs, text, f"{r.type}:{r.name}")]
@@ -369,7 +379,7 @@ def test_api_key_and_token_never_appear_in_plaintext(fleet):
 
 
 def test_without_a_cache_there_is_no_cache_wiring(fleet):
-    rec = _run(fleet, _cfg(), cache=False)
+    rec = _run(fleet, _cfg(edit=_no_lmcache), cache=False)
     container = rec.named(DEPLOYMENT, "us-east-llama-3-1-8b-deployment").plain_inputs["spec"]["template"]["spec"]["containers"][0]
     assert "envFrom" not in container
 
