@@ -5,8 +5,9 @@ first model (Llama-3.1-70B, TP 4 on H100) with its replicas behind a load balanc
 has no prefix affinity (the regional ALB / GCLB spread requests), and counts, chunk by
 chunk, which prompt tokens each request finds in the replica's own GPU prefix cache, in
 the regional Redis, or has to prefill. Prints hit rates, time to first token saved per
-Redis hit and GPU-seconds saved, with the cache down (serving without it), at the
-reference size and at larger sizes::
+request with a Redis hit and GPU-seconds saved (negative: lost), with the cache down
+(serving without it), at the size :data:`NODE_TYPE` gives and at larger sizes, and the
+network bandwidth at which a Redis hit breaks even::
 
     .venv/bin/python benchmarks/cache_bench.py [--sessions N] [--replicas N] [--seed N]
 
@@ -21,6 +22,10 @@ Model of the system (assumptions, each stated where it is used):
 - Prefill time: ``2 x parameters x tokens`` FLOPs at :data:`MFU` of the H100's dense
   BF16 peak (989 TFLOPS per GPU, NVIDIA H100 SXM datasheet: 1,979 with sparsity).
   The MFU is an assumption, not a measurement.
+- The read blocks the replica: without layer-wise loading (off by default) LMCache's vLLM
+  connector retrieves the KV synchronously in ``start_load_kv``, before the forward pass
+  (lmcache 0.3.5, lmcache/integration/vllm/vllm_v1_adapter.py), so a Redis hit occupies
+  the replica's GPUs for the read instead of the prefill.
 - Reading a chunk from Redis: its KV bytes over the node's baseline network bandwidth
   (:data:`BANDWIDTH_GBPS`), serialised (one connection). Unverified for r7g: the
   ElastiCache supported-node-types page read for this change lists 7.5 Gbps baseline
@@ -40,7 +45,7 @@ from pathlib import Path
 
 from components.cache import sizing_plan
 from components.cache_sizing import ModelKv
-from components.config import load_stack_file, pool_offering
+from components.config import CacheConfig, load_stack_file, pool_offering
 from components.sizing import size_model
 
 STACK = Path(__file__).resolve().parents[1] / "stacks" / "Pulumi.us-east.yaml"
@@ -50,6 +55,8 @@ BANDWIDTH_GBPS = 7.5
 SYSTEM_PROMPT = 2000
 USER_TURN, ANSWER = 200, 300
 MAX_TURNS = 8
+#: The cache node the trace is replayed against, with LMCache on for every model of the stack.
+NODE_TYPE = "cache.r7g.4xlarge"
 
 
 class Lru:
@@ -141,8 +148,8 @@ def main() -> None:
     sizing = size_model(model, shape)
     chunk = model.lmcache.chunk_size
     kv = [ModelKv(m.name, size_model(m, pool_offering(cfg, next(p for p in cfg.gpu_pools if p.name == m.pool)).shape)
-                  .kv_bytes_per_token, m.max_model_len) for m in cfg.models if m.lmcache.enabled]
-    plan = sizing_plan(cfg.cloud, cfg.cache, kv)
+                  .kv_bytes_per_token, m.max_model_len) for m in cfg.models]
+    plan = sizing_plan(cfg.cloud, CacheConfig(node_type=NODE_TYPE), kv)
     share = next(s for s in plan.shares if s.name == model.name)
 
     chunk_bytes = chunk * sizing.kv_bytes_per_token
@@ -155,20 +162,22 @@ def main() -> None:
           f"per replica; chunk {chunk} tokens = {chunk_bytes / 2**20:.0f} MiB of KV")
     print(f"per chunk: prefill {prefill_s * 1000:.1f} ms on {sizing.gpus} GPUs (MFU {MFU}), "
           f"Redis read {read_s * 1000:.1f} ms at {BANDWIDTH_GBPS} Gbps")
-    sizes = [("cache down", 0), (f"{plan.size} (reference)", share.tokens)]
-    sizes += [(f"{k} x reference", share.tokens * k) for k in (4, 16)]
+    sizes = [("cache down", 0), (f"{plan.size}, {len(kv)} models", share.tokens)]
+    sizes += [(f"{k} x that share", share.tokens * k) for k in (4, 16)]
     print(f"{'Redis tier':<28}{'tokens':>10}{'GPU hit':>9}{'Redis hit':>10}{'TTFT saved/hit':>16}"
           f"{'GPU-s saved':>13}{'saved %':>9}")
     for label, tokens in sizes:
         r = replay(requests, args.replicas, gpu_chunks, tokens // chunk, chunk, random.Random(args.seed))
         saved_per_chunk = prefill_s - read_s
-        gpu_seconds = r.redis_hits * prefill_s * sizing.gpus
+        gpu_seconds = r.redis_hits * saved_per_chunk * sizing.gpus or 0.0  # no hits: 0, not -0
         total = (r.prompt_chunks - r.gpu_hits) * prefill_s * sizing.gpus
         per_hit = r.redis_hits * saved_per_chunk / r.requests_with_redis_hit if r.requests_with_redis_hit else 0.0
         print(f"{label:<28}{tokens:>10}{r.gpu_hits / r.prompt_chunks:>9.1%}{r.redis_hits / r.prompt_chunks:>10.1%}"
               f"{per_hit * 1000:>13.0f} ms{gpu_seconds:>13.0f}{gpu_seconds / total if total else 0:>9.1%}")
-    print("(GPU-s saved: prefill GPU-seconds the Redis hits avoid; saved %: of the prefill left after GPU hits; "
-          "TTFT saved/hit: per request with a Redis hit, prefill avoided less the Redis read)")
+    print("(GPU-s saved: prefill avoided less the blocking Redis reads, in GPU-seconds; saved %: of the prefill "
+          "left after GPU hits; TTFT saved/hit: the same per request with a Redis hit)")
+    print(f"break-even: a Redis hit pays once the cache delivers {chunk_bytes * 8 / prefill_s / 1e9:.0f} Gbps "
+          f"to a replica (here {BANDWIDTH_GBPS} Gbps)")
 
 
 if __name__ == "__main__":

@@ -709,15 +709,6 @@ def validate_cache_clients(args: ResourceValidationArgs, report: ReportViolation
             break
 
 
-def validate_cache_used(args: StackValidationArgs, report: ReportViolation) -> None:
-    if any(_cache_urls(r) for r in args.resources):
-        return
-    for r in args.resources:
-        if r.resource_type in (ELASTICACHE, MEMORYSTORE):
-            report(f"cache {r.name} is provisioned but no workload reads or writes it (no container has "
-                   f"{LMCACHE_URL_ENV}): turn LMCache on for a model or turn the cache off.", r.urn)
-
-
 # --------------------------------------------------------------------------- global routing
 
 
@@ -1329,10 +1320,6 @@ POLICIES = [
         description="Pods given the regional cache's URL reach it over TLS and carry the label its egress "
                     "NetworkPolicy admits.",
         validate=validate_cache_clients, enforcement_level=MANDATORY),
-    StackValidationPolicy(
-        name="cache-has-clients",
-        description="A provisioned regional cache is read and written by some workload (LMCache).",
-        validate=validate_cache_used, enforcement_level=ADVISORY),
     ResourceValidationPolicy(
         name="route53-routing-health-checked",
         description="Route 53 latency and failover records have a health check, so a failed region stops "

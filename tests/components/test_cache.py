@@ -113,7 +113,7 @@ def gcp_rec(fleet):
 def test_aws_replication_group_is_encrypted_authenticated_and_highly_available(aws_rec):
     rg = aws_rec.named(RG, "r-cache")
     i = rg.plain_inputs
-    assert (i["engine"], i["engineVersion"], i["nodeType"]) == ("valkey", "8.0", "cache.r7g.4xlarge")
+    assert (i["engine"], i["engineVersion"], i["nodeType"]) == ("valkey", "8.0", "cache.r7g.large")
     assert i["numCacheClusters"] == 2  # primary + 1 replica
     assert i["automaticFailoverEnabled"] is True and i["multiAzEnabled"] is True
     assert i["transitEncryptionEnabled"] is True and i["transitEncryptionMode"] == "required"
@@ -185,7 +185,7 @@ def test_gcp_memorystore_is_standard_ha_with_tls_auth_and_protection(gcp_rec):
     inst = gcp_rec.named(MEMORYSTORE, "r-cache")
     i = inst.plain_inputs
     assert (i["tier"], i["replicaCount"], i["readReplicasMode"]) == ("STANDARD_HA", 1, "READ_REPLICAS_ENABLED")
-    assert i["memorySizeGb"] == 64
+    assert i["memorySizeGb"] == 10
     assert i["redisVersion"] == "REDIS_7_2"
     assert i["authEnabled"] is True
     assert i["transitEncryptionMode"] == "SERVER_AUTHENTICATION"

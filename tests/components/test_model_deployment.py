@@ -36,12 +36,6 @@ def _raw(stack: str) -> dict:
     return copy.deepcopy(yaml.safe_load((STACKS / f"Pulumi.{stack}.yaml").read_text())["config"]["gpu-fleet:fleet"])
 
 
-def _no_lmcache(raw: dict) -> None:
-    """The reference stacks share KV through LMCache; some tests need plain vLLM."""
-    for m in raw["models"]:
-        m["lmcache"] = {"enabled": False}
-
-
 def _cfg(stack: str = "us-east", edit=None):
     raw = _raw(stack)
     if edit:
@@ -96,7 +90,7 @@ def us_east(fleet) -> Recording:
 
 
 def test_labels_follow_the_fleet_contract():
-    model = _cfg(edit=_no_lmcache).models[1]
+    model = _cfg().models[1]
     assert md.deployment_name(model) == ModelRef(name="llama-3-1-8b").deployment == "vllm-llama-3-1-8b"
     assert md.selector_labels(model) == {"app.kubernetes.io/name": "vllm", "gpu-fleet/model": "llama-3-1-8b"}
     assert md.selector_labels(model) == {**VLLM_POD_LABELS, MODEL_LABEL: model.name}
@@ -127,8 +121,7 @@ def test_image_version_is_a_valid_label_value(image, version):
 
 
 def test_vllm_args_serve_the_openai_api_from_the_config():
-    cfg = _cfg(edit=lambda r: r["models"][0].update(quantization="fp8", extraArgs=["--enable-prefix-caching"],
-                                                    lmcache={"enabled": False}))
+    cfg = _cfg(edit=lambda r: r["models"][0].update(quantization="fp8", extraArgs=["--enable-prefix-caching"]))
     assert md.vllm_args(cfg.models[0]) == [
         "--model", "meta-llama/Llama-3.1-70B-Instruct",
         "--revision", "1605565b47bb9346c5515c34102e054115b4f98b",
@@ -151,7 +144,7 @@ def test_every_flag_the_deployment_sets_is_refused_in_extra_args():
 
 
 def test_secrets_are_referenced_never_inlined():
-    model = _cfg(edit=_no_lmcache).models[1]
+    model = _cfg().models[1]
     env = md.container_env(model, "vllm-secrets", "redis-connection", "aws")
     by_name = {e["name"]: e for e in env}
     assert by_name["HF_TOKEN"] == {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "vllm-secrets", "key": "HF_TOKEN"}}}
@@ -309,7 +302,7 @@ def test_pod_runs_on_its_pool_with_gpus_shared_memory_and_the_weight_cache(us_ea
     assert pod["nodeSelector"] == {"gpu-fleet/pool": "h100"}
     assert pod["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
     container = pod["containers"][0]
-    assert container["image"] == "lmcache/vllm-openai:v0.3.5"  # the reference stacks share KV through LMCache
+    assert container["image"] == "vllm/vllm-openai:v0.11.0"
     assert container["resources"]["limits"]["nvidia.com/gpu"] == container["resources"]["requests"]["nvidia.com/gpu"] == "4"
     assert container["ports"] == [{"name": "http", "containerPort": 8000, "protocol": "TCP"}]
     volumes = {v["name"]: v for v in pod["volumes"]}
@@ -355,7 +348,7 @@ def _unmarked(value, text: str, where: str) -> list[str]:
 
 
 def test_api_key_and_token_never_appear_in_plaintext(fleet):
-    cfg = _cfg(edit=lambda r: r["models"][0].update(lmcache={"enabled": False}))
+    cfg = _cfg(edit=lambda r: r["models"][1].update(lmcache={"enabled": True}))
     rec = _run(fleet, cfg)
     for text in (API_KEY, HF_TOKEN):
         leaks = [p for r in rec.resources for p in _unmarked(r.inputs, text, f"{r.type}:{r.name}")]
@@ -379,7 +372,7 @@ def test_api_key_and_token_never_appear_in_plaintext(fleet):
 
 
 def test_without_a_cache_there_is_no_cache_wiring(fleet):
-    rec = _run(fleet, _cfg(edit=_no_lmcache), cache=False)
+    rec = _run(fleet, _cfg(), cache=False)
     container = rec.named(DEPLOYMENT, "us-east-llama-3-1-8b-deployment").plain_inputs["spec"]["template"]["spec"]["containers"][0]
     assert "envFrom" not in container
 

@@ -288,8 +288,6 @@ def test_extra_args_may_not_override_sized_or_managed_flags():
 def test_awq_needs_a_quantized_checkpoint_and_lmcache_needs_the_cache():
     raw = _raw()
     raw["models"][1]["quantization"] = "awq"
-    for m in raw["models"][1:]:
-        m["lmcache"] = {"enabled": False}
     raw["models"][0]["lmcache"] = {"enabled": True}
     raw["cache"]["enabled"] = False
     assert _errors(raw) == [

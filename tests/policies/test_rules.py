@@ -83,18 +83,17 @@ def check_stack(policy: str, resources: list[tuple[str, str, dict]], config: dic
 
 
 def test_every_policy_has_a_name_description_level_and_documented_config():
-    assert len(POLICIES) == len(rules.POLICIES) == 19
+    assert len(POLICIES) == len(rules.POLICIES) == 18
     levels = {name: p.enforcement_level for name, p in POLICIES.items()}
     assert {n for n, level in levels.items() if level == EnforcementLevel.ADVISORY} == {
-        "hpa-gpu-utilization-target", "global-failover-budget", "cache-has-clients"}
+        "hpa-gpu-utilization-target", "global-failover-budget"}
     assert all(level in (EnforcementLevel.MANDATORY, EnforcementLevel.ADVISORY) for level in levels.values())
     for p in rules.POLICIES:
         assert p.description.endswith(".")
         for key, prop in (p.config_schema.properties if p.config_schema else {}).items():
             assert {"type", "default", "description"} <= set(prop), (p.name, key)
     stack = {p.name for p in rules.POLICIES if isinstance(p, StackValidationPolicy)}
-    assert stack == {"model-queue-depth-alert", "global-failover-budget", "gpu-hpa-not-cpu-only", "hpa-queue-metric",
-                     "cache-has-clients"}
+    assert stack == {"model-queue-depth-alert", "global-failover-budget", "gpu-hpa-not-cpu-only", "hpa-queue-metric"}
     assert all(isinstance(p, ResourceValidationPolicy) for p in rules.POLICIES if p.name not in stack)
 
 
@@ -835,16 +834,3 @@ def test_cache_clients_use_tls_and_carry_the_network_policy_label():
     assert len(plaintext) == 1 and "plaintext" in plaintext[0]
     assert check("cache-client-wiring", rules.DEPLOYMENT, {"spec": {"template": {"spec": {"containers": [
         {"name": "app", "env": [{"name": "OTHER", "value": "redis://x"}]}]}}}}) == []
-
-
-def test_a_cache_nobody_uses_is_reported():
-    cache = (rules.ELASTICACHE, "cache", {"transitEncryptionEnabled": True})
-    memorystore = (rules.MEMORYSTORE, "cache", {"authEnabled": True})
-    idle = _cache_client("", {})
-    idle["spec"]["template"]["spec"]["containers"][0]["env"] = []
-    for c in (cache, memorystore):
-        found = check_stack("cache-has-clients", [c, (rules.DEPLOYMENT, "vllm", idle)])
-        assert len(found) == 1 and "no workload reads or writes it" in found[0][0] and found[0][1].endswith("::cache")
-        client = (rules.DEPLOYMENT, "vllm", _cache_client("$(REDIS_URL)", {"gpu-fleet/cache-client": "true"}))
-        assert check_stack("cache-has-clients", [c, client]) == []
-    assert check_stack("cache-has-clients", [(rules.DEPLOYMENT, "vllm", idle)]) == []
