@@ -17,9 +17,9 @@ Capacity of a node
   does not set it (AWS knowledge center, "Why is the available memory in my ElastiCache
   Redis node always less than the value in ElastiCache pricing?",
   https://repost.aws/knowledge-center/available-memory-elasticache-redis-node).
-- Memorystore for Redis: ``memorySizeGb`` (the API's ``memory_size_gb``, in GiB). That
-  all of it is usable for keys (``maxmemory-gb`` defaulting to the capacity) is
-  unverified; the figure is therefore an upper bound.
+- Memorystore for Redis: ``memorySizeGb`` (the API's ``memory_size_gb``), taken as GiB
+  and as all usable for keys (``maxmemory-gb`` defaulting to the capacity): both
+  unverified, so the figure is an upper bound.
 """
 
 from __future__ import annotations
