@@ -4,6 +4,7 @@ by the real program, checked across every resource they register."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pulumi
 import pytest
@@ -13,8 +14,9 @@ from components import cache_sizing
 from components.config import load_stack_file
 from gpu_fleet import engine
 from gpu_fleet.plan import PLACEHOLDER_SECRET, plan_stack
-from tests.conftest import PROGRAM, STACKS
 
+REPO = Path(__file__).resolve().parents[2]
+STACKS, PROGRAM = REPO / "stacks", REPO / "__main__.py"
 REGIONS = {"us-east": ("aws", "us-east-1"), "eu-west": ("gcp", "europe-west4")}
 #: Stateful resources: deleting or replacing one loses data or takes the region down.
 STATEFUL = {
