@@ -151,7 +151,10 @@ LMCACHE_TRANSFER_CONFIG = {"kv_connector": "LMCacheConnectorV1", "kv_role": "kv_
 #: have no timeout by default, so an unreachable cache would stall each lookup until TCP
 #: gives up. redis-py parses these query parameters as floats
 #: (redis==5.2.1 redis/connection.py URL_QUERY_ARGUMENT_PARSERS); other parameters
-#: (``ssl_ca_certs``) go to the SSL connection as they are.
+#: (``ssl_ca_certs``) go to the SSL connection as they are. ``rediss://`` verifies the server
+#: against the system CAs (ElastiCache) or ``ssl_ca_certs`` (Memorystore); redis 5.2.1 does not
+#: check the host name by default (Memorystore answers on an IP). The redis-py version inside
+#: the LMCache image is unverified (LMCache pins ``redis`` without a version).
 #: The variable LMCache reads its remote storage URL from (lmcache 0.3.5 lmcache/v1/config.py:
 #: ``LMCACHE_`` + the setting's name, ``remote_url``).
 LMCACHE_URL_ENV = "LMCACHE_REMOTE_URL"
