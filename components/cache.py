@@ -37,6 +37,8 @@ import pulumi_gcp as gcp
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
+# MEMORYSTORE_MAX_GB is read here by components.config's checks.
+from .cache_sizing import MEMORYSTORE_MAX_GB, CachePlan, ModelKv, plan_cache, usable_bytes  # noqa: F401
 from .config import CacheConfig, RegionConfig
 from .labels import FLEET_LABELS
 from .network import AwsNetwork, GcpNetwork
@@ -76,7 +78,6 @@ UNSUPPORTED_NODE_FAMILIES: dict[str, str] = {
 DEFAULT_MEMORY_GB = 5
 #: Memorystore sizes: read replicas (our Standard tier) need nodes of 5 GB or more.
 MEMORYSTORE_READ_REPLICA_MIN_GB = 5
-MEMORYSTORE_MAX_GB = 300
 #: How often Memorystore writes an RDB snapshot: bounds what a full restart loses.
 MEMORYSTORE_SNAPSHOT_PERIOD = "SIX_HOURS"
 #: The private services access range reserved for Memorystore (room for several instances).
@@ -133,6 +134,13 @@ def node_type_problem(node_type: str) -> Optional[str]:
 
 def memory_size_gb(cache: CacheConfig) -> int:
     return cache.memory_size_gb or DEFAULT_MEMORY_GB
+
+
+def sizing_plan(cloud: str, cache: CacheConfig, models: list[ModelKv]) -> CachePlan:
+    """What the cache holds for the LMCache ``models`` (:mod:`components.cache_sizing`)."""
+    node_type = cache.node_type or DEFAULT_NODE_TYPE
+    size = node_type if cloud == "aws" else f"{memory_size_gb(cache)} GB"
+    return plan_cache(cloud, size, usable_bytes(cloud, node_type, memory_size_gb(cache)), models)
 
 
 def memorystore_replication(replicas: int) -> dict:

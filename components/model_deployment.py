@@ -64,6 +64,7 @@ import json
 import math
 import re
 from typing import Any, Optional, TypedDict
+from urllib.parse import urlencode
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -154,6 +155,21 @@ WEIGHT_CACHE_HEADROOM = 2.0
 
 #: LMCache's connector in vLLM: store and retrieve KV cache in the same server.
 LMCACHE_TRANSFER_CONFIG = {"kv_connector": "LMCacheConnectorV1", "kv_role": "kv_both"}
+#: Serving goes on when the cache is down. LMCache 0.3.5 (lmcache@0.3.5 wheel,
+#: lmcache/v1/storage_backend/remote_backend.py) catches every remote error and treats it
+#: as a miss (``contains`` False, ``get_blocking`` None, a failed put dropped); its Redis
+#: connector (connector/redis_connector.py) is ``redis.from_url(url)``, whose sockets
+#: have no timeout by default, so an unreachable cache would stall each lookup until TCP
+#: gives up. redis-py parses these query parameters as floats
+#: (redis==5.2.1 redis/connection.py URL_QUERY_ARGUMENT_PARSERS); other parameters
+#: (``ssl_ca_certs``) go to the SSL connection as they are. ``rediss://`` verifies the server
+#: against the system CAs (ElastiCache) or ``ssl_ca_certs`` (Memorystore); redis 5.2.1 does not
+#: check the host name by default (Memorystore answers on an IP). The redis-py version inside
+#: the LMCache image is unverified (LMCache pins ``redis`` without a version).
+#: The variable LMCache reads its remote storage URL from (lmcache 0.3.5 lmcache/v1/config.py:
+#: ``LMCACHE_`` + the setting's name, ``remote_url``).
+LMCACHE_URL_ENV = "LMCACHE_REMOTE_URL"
+REDIS_TIMEOUTS = {"socket_connect_timeout": "1", "socket_timeout": "2"}
 
 #: prometheus_client's multiprocess directory: it must exist before vLLM starts (neither
 #: vLLM nor LMCache creates one it did not choose) and be empty at each start, as vLLM
@@ -281,9 +297,10 @@ def _secret_env(name: str, secret: Any, key: str) -> dict:
 def container_env(model: ModelConfig, secret_name: Any, cache_secret_name: Any, cloud: str) -> list[dict]:
     """The container's ``env``: secrets by reference only, plain settings by value.
 
-    With LMCache on, ``LMCACHE_REMOTE_URL`` is ``$(REDIS_URL)``, which Kubernetes expands
-    from the cache Secret (``envFrom``) inside the pod; on GCP it adds Memorystore's CA
-    file for the TLS connection.
+    With LMCache on, ``LMCACHE_REMOTE_URL`` is ``$(REDIS_URL)`` (``rediss://``: TLS, the
+    AUTH token as the URL's password), which Kubernetes expands from the cache Secret
+    (``envFrom``) inside the pod, with socket timeouts (:data:`REDIS_TIMEOUTS`); on GCP it
+    adds Memorystore's CA file for the TLS connection.
     """
     env = [
         _secret_env("HF_TOKEN", secret_name, HF_TOKEN_KEY),
@@ -294,13 +311,14 @@ def container_env(model: ModelConfig, secret_name: Any, cache_secret_name: Any, 
     if model.lmcache.enabled:
         if cache_secret_name is None:
             raise ValueError(f"model {model.name}: LMCache needs the regional cache (cache_secret_name)")
-        remote = "$(REDIS_URL)" + (f"?ssl_ca_certs={REDIS_CA_MOUNT}/ca.crt" if cloud == "gcp" else "")
+        remote = "$(REDIS_URL)?" + urlencode(
+            {**REDIS_TIMEOUTS, **({"ssl_ca_certs": f"{REDIS_CA_MOUNT}/ca.crt"} if cloud == "gcp" else {})}, safe="/")
         lm = model.lmcache
         env += [
             {"name": "LMCACHE_CHUNK_SIZE", "value": str(lm.chunk_size)},
             {"name": "LMCACHE_LOCAL_CPU", "value": "True"},
             {"name": "LMCACHE_MAX_LOCAL_CPU_SIZE", "value": str(lm.local_cpu_gb)},
-            {"name": "LMCACHE_REMOTE_URL", "value": remote},
+            {"name": LMCACHE_URL_ENV, "value": remote},
             {"name": "LMCACHE_REMOTE_SERDE", "value": "naive"},
             # LMCache counts hits in the engine's worker process; with a multiprocess
             # directory set before vLLM starts, vLLM's /metrics serves those counters too

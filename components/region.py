@@ -15,7 +15,9 @@ import pulumi_aws as aws
 import pulumi_gcp as gcp
 import pulumi_kubernetes as k8s
 
-from .cache import AwsCache, CacheConnection, GcpCache
+from . import cache_sizing
+from .cache import AwsCache, CacheConnection, GcpCache, sizing_plan
+from .cache_sizing import ModelKv
 from .capacity import region_capacity, shortfalls
 from .config import RegionConfig, pool_offering
 from .entrypoint import Entrypoint, service_annotations
@@ -156,6 +158,14 @@ class Region(pulumi.ComponentResource):
             )
             for m in cfg.models
         ]
+        self.cache_plan = None
+        if self.cache is not None:
+            self.cache_plan = sizing_plan(cfg.cloud, cfg.cache, [
+                ModelKv(m.model.name, m.sizing.kv_bytes_per_token, m.model.max_model_len)
+                for m in self.models if m.model.lmcache.enabled
+            ])
+            for warning in cache_sizing.warnings(self.cache_plan):
+                pulumi.log.warn(warning, resource=self.cache)
         self.entrypoint = Entrypoint(
             f"{name}-entrypoint",
             {"config": cfg, "models": self.models, "network": self.cluster.network},
@@ -191,5 +201,6 @@ def export_region(region: Region) -> None:
         pulumi.export("cacheEndpoint", region.cache.host)
         pulumi.export("cachePort", region.cache.port)
         pulumi.export("cacheAuthToken", pulumi.Output.secret(region.cache.auth_token))
+        pulumi.export("cache", cache_sizing.summary(region.cache_plan))
     for key, value in region.entrypoint.exports().items():
         pulumi.export(key, value)

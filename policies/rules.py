@@ -109,6 +109,10 @@ POD_LABEL_PATHS: dict[str, tuple[str, ...]] = {
 VLLM_NAME_LABEL = "app.kubernetes.io/name"
 VLLM_NAME = "vllm"
 MODEL_LABEL = "gpu-fleet/model"
+#: The label of pods the cache's egress NetworkPolicy admits (components.cache.CACHE_CLIENT_LABELS)
+#: and the variable LMCache reads the cache's URL from (components.model_deployment).
+CACHE_CLIENT_LABEL = "gpu-fleet/cache-client"
+LMCACHE_URL_ENV = "LMCACHE_REMOTE_URL"
 #: Node label of GPU pools (components.labels.GPU_LABEL) and the GPU taint's key.
 GPU_LABEL = "gpu-fleet/gpu"
 GPU_RESOURCE = "nvidia.com/gpu"
@@ -714,6 +718,26 @@ def validate_cache_high_availability(args: ResourceValidationArgs, report: Repor
                        "zone that takes over automatically).")
         elif get(p, "replicaCount") is not None and get(p, "replicaCount") < want:
             report(f"replicaCount is {_num(get(p, 'replicaCount'))}; at least {_num(want)}.")
+
+
+def _cache_urls(args: Any) -> list[str]:
+    """The LMCache remote URLs the object's containers are given (literal or ``$(VAR)``)."""
+    spec = pod_spec(args)
+    if spec is None:
+        return []
+    return [str(plain(get(e, "value", default=""))) for c in _containers(spec) for e in items(get(c, "env"))
+            if get(e, "name") == LMCACHE_URL_ENV]
+
+
+def validate_cache_clients(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    for url in _cache_urls(args):
+        if url.startswith("redis://"):
+            report(f"{LMCACHE_URL_ENV} is {url.split('@')[-1]!r}: redis:// is plaintext; the caches accept TLS "
+                   "only (rediss://, from the cache Secret's REDIS_URL).")
+        if _labels(args).get(CACHE_CLIENT_LABEL) != "true":
+            report(f"uses the regional cache ({LMCACHE_URL_ENV}) without the label {CACHE_CLIENT_LABEL}=true: the "
+                   "cache's egress NetworkPolicy admits only labelled pods, so every lookup would time out.")
+            break
 
 
 # --------------------------------------------------------------------------- global routing
@@ -1334,6 +1358,11 @@ POLICIES = [
         name="cache-high-availability",
         description="Redis caches have a replica in another zone with automatic failover.",
         validate=validate_cache_high_availability, enforcement_level=MANDATORY, config_schema=CACHE_HA_SCHEMA),
+    ResourceValidationPolicy(
+        name="cache-client-wiring",
+        description="Pods given the regional cache's URL reach it over TLS and carry the label its egress "
+                    "NetworkPolicy admits.",
+        validate=validate_cache_clients, enforcement_level=MANDATORY),
     ResourceValidationPolicy(
         name="route53-routing-health-checked",
         description="Route 53 latency, weighted and failover records have a health check (or, as aliases, "

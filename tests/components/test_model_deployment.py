@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import math
 from pathlib import Path
+from urllib.parse import parse_qs
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -154,12 +155,14 @@ def test_secrets_are_referenced_never_inlined():
     assert not any("LMCACHE" in name for name in by_name)
 
 
-@pytest.mark.parametrize("cloud,url", [("aws", "$(REDIS_URL)"),
-                                       ("gcp", "$(REDIS_URL)?ssl_ca_certs=/etc/redis-tls/ca.crt")])
-def test_lmcache_is_wired_to_the_regional_redis(cloud, url):
+@pytest.mark.parametrize("cloud,ca", [("aws", {}), ("gcp", {"ssl_ca_certs": ["/etc/redis-tls/ca.crt"]})])
+def test_lmcache_is_wired_to_the_regional_redis(cloud, ca):
     model = _cfg(edit=lambda r: r["models"][1].update(lmcache={"enabled": True, "chunkSize": 512})).models[1]
     env = {e["name"]: e.get("value") for e in md.container_env(model, "vllm-secrets", "redis-connection", cloud)}
-    assert env["LMCACHE_REMOTE_URL"] == url  # expanded from the cache Secret inside the pod
+    base, _, query = env["LMCACHE_REMOTE_URL"].partition("?")
+    assert base == "$(REDIS_URL)"  # expanded from the cache Secret inside the pod
+    # Timeouts keep a dead cache from stalling requests (LMCache turns the errors into misses).
+    assert parse_qs(query) == {"socket_connect_timeout": ["1"], "socket_timeout": ["2"], **ca}
     assert (env["LMCACHE_CHUNK_SIZE"], env["LMCACHE_LOCAL_CPU"], env["LMCACHE_MAX_LOCAL_CPU_SIZE"]) == ("512", "True", "5.0")
     assert md.vllm_args(model)[-2:] == ["--kv-transfer-config", '{"kv_connector":"LMCacheConnectorV1","kv_role":"kv_both"}']
     assert md.serving_image(model) == "lmcache/vllm-openai:v0.3.5"

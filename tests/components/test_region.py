@@ -10,10 +10,13 @@ import pulumi
 import pytest
 import yaml
 
+from components import cache_sizing
 from components.config import load_stack_file
 from gpu_fleet import engine
 from gpu_fleet.plan import PLACEHOLDER_SECRET, plan_stack
 
+REPO = Path(__file__).resolve().parents[2]
+STACKS, PROGRAM = REPO / "stacks", REPO / "__main__.py"
 REGIONS = {"us-east": ("aws", "us-east-1"), "eu-west": ("gcp", "europe-west4")}
 #: Stateful resources: deleting or replacing one loses data or takes the region down.
 STATEFUL = {
@@ -85,6 +88,41 @@ def test_region_outputs(region):
     # Memorystore serves TLS on 6378; ElastiCache keeps 6379 with TLS on.
     assert out["cacheEndpoint"] and out["cachePort"] == {"aws": 6379, "gcp": 6378}[cloud]
     assert out["healthPath"] == "/health" and out["domain"] == cfg.entrypoint.domain
+    # LMCache is off in the reference stacks (benchmarks/cache_bench.py: a Redis read of a
+    # chunk's KV is slower than recomputing it), so the plan says the cache is unused.
+    assert out["cache"]["role"] == "unused" and out["cache"]["models"] == []
+    assert [w for w in rec.warnings if w.startswith("cache (")] == [
+        f"cache ({out['cache']['size']}): provisioned but nothing reads or writes it: turn LMCache on for a model "
+        "(models[].lmcache.enabled: true) or turn the cache off (cache.enabled: false)"]
+
+
+@pytest.mark.parametrize("node_type,lmcache,words", [
+    ("cache.r7g.large", [True, False, False], "cache (cache.r7g.large): too small to matter for llama-3-1-70b"),
+    ("cache.r7g.4xlarge", [True, True, True], None),
+])
+def test_the_plan_sizes_the_kv_a_cache_holds(tmp_path, node_type, lmcache, words):
+    doc = yaml.safe_load((STACKS / "Pulumi.us-east.yaml").read_text())
+    fleet = doc["config"]["gpu-fleet:fleet"]
+    fleet["cache"]["nodeType"] = node_type
+    for model, on in zip(fleet["models"], lmcache):
+        model["lmcache"] = {"enabled": on}
+    path = tmp_path / "Pulumi.us-east.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    try:
+        rec = plan_stack(path, PROGRAM).recording
+    finally:
+        pulumi.runtime.settings.set_root_resource(None)
+    cache_warnings = [w for w in rec.warnings if w.startswith("cache (")]
+    assert cache_warnings == ([w for w in rec.warnings if words in w] if words else [])
+    assert len(cache_warnings) == (1 if words else 0)
+    out = rec.stack_outputs["cache"]
+    assert out["role"] == "lmcache-kv-sharing" and out["size"] == node_type
+    assert [m["name"] for m in out["models"]] == [m["name"] for m, on in zip(fleet["models"], lmcache) if on]
+    assert all((m["fullContexts"] >= cache_sizing.MIN_CONTEXTS) == (words is None) for m in out["models"])
+    # Its pods carry the cache's credentials and the label its egress policy admits.
+    for m, on in zip(fleet["models"], lmcache):
+        pod = rec.named("kubernetes:apps/v1:Deployment", f"us-east-{m['name']}-deployment").plain_inputs["spec"]["template"]
+        assert (pod["metadata"]["labels"].get("gpu-fleet/cache-client") == "true") == on
 
 
 def _unmarked(value, needle: str) -> bool:

@@ -35,7 +35,7 @@ def _names(violations: list[Violation]) -> list[tuple[str, str, str]]:
 
 def test_load_policies_reads_the_packs_rules():
     names = [p.name for p in POLICIES]
-    assert len(names) == len(set(names)) == 18
+    assert len(names) == len(set(names)) == 19
     assert "hpa-min-replicas" in names and "model-queue-depth-alert" in names
 
 

@@ -37,7 +37,9 @@ from pulumi_policy import (
 from pulumi_policy.policy import _NotApplicableError
 from pulumi_policy.proxy import unknown_checking_proxy
 
+from components import cache as cache_module
 from components import hpa as hpa_module
+from components import model_deployment as md_module
 from components import labels, monitoring_rules
 from components.config import AutoscalingConfig
 from components.model_deployment import PROBE_SCRIPT
@@ -81,7 +83,7 @@ def check_stack(policy: str, resources: list[tuple[str, str, dict]], config: dic
 
 
 def test_every_policy_has_a_name_description_level_and_documented_config():
-    assert len(POLICIES) == len(rules.POLICIES) == 18
+    assert len(POLICIES) == len(rules.POLICIES) == 19
     levels = {name: p.enforcement_level for name, p in POLICIES.items()}
     assert {n for n, level in levels.items() if level == EnforcementLevel.ADVISORY} == {
         "hpa-gpu-utilization-target", "global-failover-budget"}
@@ -101,6 +103,8 @@ def test_fleet_names_match_the_components():
     assert rules.MODEL_LABEL == monitoring_rules.MODEL_LABEL
     assert rules.GPU_LABEL == labels.GPU_LABEL
     assert rules.ENVIRONMENT_LABEL == labels.ENVIRONMENT_LABEL
+    assert {rules.CACHE_CLIENT_LABEL: "true"} == cache_module.CACHE_CLIENT_LABELS
+    assert rules.LMCACHE_URL_ENV == md_module.LMCACHE_URL_ENV
     assert rules.GPU_RESOURCE == labels.GPU_TAINT["key"]
     assert labels.GPU_TAINT["effect"] == "NO_SCHEDULE"
     assert rules.GPU_TARGET_SCHEMA.properties["metricName"]["default"] == hpa_module.GPU_UTILIZATION_METRIC
@@ -824,3 +828,24 @@ def test_pulumi_runs_the_pack_from_its_folder(served_pack):
     resp = served_pack.AnalyzeStack(stack)
     assert [(d.policyName, d.urn) for d in resp.diagnostics] == [("model-queue-depth-alert", "urn:llama")]
     assert time.perf_counter() - started < 10
+
+
+# --------------------------------------------------------------------------- regional cache clients
+
+
+def _cache_client(url: str, labels: dict) -> dict:
+    return {"metadata": {"name": "vllm-m"}, "spec": {"template": {
+        "metadata": {"labels": {"app.kubernetes.io/name": "vllm", **labels}},
+        "spec": {"containers": [{"name": "vllm", "env": [{"name": "LMCACHE_REMOTE_URL", "value": url}]}]}}}}
+
+
+def test_cache_clients_use_tls_and_carry_the_network_policy_label():
+    ok = _cache_client("$(REDIS_URL)?socket_timeout=2", {"gpu-fleet/cache-client": "true"})
+    assert check("cache-client-wiring", rules.DEPLOYMENT, ok) == []
+    unlabelled = check("cache-client-wiring", rules.DEPLOYMENT, _cache_client("$(REDIS_URL)", {}))
+    assert len(unlabelled) == 1 and "NetworkPolicy admits only labelled pods" in unlabelled[0]
+    plaintext = check("cache-client-wiring", rules.DEPLOYMENT,
+                      _cache_client("redis://cache.internal:6379", {"gpu-fleet/cache-client": "true"}))
+    assert len(plaintext) == 1 and "plaintext" in plaintext[0]
+    assert check("cache-client-wiring", rules.DEPLOYMENT, {"spec": {"template": {"spec": {"containers": [
+        {"name": "app", "env": [{"name": "OTHER", "value": "redis://x"}]}]}}}}) == []
