@@ -87,6 +87,8 @@ _ONE_CLOUD_FIELDS = [
     ("gcp", "network", "pods_cidr", "network.podsCidr"),
     ("gcp", "network", "services_cidr", "network.servicesCidr"),
     ("aws", "cluster", "admin_principal_arns", "cluster.adminPrincipalArns"),
+    ("gcp", "cluster", "admin_accounts", "cluster.adminAccounts"),
+    ("gcp", "cluster", "enable_apis", "cluster.enableApis"),
     ("gcp", "cluster", "release_channel", "cluster.releaseChannel"),
     ("gcp", "cluster", "master_cidr", "cluster.masterCidr"),
 ]
@@ -108,9 +110,6 @@ def _other_cloud_fields(cfg: RegionConfig) -> list[Problem]:
         for cloud, fields in _EXISTING_FIELDS.items():
             out += [Problem(f"network.existing.{name}", f"only used on {cloud}; this stack is on {cfg.cloud}: remove it")
                     for attr, name in fields if cloud != cfg.cloud and _set(ex, attr)]
-    if cfg.cloud == "gcp":
-        out += [Problem(f"gpuPools[{i}].desiredNodes", "only used on aws (GKE node pools scale between minNodes and "
-                        "maxNodes): remove it") for i, p in enumerate(cfg.gpu_pools) if _set(p, "desired_nodes")]
     return out
 
 

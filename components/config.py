@@ -38,7 +38,6 @@ SECRET_KEYS: dict[str, tuple[str, ...]] = {
 STACKS_DIR = "stacks"
 
 #: An IAM role or user ARN (an access entry takes the role, not an STS session of it).
-IAM_PRINCIPAL_ARN = r"^arn:aws[a-z-]*:iam::\d{12}:(role|user)/[\w+=,.@/-]+$"
 ACCOUNT_EMAIL = r"^[^@\s:]+@[a-z0-9.-]+\.[a-z]+$"
 
 DnsLabel = Annotated[str, Field(pattern=r"^[a-z]([-a-z0-9]*[a-z0-9])?$", max_length=40)]
@@ -109,7 +108,8 @@ class ClusterConfig(_Model):
     #: EKS: the IAM roles and users given cluster-admin access entries (the CI deploy and
     #: preview roles, named admins). Nothing is derived from the identity running Pulumi, so a
     #: preview or an ``up`` by anyone else changes no access entry.
-    admin_principal_arns: list[Annotated[str, Field(pattern=IAM_PRINCIPAL_ARN)]] = []
+    #: Their form (role or user ARNs, never an STS session) is checked in components.cloud_limits.
+    admin_principal_arns: list[str] = []
     #: GKE: Google accounts and service accounts (emails) bound to ``cluster-admin`` by RBAC,
     #: beside whoever holds ``roles/container.admin`` in the project through IAM.
     admin_accounts: list[Annotated[str, Field(pattern=ACCOUNT_EMAIL)]] = []
@@ -677,11 +677,9 @@ def _check_pools(cfg: RegionConfig) -> list[Problem]:
         for j, zone in enumerate(pool.zones):
             if not (zone.startswith(cfg.location + "-") and len(zone) == len(cfg.location) + 2):
                 problems.append(Problem(f"{at}.zones[{j}]", f"{zone!r} is not a zone of {cfg.location}"))
-            elif offered and zone not in offered:
+            elif offered and zone not in offered and zone in _region_zones(cfg):
                 problems.append(Problem(f"{at}.zones[{j}]", f"{zone!r} does not offer the pool's machine type; "
                                                             f"zones that do: {', '.join(offered)}"))
-    if cfg.cluster.enable_apis and cfg.cloud == "aws":
-        problems.append(Problem("cluster.enableApis", "only used on gcp (AWS services need no enabling)"))
     sp = cfg.cluster.system_pool
     if sp.min_nodes > sp.max_nodes:
         problems.append(Problem("cluster.systemPool.minNodes", f"{sp.min_nodes} is above maxNodes {sp.max_nodes}"))
@@ -855,13 +853,11 @@ def _check_entrypoint(cfg: RegionConfig) -> list[Problem]:
     return cfg.entrypoint.problems(cfg.cloud, cfg.location, [m.name for m in cfg.models])
 
 
-def _check_admins(cfg: RegionConfig) -> list[Problem]:
-    """Each cloud's admin list is used by that cloud's cluster only."""
-    misplaced = {"aws": ("adminAccounts", cfg.cluster.admin_accounts),
-                 "gcp": ("adminPrincipalArns", cfg.cluster.admin_principal_arns)}[cfg.cloud]
-    field, value = misplaced
-    other = "gcp" if cfg.cloud == "aws" else "aws"
-    return [Problem(f"cluster.{field}", f"only used on {other}")] if value else []
+def _region_zones(cfg: RegionConfig) -> list[str]:
+    """The region's zones we know (cloud_limits reports a zone that is not one of them)."""
+    from . import cloud_limits
+
+    return cloud_limits.zones(cfg.cloud, cfg.location) or []
 
 
 def _check_cloud_limits(cfg: RegionConfig) -> list[Problem]:
@@ -872,7 +868,7 @@ def _check_cloud_limits(cfg: RegionConfig) -> list[Problem]:
 
 
 REGION_CHECKS = [
-    _check_admins, _check_location, _check_network, _check_pools, _check_models, _check_autoscaling_engine,
+    _check_location, _check_network, _check_pools, _check_models, _check_autoscaling_engine,
     _check_cache, _check_sizing, _check_entrypoint, _check_cloud_limits,
 ]
 

@@ -188,8 +188,10 @@ def test_offered_zones_per_region_and_shape():
 def test_zone_table_uses_zone_ids_on_aws_and_zone_names_on_gcp():
     cat = load_catalog()
     for region, table in cat.zones["aws"].items():
-        prefix = {"us-east-1": "use1-az", "us-west-2": "usw2-az"}[region]
-        assert all(z.startswith(prefix) for zones in table.values() for z in zones)
+        # Zone IDs: the region's short code and -azN (us-east-1: use1-az4), not names (us-east-1a).
+        number = region.rsplit("-", 1)[1]
+        assert all(re.fullmatch(r"[a-z]+\d-az\d+", z) for zones in table.values() for z in zones), region
+        assert all(z.split("-")[0][-1] == number for zones in table.values() for z in zones), region
     for region, table in cat.zones["gcp"].items():
         assert all(z.startswith(region + "-") for zones in table.values() for z in zones)
 
