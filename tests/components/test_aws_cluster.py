@@ -381,7 +381,7 @@ def test_karpenter_provisions_each_gpu_pool(us_east):
     classes = {r.plain_inputs["metadata"]["name"]: r.plain_inputs["spec"] for r in us_east.of_type(NODE_CLASS)}
     assert set(pools) == set(classes) == {"h100", "a100"}
     h100 = pools["h100"]
-    assert h100["limits"] == {"nvidia.com/gpu": 80}
+    assert h100["limits"] == {"nvidia.com/gpu": 160}
     assert pools["a100"]["limits"] == {"nvidia.com/gpu": 32}
     assert {"key": "node.kubernetes.io/instance-type", "operator": "In", "values": ["p5.48xlarge"]} in \
         h100["template"]["spec"]["requirements"]

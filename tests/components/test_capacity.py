@@ -24,28 +24,29 @@ def _pools(path: Path) -> dict[str, capacity.PoolCapacity]:
 def test_us_east_reference_figures():
     pools = _pools(US_EAST)
     h100, a100 = pools["h100"], pools["a100"]
-    assert (h100.warm_gpus, h100.max_gpus) == (8, 80)
+    assert (h100.warm_gpus, h100.max_gpus) == (8, 160)
     # Llama 70B and Qwen 72B, 2 replicas x TP4 each: 16 GPUs, two nodes, plus the warm one.
     assert (h100.model_gpus_at_min, h100.nodes_at_min) == (16, 3)
     assert h100.min_hourly_usd == round(3 * 55.04, 2)
-    # At maxReplicas (20 x 4 each) the models want 160 GPUs; the pool stops at 10 nodes.
-    assert (h100.model_gpus_at_max, h100.nodes_wanted_at_max, h100.nodes_at_max) == (160, 20, 10)
-    assert h100.max_hourly_usd == round(10 * 55.04, 2)
+    # At maxReplicas (20 x 4 each) the models want 160 GPUs: the pool's 20 nodes, no more.
+    assert (h100.model_gpus_at_max, h100.nodes_wanted_at_max, h100.nodes_at_max) == (160, 20, 20)
+    assert h100.max_hourly_usd == round(20 * 55.04, 2)
     assert (a100.model_gpus_at_min, a100.nodes_at_min, a100.nodes_at_max) == (2, 2, 4)
     assert h100.zones == ("use1-az1", "use1-az2", "use1-az3", "use1-az4", "use1-az5", "use1-az6")
 
 
 def test_shortfall_warning_names_the_pool_and_the_fix():
-    (warning,) = capacity.shortfalls(capacity.region_capacity(load_stack_file(US_EAST)))
+    raw = yaml.safe_load(US_EAST.read_text())["config"]["gpu-fleet:fleet"]
+    raw["gpuPools"][0]["maxNodes"] = 10
+    (warning,) = capacity.shortfalls(capacity.region_capacity(parse_fleet(raw, str(US_EAST), US_EAST.parent)))
     assert warning.startswith("GPU pool h100: its models may ask for 160 GPUs at maxReplicas")
     assert "raise gpuPools.h100.maxNodes to 20" in warning
 
 
 def test_no_warning_when_the_pool_can_hold_every_model_at_max():
-    raw = yaml.safe_load(US_EAST.read_text())["config"]["gpu-fleet:fleet"]
-    raw["gpuPools"][0]["maxNodes"] = 21
-    cfg = parse_fleet(raw, str(US_EAST), US_EAST.parent)
-    assert capacity.shortfalls(capacity.region_capacity(cfg)) == []
+    # The reference pools are sized for every model at maxReplicas.
+    for path in (US_EAST, EU_WEST):
+        assert capacity.shortfalls(capacity.region_capacity(load_stack_file(path))) == []
 
 
 def test_cost_json_is_priced_on_demand_and_labels_other_capacity():
@@ -65,7 +66,7 @@ def test_fleet_sums_the_stacks():
     costs = [capacity.cost_json(p) for p in stacks.values()]
     assert fleet["cost"]["minHourlyUsd"] == round(sum(c["minHourlyUsd"] for c in costs), 2)
     assert fleet["cost"]["maxHourlyUsd"] == round(sum(c["maxHourlyUsd"] for c in costs), 2)
-    assert fleet["capacity"]["maxGpus"] == 80 + 32 + 48
+    assert fleet["capacity"]["maxGpus"] == 160 + 32 + 184
 
 
 @pytest.mark.parametrize("asks,per_node,nodes", [([], 8, 0), ([4, 4], 8, 1), ([4, 4, 4], 8, 2),

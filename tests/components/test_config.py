@@ -62,7 +62,7 @@ BAD_INPUTS = [
     ("us-east", "gpuPools[0].gpusPerNode", 3, "gpuPools[0].gpusPerNode", "h100 with 3 GPUs per node is not offered in aws us-east-1"),
     ("eu-west", "gpuPools[0].gpusPerNode", 0, "gpuPools[0].gpusPerNode", "greater than or equal to 1"),
     ("eu-west", "gpuPools[0].gpu", "h200", "gpuPools[0].gpu", "'h100', 'a100-80gb' or 'a100-40gb'"),
-    ("eu-west", "gpuPools[0].minNodes", 9, "gpuPools[0].minNodes", "above maxNodes 6"),
+    ("eu-west", "gpuPools[0].minNodes", 24, "gpuPools[0].minNodes", "above maxNodes 23"),
     ("eu-west", "gpuPools[0].gpuPerNode", 8, "gpuPools[0].gpuPerNode", "unknown key; did you mean 'gpusPerNode'?"),
     ("eu-west", "gpuPools[0].capacity", ["spot"], None, None),
     ("eu-west", "gpuPools[0].capacity", [], "gpuPools[0].capacity", "at least 1 item"),

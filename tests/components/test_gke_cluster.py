@@ -145,8 +145,8 @@ def test_h100_pool_runs_the_catalog_shape_with_gke_drivers(eu_west):
     assert nc["gvnic"] == {"enabled": True}
     assert i["location"] == "europe-west4"
     assert i["nodeLocations"] == ["europe-west4-b", "europe-west4-c"]
-    # Whole-pool limits, not per zone: the config's 1..6 nodes mean 1..6 nodes.
-    assert i["autoscaling"] == {"totalMinNodeCount": 1, "totalMaxNodeCount": 6, "locationPolicy": "ANY"}
+    # Whole-pool limits, not per zone: the config's 1..23 nodes mean 1..23 nodes.
+    assert i["autoscaling"] == {"totalMinNodeCount": 1, "totalMaxNodeCount": 23, "locationPolicy": "ANY"}
     # Created empty (never 2 nodes for minNodes 1 over 2 zones, never waiting for GPU stock):
     # the warm node comes from the placeholders (components.warm_capacity).
     assert i["initialNodeCount"] == 0

@@ -118,7 +118,7 @@ def test_node_pool_limits_labels_taint_and_disruption():
     cfg = load_stack_file(US_EAST)
     h100, a100 = cfg.gpu_pools
     spec = karpenter.node_pool_spec(cfg, h100, "h100")
-    assert spec["limits"] == {"nvidia.com/gpu": 80}  # maxNodes 10 x 8
+    assert spec["limits"] == {"nvidia.com/gpu": 160}  # maxNodes 20 x 8
     assert karpenter.node_pool_spec(cfg, a100, "a100")["limits"] == {"nvidia.com/gpu": 32}
     assert spec["template"]["metadata"]["labels"] == {"gpu-fleet/pool": "h100", "gpu-fleet/gpu": "h100"}
     assert spec["template"]["spec"]["taints"] == [{"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}]

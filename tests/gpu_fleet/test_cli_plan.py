@@ -59,13 +59,14 @@ def test_json_lists_every_resource(fleet, tmp_path, monkeypatch, capsys):
     assert stack["outputs"]["kubeconfig"] == "[secret]"
     # Capacity and cost (a PR comment reads stacks[].cost.minHourlyUsd / maxHourlyUsd).
     assert stack["cost"]["minHourlyUsd"] == round(3 * 55.04 + 2 * 27.45, 2)
-    assert stack["cost"]["maxHourlyUsd"] == round(10 * 55.04 + 4 * 27.45, 2)
+    assert stack["cost"]["maxHourlyUsd"] == round(20 * 55.04 + 4 * 27.45, 2)
     assert [p["name"] for p in stack["cost"]["pools"]] == ["h100", "a100"]
-    assert stack["capacity"]["maxGpus"] == 80 + 32
+    assert stack["capacity"]["maxGpus"] == 160 + 32
     assert stack["capacity"]["pools"][0]["modelGpusAtMaxReplicas"] == 160
     assert doc["fleet"]["cost"] == {k: stack["cost"][k] for k in ("currency", "priceBasis", "minHourlyUsd",
                                                                     "maxHourlyUsd")}
-    assert any(w.startswith("GPU pool h100: its models may ask for 160 GPUs") for w in stack["warnings"])
+    # The reference pools hold every model at maxReplicas: no shortfall warning.
+    assert not any(w.startswith("GPU pool ") for w in stack["warnings"])
 
 
 def test_config_error_exits_2_naming_file_and_field(fleet, tmp_path, monkeypatch, capsys):
