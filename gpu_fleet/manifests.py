@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import functools
 import os
 import re
@@ -25,7 +26,7 @@ import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 import jsonschema
 import yaml
@@ -104,6 +105,23 @@ def _restore(old: Path, target: Path) -> None:
     with contextlib.suppress(OSError):
         os.rename(old / target.name, target)
         old.rmdir()
+
+
+@contextlib.contextmanager
+def _exclusive(marker: Path) -> Iterator[None]:
+    """Plans into one output folder replace their stack folders one at a time: an exclusive
+    ``flock`` on the output folder's marker (which the plan owns), across processes and
+    threads. Without it, one plan's checks of the folder race another's renames."""
+    try:
+        fd = os.open(marker, os.O_RDONLY)
+    except OSError:
+        yield  # no marker to lock (a folder prepared elsewhere): the renames alone
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def _replace(stage: Path, target: Path) -> None:
@@ -309,7 +327,8 @@ def write_and_validate(manifests: list[dict], out_dir: Path) -> ManifestReport:
             report.errors.extend((path, e) for e in errors + annotation_errors(manifest))
         _mark(stage, names)
         stage.chmod(0o755)  # mkdtemp makes it private; the plan's folders are ordinary ones
-        _replace(stage, out_dir)
+        with _exclusive(out_dir.parent / MARKER):
+            _replace(stage, out_dir)
     except OSError as e:
         raise OutputError(f"{out_dir}: cannot write: {e.strerror or e}") from None
     finally:
