@@ -102,6 +102,8 @@ LBC_POLICY_FILE = Path(__file__).with_name("data") / pins.AWS_LOAD_BALANCER_CONT
 #: Seconds the controller release may take to become ready (two replicas, webhook).
 LBC_RELEASE_TIMEOUT_SECONDS = 600
 AUTH_COMMAND = "aws"
+#: The EKS API endpoint's port.
+API_PORT = 443
 
 
 class AwsClusterArgs(TypedDict):
@@ -525,6 +527,19 @@ class AwsCluster(pulumi.ComponentResource):
             tags={"Name": name},
             opts=pulumi.ResourceOptions(parent=self, protect=True, depends_on=[*role_policies, key_access]),
         )
+        # The private endpoint's network interfaces carry the cluster security group, which
+        # admits only its own members (EKS user guide, "Amazon EKS security group
+        # requirements"): in-VPC deployers (CI runners, a VPN) need a rule of their own.
+        self.api_access_rules = [
+            aws.vpc.SecurityGroupIngressRule(
+                f"{name}-api-from-{str(cidr).replace('/', '-')}",
+                security_group_id=self.cluster.vpc_config.cluster_security_group_id,
+                cidr_ipv4=str(cidr), ip_protocol="tcp", from_port=API_PORT, to_port=API_PORT,
+                description="cluster.privateAccessCidrs: the Kubernetes API from inside the network",
+                opts=here,
+            )
+            for cidr in cfg.cluster.private_access_cidrs
+        ]
 
     def _access(self, name: str, cfg: RegionConfig, partition: str, here: pulumi.ResourceOptions) -> None:
         """Cluster-admin access entries for the configured principals (CI roles, named admins).

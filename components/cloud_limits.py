@@ -87,6 +87,7 @@ _ONE_CLOUD_FIELDS = [
     ("gcp", "network", "pods_cidr", "network.podsCidr"),
     ("gcp", "network", "services_cidr", "network.servicesCidr"),
     ("aws", "cluster", "admin_principal_arns", "cluster.adminPrincipalArns"),
+    ("aws", "cluster", "private_access_cidrs", "cluster.privateAccessCidrs"),
     ("gcp", "cluster", "admin_accounts", "cluster.adminAccounts"),
     ("gcp", "cluster", "enable_apis", "cluster.enableApis"),
     ("gcp", "cluster", "release_channel", "cluster.releaseChannel"),

@@ -103,6 +103,10 @@ class ClusterConfig(_Model):
     release_channel: Literal["RAPID", "REGULAR", "STABLE"] = "REGULAR"
     #: The API endpoint is private; these CIDRs may reach it publicly (empty: none).
     public_access_cidrs: list[ipaddress.IPv4Network] = []
+    #: EKS: networks that reach the private endpoint from inside the VPC or over a peering or
+    #: VPN (self-hosted CI runners, an office VPN): the cluster security group admits 443 from
+    #: them. Without a rule, EKS's cluster security group admits only its own members.
+    private_access_cidrs: list[ipaddress.IPv4Network] = []
     #: GKE: the control plane's private range.
     master_cidr: ipaddress.IPv4Network = ipaddress.IPv4Network("172.16.0.32/28")
     #: EKS: the IAM roles and users given cluster-admin access entries (the CI deploy and

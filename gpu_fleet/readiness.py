@@ -101,21 +101,23 @@ def parse_cidrs(text: str, source: str) -> list[ipaddress.IPv4Network]:
 def endpoint_notes(cfg: RegionConfig, deployer: list[ipaddress.IPv4Network]) -> list[str]:
     """Notes for each deployer network that cannot reach the cluster's API endpoint.
 
-    Reachable: inside one of ``cluster.publicAccessCidrs`` (public endpoint), or inside the
+    Reachable: inside one of ``cluster.publicAccessCidrs`` (public endpoint) or
+    ``cluster.privateAccessCidrs`` (EKS: admitted by the cluster security group), or inside the
     VPC / node subnetwork (``network.cidr``: the private endpoint; unknown for an existing
     network, where only the public side is checked). That GKE admits the node subnetwork's
     primary range to its private endpoint without listing it is unverified here.
     """
     public = list(cfg.cluster.public_access_cidrs)
+    admitted = list(cfg.cluster.private_access_cidrs)
     private = None if cfg.network.existing else cfg.network.cidr
     notes = []
     for net in deployer:
-        if any(net.subnet_of(p) for p in public):
+        if any(net.subnet_of(p) for p in public + admitted):
             continue
         if private is not None and net.subnet_of(private):
             if cfg.cloud == "aws":
-                notes.append(f"deployer network {net} is inside the VPC: the private endpoint answers it only if "
-                             f"the EKS cluster security group admits 443 from it (not managed by this stack)")
+                notes.append(f"deployer network {net} is inside the VPC, but the EKS cluster security group admits "
+                             f"443 only from cluster.privateAccessCidrs: add it there")
             continue
         where = f"publicly only from {', '.join(map(str, public))}" if public else "not publicly at all"
         inside = f"privately from inside {private}" if private else "privately from inside the existing network"

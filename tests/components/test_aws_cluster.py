@@ -26,6 +26,8 @@ from gpu_fleet.manifests import validate
 
 REPO = Path(__file__).resolve().parents[2]
 US_EAST = REPO / "stacks" / "Pulumi.us-east.yaml"
+EU_WEST = REPO / "stacks" / "Pulumi.eu-west.yaml"
+SG_INGRESS = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
 COMPONENT = "gpufleet:index:AwsCluster"
 CLUSTER = "aws:eks/cluster:Cluster"
 NODE_GROUP = "aws:eks/nodeGroup:NodeGroup"
@@ -271,6 +273,30 @@ def test_public_access_cidrs_open_the_public_endpoint_to_them_only(fleet):
     assert vpc_config["endpointPrivateAccess"] is True
     assert vpc_config["endpointPublicAccess"] is True
     assert vpc_config["publicAccessCidrs"] == ["203.0.113.0/24", "198.51.100.7/32"]
+
+
+def test_private_access_cidrs_open_the_private_endpoint_to_in_vpc_runners(fleet, us_east):
+    assert us_east.of_type(SG_INGRESS) and not [r for r in us_east.of_type(SG_INGRESS) if "-api-from-" in r.name]
+
+    def runners(raw):
+        raw["cluster"]["privateAccessCidrs"] = ["10.40.200.0/24", "192.168.8.0/22"]
+
+    rec = _run(fleet, _cfg(runners))
+    cluster_sg = _named(rec, CLUSTER, "").outputs["vpcConfig"]["clusterSecurityGroupId"]
+    rules = {r.plain_inputs["cidrIpv4"]: r.plain_inputs for r in rec.of_type(SG_INGRESS) if "-api-from-" in r.name}
+    assert set(rules) == {"10.40.200.0/24", "192.168.8.0/22"}
+    for rule in rules.values():
+        assert (rule["ipProtocol"], rule["fromPort"], rule["toPort"]) == ("tcp", 443, 443)
+        assert rule["securityGroupId"] == cluster_sg
+
+
+def test_private_access_cidrs_are_aws_only():
+    from components.config import parse_fleet as parse
+
+    raw = yaml.safe_load(EU_WEST.read_text())["config"]["gpu-fleet:fleet"]
+    raw["cluster"]["privateAccessCidrs"] = ["10.0.0.0/24"]
+    with pytest.raises(ConfigError, match=r"cluster\.privateAccessCidrs: only used on aws"):
+        parse(raw, str(EU_WEST), EU_WEST.parent)
 
 
 def test_configured_admins_get_cluster_admin(fleet):

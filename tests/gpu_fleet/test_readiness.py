@@ -77,9 +77,11 @@ def test_a_malformed_environment_list_is_a_config_error(tmp_path, value):
 # --------------------------------------------------------------------------- reachability
 
 
-def _region(public, existing=False):
+def _region(public, existing=False, private=()):
     raw = copy.deepcopy(yaml.safe_load(US_EAST.read_text())["config"]["gpu-fleet:fleet"])
     raw["cluster"]["publicAccessCidrs"] = public
+    if private:
+        raw["cluster"]["privateAccessCidrs"] = list(private)
     if existing:
         raw["network"] = {"existing": {"vpcId": "vpc-1", "privateSubnetIds": ["a", "b"], "publicSubnetIds": ["c", "d"]}}
     return parse_fleet(raw, str(US_EAST), STACKS)
@@ -104,7 +106,14 @@ def test_a_private_only_endpoint_is_reachable_from_inside_the_vpc_only():
     (outside,) = readiness.endpoint_notes(cfg, _nets("203.0.113.0/24"))
     assert "not publicly at all" in outside
     (inside,) = readiness.endpoint_notes(cfg, _nets("10.40.200.0/24"))
-    assert "inside the VPC" in inside and "security group" in inside  # EKS: reachable, with a caveat
+    assert "inside the VPC" in inside and "cluster.privateAccessCidrs" in inside  # EKS: not admitted yet
+
+
+def test_runners_listed_in_private_access_cidrs_reach_the_private_endpoint():
+    cfg = _region([], private=["10.40.200.0/24"])
+    assert readiness.endpoint_notes(cfg, _nets("10.40.200.0/25")) == []
+    (other,) = readiness.endpoint_notes(cfg, _nets("10.40.100.0/24"))
+    assert "cluster.privateAccessCidrs" in other
 
 
 def test_an_existing_network_checks_the_public_side_only():
