@@ -26,7 +26,6 @@ import itertools
 import json
 import multiprocessing
 import os
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,15 +33,15 @@ from typing import Any, Optional
 
 import yaml
 
-from components.config import AutoscalingConfig, ConfigError, ModelConfig, pool_offering
+from components.config import AutoscalingConfig, ModelConfig, pool_offering
 from components.hpa import hpa_spec
 
 from . import engine, policy_check
-from .cli import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, one_line
+from .cli import EXIT_OK
 from .plan import project_dir
 from .simulate import serving, traces
-from .simulate.cli import UsageError, _model, _resolve_stack, autoscaling_with, deployed_baseline_rps
-from .simulate.controller import SpecError, settings_from_spec
+from .simulate.cli import UsageError, _model, _resolve_stack, autoscaling_with, deployed_baseline_rps, exit_status
+from .simulate.controller import settings_from_spec
 from .simulate.report import summarize
 from .simulate.run import ControlLoop, Run, simulate
 
@@ -331,14 +330,4 @@ def _plot(points: list[tuple[float, float]], front: list[int], seed: tuple, best
 
 def main(args: argparse.Namespace) -> int:
     """Run ``gpu-fleet tune``; the exit status."""
-    try:
-        return _run(args)
-    except (UsageError, SpecError, traces.TraceError) as e:
-        print(f"tune: {e}", file=sys.stderr)
-        return EXIT_CONFIG
-    except ConfigError as e:
-        print(e, file=sys.stderr)
-        return EXIT_CONFIG
-    except Exception as e:  # noqa: BLE001 - the CLI reports any failure in one line
-        print(f"tune failed: {one_line(e)}", file=sys.stderr)
-        return EXIT_FAILURE
+    return exit_status("tune", _run, args)

@@ -19,7 +19,7 @@ import json
 import sys
 import textwrap
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from pydantic import ValidationError
 
@@ -364,16 +364,22 @@ def _run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def main(args: argparse.Namespace) -> int:
-    """Run ``gpu-fleet simulate``; the exit status."""
+def exit_status(command: str, run: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    """``run(args)``'s exit status, with any error as one line: 2 for usage, trace and config
+    errors, 1 for anything else (shared by ``simulate`` and ``tune``)."""
     try:
-        return _run(args)
+        return run(args)
     except (UsageError, SpecError, traces.TraceError) as e:
-        print(f"simulate: {e}", file=sys.stderr)
+        print(f"{command}: {e}", file=sys.stderr)
         return EXIT_CONFIG
     except ConfigError as e:
         print(e, file=sys.stderr)
         return EXIT_CONFIG
     except Exception as e:  # noqa: BLE001 - the CLI reports any failure in one line
-        print(f"simulate failed: {one_line(e)}", file=sys.stderr)
+        print(f"{command} failed: {one_line(e)}", file=sys.stderr)
         return EXIT_FAILURE
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run ``gpu-fleet simulate``; the exit status."""
+    return exit_status("simulate", _run, args)
