@@ -37,8 +37,7 @@ import pulumi_gcp as gcp
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
-# MEMORYSTORE_MAX_GB is read here by components.config's checks.
-from .cache_sizing import MEMORYSTORE_MAX_GB, CachePlan, ModelKv, plan_cache, usable_bytes  # noqa: F401
+from .cache_sizing import CachePlan, ModelKv, plan_cache, usable_bytes
 from .config import CacheConfig, RegionConfig
 from .labels import FLEET_LABELS
 from .network import AwsNetwork, GcpNetwork

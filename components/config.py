@@ -24,7 +24,7 @@ from typing import Annotated, Any, Callable, Iterator, Literal, Optional, Union
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
-from . import pins, yaml_reader
+from . import cache_sizing, pins, yaml_reader
 from .gpu_catalog import CatalogError, Cloud, GpuKind, Offering, load_catalog
 
 PROJECT = "gpu-fleet"
@@ -797,9 +797,9 @@ def _check_cache(cfg: RegionConfig) -> list[Problem]:
         if c.replicas > 0 and memory < floor:
             problems.append(Problem("cache.memorySizeGb", f"{memory} GB is too small: read replicas need nodes of at "
                                     f"least {floor} GB (replicas: {c.replicas}); set memorySizeGb: {floor} or more"))
-        if memory > rules.MEMORYSTORE_MAX_GB:
+        if memory > cache_sizing.MEMORYSTORE_MAX_GB:
             problems.append(Problem("cache.memorySizeGb", f"{memory} GB is above the Memorystore maximum of "
-                                    f"{rules.MEMORYSTORE_MAX_GB} GB"))
+                                    f"{cache_sizing.MEMORYSTORE_MAX_GB} GB"))
         if not c.automatic_failover and c.replicas > 0:
             # Not "replicas: 0": a single-node Basic instance fails the mandatory cache-high-availability policy.
             problems.append(Problem("cache.automaticFailover", "a Memorystore Standard instance (replicas >= 1) always "
