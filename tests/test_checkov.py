@@ -9,6 +9,7 @@ failure anywhere else fails this test.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -16,7 +17,8 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
-CHECKOV = REPO / ".venv-checkov" / "bin" / "checkov"
+#: GPU_FLEET_CHECKOV points a second checkout (a git worktree) at an existing install.
+CHECKOV = Path(os.environ.get("GPU_FLEET_CHECKOV", REPO / ".venv-checkov" / "bin" / "checkov"))
 
 #: Deliberate exceptions for the vLLM Deployments, with why (re-examined against vLLM
 #: v0.33.0, the pinned image: components/pins.py).
