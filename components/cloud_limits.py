@@ -9,6 +9,7 @@ message`` line before ``pulumi up`` reaches a cloud API.
 
 from __future__ import annotations
 
+import datetime
 import difflib
 import ipaddress
 import json
@@ -46,8 +47,26 @@ def zones(cloud: str, region: str) -> Optional[list[str]]:
     return [f"{region}{c}" if cloud == "aws" else f"{region}-{c}" for c in letters]
 
 
-def kubernetes_versions(cloud: str) -> list[str]:
-    return sorted(limits()["kubernetesVersions"][cloud]["endOfSupport"], key=lambda v: tuple(map(int, v.split("."))))
+def today() -> datetime.date:
+    """The day support dates are checked against (UTC); tests fix it."""
+    return datetime.datetime.now(datetime.timezone.utc).date()
+
+
+def _minor_key(version: str) -> tuple[int, ...]:
+    return tuple(map(int, version.split(".")))
+
+
+def standard_support_ends(cloud: str) -> dict[str, Optional[datetime.date]]:
+    """Each listed minor version's last day of standard support (None: not read)."""
+    ends = limits()["kubernetesVersions"][cloud]["standardSupportEnds"]
+    return {v: datetime.date.fromisoformat(ends[v]) if ends[v] else None for v in sorted(ends, key=_minor_key)}
+
+
+def kubernetes_versions(cloud: str, on: Optional[datetime.date] = None) -> list[str]:
+    """The minor versions in standard support on ``on`` (default: :func:`today`), oldest first; standard
+    support ends at the start of the listed day (EKS bills extended support from then on)."""
+    day = on or today()
+    return [v for v, end in standard_support_ends(cloud).items() if end is None or day < end]
 
 
 def bucket_name_problem(name: str) -> Optional[str]:
@@ -115,15 +134,23 @@ def _other_cloud_fields(cfg: RegionConfig) -> list[Problem]:
 
 
 def _kubernetes_version(cfg: RegionConfig) -> list[Problem]:
+    """A version outside standard support: EKS bills extended support per cluster hour, GKE
+    offers it only in the Extended channel."""
     data = limits()["kubernetesVersions"][cfg.cloud]
-    supported = kubernetes_versions(cfg.cloud)
+    day = today()
+    supported = kubernetes_versions(cfg.cloud, day)
     version = cfg.cluster.kubernetes_version
     if version in supported:
         return []
     service = "EKS" if cfg.cloud == "aws" else "GKE"
-    return [Problem("cluster.kubernetesVersion", f"{service} does not support Kubernetes {version} (supported as read on "
-                    f"{data['read']}: {', '.join(supported)}); a newer release goes into "
-                    "components/data/cloud_limits.json with its source")]
+    end = standard_support_ends(cfg.cloud).get(version)
+    fix = f"use one of {', '.join(supported)}" if supported else "refresh components/data/cloud_limits.json"
+    if end is not None:
+        why = f"{service} standard support for Kubernetes {version} ended on {end} (today is {day})"
+    else:
+        why = (f"Kubernetes {version} is not in {service} standard support as read on {data['read']} (a newer "
+               "release goes into components/data/cloud_limits.json with its source)")
+    return [Problem("cluster.kubernetesVersion", f"{why}; {fix}")]
 
 
 def _volumes(cfg: RegionConfig) -> list[Problem]:

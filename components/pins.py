@@ -162,7 +162,8 @@ EKS_GPU_AMI = Pin(
     "node-image", "al2023", "v20260714",
     source="aws/karpenter-provider-aws@v1.14.1 pkg/providers/amifamily/al2023.go and types.go (VariantNvidia), "
            "website/content/en/v1.14/concepts/nodeclasses.md (amiSelectorTerms alias); awslabs/amazon-eks-ami@"
-           "v20260724 CHANGELOG.md (release v20260714: amazon-eks-node-al2023-x86_64-nvidia-1.33-v20260714)",
+           "v20260724 CHANGELOG.md (release v20260714: amazon-eks-node-al2023-x86_64-nvidia-1.35-v20260714, "
+           "1.35.6-20260714)",
 )
 GKE_NODE_IMAGE = Pin(
     "node-image", "COS_CONTAINERD", None,
@@ -172,11 +173,23 @@ GKE_NODE_IMAGE = Pin(
 
 # --------------------------------------------------------------------------- Kubernetes and add-ons
 
+#: The default of cluster.kubernetesVersion: the one minor version in standard support on both
+#: clouds on VERIFIED_ON that every pin below supports (1.34 leaves EKS standard support on
+#: 2026-12-02 and left GKE's on 2026-10-01; KEDA 2.20 is tested up to 1.35, so not 1.36). The
+#: dates per cloud, with their sources, are components/data/cloud_limits.json.
 KUBERNETES = Pin(
-    "kubernetes", "kubernetes", "1.33",
-    source="none read: kept from the previous pin (the default of cluster.kubernetesVersion)",
-    unverified="whether 1.33 is still in EKS and GKE standard support on 2026-12-01 (their version pages "
-               "were not readable here)",
+    "kubernetes", "kubernetes", "1.35",
+    source="EKS standard support until 2027-03-27 and GKE's until 2027-04-11 (components/data/cloud_limits.json); "
+           "supported by karpenter 1.14.x (aws/karpenter-provider-aws@v1.14.1 hack/docs/compatibilitymatrix_gen/"
+           "compatibility.yaml: 1.26-1.36; commit 1d927085d website/content/en/v1.14/upgrading/compatibility.md), "
+           "KEDA 2.20 (keda.sh/docs/2.20/operate/cluster/: v1.33-v1.35), gpu-operator v26.3.3 (NVIDIA/"
+           "cloud-native-docs commit 815c4afb 'Update docs for 26.3.3' gpu-operator/platform-support.rst: Amazon "
+           "EKS and Google GKE 1.32-1.36), kube-prometheus-stack 81.4.3 (Chart.yaml kubeVersion '>=1.25.0-0'), the "
+           "AL2023 NVIDIA AMI v20260714 (awslabs/amazon-eks-ami@v20260724 CHANGELOG.md: amazon-eks-node-al2023-"
+           "x86_64-nvidia-1.35-v20260714); GKE takes '1.35' as min_master_version (the API's '1.X' alias: highest "
+           "valid patch of 1.X, google.cloud.container_v1 Cluster/UpdateMasterRequest reference)",
+    unverified="the AWS calendar's own 1.35 row and the GKE release schedule page (read as transcribed, see "
+               "components/data/cloud_limits.json)",
 )
 
 _ADDON_DEFAULT = ("version None: EKS installs its default version for the cluster's Kubernetes version; "

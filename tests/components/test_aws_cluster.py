@@ -236,7 +236,7 @@ def test_cluster_is_private_pinned_encrypted_and_logged(us_east):
     cluster = _named(us_east, CLUSTER, "")
     i = cluster.plain_inputs
     assert i["name"] == "us-east-cluster"
-    assert i["version"] == "1.33"
+    assert i["version"] == "1.35"
     assert i["vpcConfig"] == {
         "subnetIds": [s.outputs["id"] for s in _subnets(us_east, "private")],
         "endpointPrivateAccess": True,

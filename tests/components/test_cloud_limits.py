@@ -9,6 +9,7 @@ messages that must not suggest what a mandatory policy forbids.
 from __future__ import annotations
 
 import copy
+import datetime
 import shutil
 from pathlib import Path
 from typing import Any, Callable
@@ -16,7 +17,7 @@ from typing import Any, Callable
 import pytest
 import yaml
 
-from components import cloud_limits
+from components import cloud_limits, pins
 from components.config import ConfigError, parse_fleet
 
 REPO = Path(__file__).resolve().parents[2]
@@ -56,17 +57,50 @@ def test_reference_stacks_are_within_the_limits():
 
 # --------------------------------------------------------------------------- Kubernetes versions
 
-@pytest.mark.parametrize("base,version,service", [(US, "1.27", "EKS"), (US, "1.31", "EKS"), (EU, "1.29", "GKE")])
-def test_kubernetes_version_the_cloud_no_longer_supports(base, version, service):
+READ_ON = datetime.date(2026, 12, 1)
+
+
+@pytest.fixture
+def on_read_day(monkeypatch):
+    """Support dates are checked against the day the data was read, not the day the test runs."""
+    monkeypatch.setattr(cloud_limits, "today", lambda: READ_ON)
+
+
+@pytest.mark.parametrize("base,version,service", [(US, "1.27", "EKS"), (EU, "1.29", "GKE"), (US, "1.37", "EKS")])
+def test_kubernetes_version_the_cloud_does_not_list(on_read_day, base, version, service):
     (line,) = _problems(base, _set("cluster.kubernetesVersion", version))
-    assert line.startswith(f"cluster.kubernetesVersion: {service} does not support Kubernetes {version} (supported "
-                           "as read on 2026-12-01: ")
+    assert line.startswith(f"cluster.kubernetesVersion: Kubernetes {version} is not in {service} standard support "
+                           "as read on 2026-12-01")
+    assert line.endswith("; use one of " + ", ".join(cloud_limits.kubernetes_versions(base["cloud"], READ_ON)))
 
 
-def test_supported_versions_come_from_the_data_file():
-    assert cloud_limits.kubernetes_versions("aws") == ["1.32", "1.33", "1.34", "1.35", "1.36"]
-    assert "1.33" in cloud_limits.kubernetes_versions("gcp")
-    assert _problems(US, _set("cluster.kubernetesVersion", "1.35")) == []
+@pytest.mark.parametrize("base,version,end", [(US, "1.33", "2026-07-29"), (EU, "1.34", "2026-10-01"),
+                                              (EU, "1.33", "2026-08-03")])
+def test_kubernetes_version_past_its_end_of_standard_support(on_read_day, base, version, end):
+    service = "EKS" if base["cloud"] == "aws" else "GKE"
+    assert _problems(base, _set("cluster.kubernetesVersion", version)) == [
+        f"cluster.kubernetesVersion: {service} standard support for Kubernetes {version} ended on {end} (today is "
+        f"2026-12-01); use one of {', '.join(cloud_limits.kubernetes_versions(base['cloud'], READ_ON))}"]
+
+
+def test_standard_support_ends_at_the_start_of_its_last_day(monkeypatch):
+    assert "1.34" in cloud_limits.kubernetes_versions("aws", datetime.date(2026, 12, 1))
+    assert "1.34" not in cloud_limits.kubernetes_versions("aws", datetime.date(2026, 12, 2))
+    monkeypatch.setattr(cloud_limits, "today", lambda: datetime.date(2027, 3, 27))
+    (line,) = _problems(US, lambda r: None)
+    assert line.startswith("cluster.kubernetesVersion: EKS standard support for Kubernetes 1.35 ended on 2027-03-27")
+
+
+def test_supported_versions_on_the_read_day():
+    assert cloud_limits.kubernetes_versions("aws", READ_ON) == ["1.34", "1.35", "1.36"]
+    assert cloud_limits.kubernetes_versions("gcp", READ_ON) == ["1.35", "1.36"]
+
+
+def test_the_default_version_is_in_standard_support_on_both_clouds(on_read_day):
+    for cloud in ("aws", "gcp"):
+        assert pins.KUBERNETES.version in cloud_limits.kubernetes_versions(cloud, READ_ON), cloud
+    assert _problems(US, lambda r: r["cluster"].pop("kubernetesVersion")) == []
+    assert _problems(EU, _set("cluster.kubernetesVersion", "1.36")) == []
 
 
 # --------------------------------------------------------------------------- root volumes

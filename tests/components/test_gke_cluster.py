@@ -72,7 +72,7 @@ def test_cluster_is_private_regional_vpc_native_with_dataplane_v2(eu_west):
     assert i["location"] == "europe-west4"
     assert (i["removeDefaultNodePool"], i["initialNodeCount"]) == (True, 1)
     assert i["releaseChannel"] == {"channel": "REGULAR"}
-    assert i["minMasterVersion"] == "1.33"
+    assert i["minMasterVersion"] == "1.35"
     assert i["workloadIdentityConfig"] == {"workloadPool": "gpu-fleet-prod.svc.id.goog"}
     assert i["privateClusterConfig"] == {
         "enablePrivateNodes": True,
