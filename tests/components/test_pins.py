@@ -1,6 +1,6 @@
-"""The pin table (``components/pins.py``) against the plans of every reference stack:
-every Helm release, container image and EKS add-on the plans use is a pin, and every pin
-says where it was verified."""
+"""The pin table (``components/pins.py``) against the plans of every reference stack and
+every example under ``examples/``: every Helm release, container image and EKS add-on the
+plans use is a pin, and every pin says where it was verified."""
 
 from __future__ import annotations
 
@@ -8,13 +8,16 @@ import hashlib
 import re
 from pathlib import Path
 
+import pulumi
 import pytest
 
 from components import pins
-from gpu_fleet.plan import stack_files
+from components.config import RegionConfig
+from gpu_fleet.plan import StackPlan, plan_stack, stack_files
 
 REPO = Path(__file__).resolve().parents[2]
 STACKS = sorted(p.stem.removeprefix("Pulumi.") for p in stack_files(REPO / "stacks"))
+EXAMPLES = sorted(d.name for d in (REPO / "examples").iterdir() if (d / "stacks").is_dir())
 HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
 EKS_ADDON = "aws:eks/addon:Addon"
 
@@ -67,6 +70,37 @@ def table() -> set[tuple[str, ...]]:
 def test_every_release_image_and_addon_in_the_plan_is_a_pin(reference_plan, stack):
     missing = planned_pins(reference_plan(stack)) - table()
     assert not missing, f"{stack}: not in components/pins.py: {sorted(missing)}"
+
+
+@pytest.fixture(scope="module")
+def example_plans() -> dict[str, dict[str, StackPlan]]:
+    """Every example's stacks, planned once (about 15 s for the three examples' 15 stacks)."""
+    plans: dict[str, dict[str, StackPlan]] = {}
+    for example in EXAMPLES:
+        stacks: dict[str, StackPlan] = {}
+        for path in stack_files(REPO / "examples" / example / "stacks"):
+            plan = plan_stack(path, REPO / "__main__.py", stacks)
+            stacks[plan.stack] = plan
+        plans[example] = stacks
+    pulumi.runtime.settings.set_root_resource(None)
+    return plans
+
+
+@pytest.mark.parametrize("example", EXAMPLES)
+def test_every_release_image_and_addon_of_an_example_is_a_pin(example_plans, example):
+    stacks = example_plans[example]
+    assert stacks, f"examples/{example}/stacks has no stack file"
+    for stack, plan in stacks.items():
+        used = planned_pins(plan)
+        missing = used - table()
+        assert not missing, f"examples/{example} {stack}: not in components/pins.py: {sorted(missing)}"
+        if isinstance(plan.config, RegionConfig):
+            # Not vacuous: every region deploys the monitoring chart and serves vLLM.
+            assert ("helm-chart", pins.KUBE_PROMETHEUS_STACK.repository, pins.KUBE_PROMETHEUS_STACK.name,
+                    pins.KUBE_PROMETHEUS_STACK.version) in used, stack
+            assert ("image", pins.VLLM.image) in used, stack
+        if isinstance(plan.config, RegionConfig) and plan.config.cloud == "aws":
+            assert {u[1] for u in used if u[0] == "eks-addon"} == set(pins.EKS_ADDONS), stack
 
 
 def test_the_region_plans_use_the_pinned_charts_and_images(reference_plan):
