@@ -266,6 +266,13 @@ def load_balancer_controller_values(cluster_name: pulumi.Input[str], region: str
     }
 
 
+def addon_version(addon: str, kubernetes_version: str) -> Optional[str]:
+    """The add-on's pinned version (:data:`components.pins.EKS_ADDONS`), which was read for the
+    pinned Kubernetes version only: on another minor (kube-proxy follows the cluster's), or
+    where the pin is None, EKS's default for the cluster version."""
+    return pins.EKS_ADDONS[addon].version if kubernetes_version == pins.KUBERNETES.version else None
+
+
 def _short_hash(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()[:8]
 
@@ -278,6 +285,7 @@ class AwsCluster(pulumi.ComponentResource):
     (``gpufleet:index:AwsCluster``)."""
 
     cluster_name: pulumi.Output[str]
+    kubernetes_version: str
     kubeconfig: pulumi.Output[str]
     k8s_provider: k8s.Provider
     network: AwsNetwork
@@ -287,6 +295,7 @@ class AwsCluster(pulumi.ComponentResource):
     def __init__(self, name: str, args: AwsClusterArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("gpufleet:index:AwsCluster", name, None, opts)
         cfg = args["config"]
+        self.kubernetes_version = cfg.cluster.kubernetes_version
         here = pulumi.ResourceOptions(parent=self)
         invoke = pulumi.InvokeOptions(parent=self)
         partition = aws.get_partition(opts=invoke).partition
@@ -607,13 +616,12 @@ class AwsCluster(pulumi.ComponentResource):
     # ----------------------------------------------------------------------- add-ons
 
     def _addon(self, name: str, addon: str, depends_on: list, configuration: Optional[dict] = None) -> aws.eks.Addon:
-        """A managed add-on at its pinned version (:data:`components.pins.EKS_ADDONS`; None is
-        EKS's default for the cluster's Kubernetes version)."""
+        """A managed add-on at the version :func:`addon_version` gives."""
         return aws.eks.Addon(
             f"{name}-{addon}",
             cluster_name=self.cluster.name,
             addon_name=addon,
-            addon_version=pins.EKS_ADDONS[addon].version,
+            addon_version=addon_version(addon, self.kubernetes_version),
             configuration_values=json.dumps(configuration) if configuration else None,
             # The declared configuration wins over edits made in the cluster.
             resolve_conflicts_on_create="OVERWRITE",

@@ -192,12 +192,27 @@ KUBERNETES = Pin(
                "components/data/cloud_limits.json)",
 )
 
-_ADDON_DEFAULT = ("version None: EKS installs its default version for the cluster's Kubernetes version; "
-                  "`aws eks describe-addon-versions` (not available offline) would give a pinnable one")
+#: The Amazon EKS user guide's version tables (latest add-on version per Kubernetes version), read in
+#: its copy at docs.amazonaws.cn/zh_cn/eks/latest/userguide/ (the same awsdocs source; the
+#: docs.aws.amazon.com copies readable here stop at 1.34).
+_EKS_GUIDE = "docs.amazonaws.cn/zh_cn/eks/latest/userguide/"
+_NO_TABLE = ("AWS publishes no per-Kubernetes-version table for this add-on, and the upstream release notes name the "
+             "driver version without the -eksbuild.N suffix the EKS API needs; version None installs EKS's default "
+             "for the cluster version (`aws eks describe-addon-versions --kubernetes-version 1.35` gives a pinnable one)")
 EKS_ADDONS = {
-    name: Pin("eks-addon", name, None, source="none read", unverified=_ADDON_DEFAULT)
-    for name in ("vpc-cni", "kube-proxy", "eks-pod-identity-agent", "coredns", "aws-ebs-csi-driver",
-                 "aws-efs-csi-driver")
+    "vpc-cni": Pin(
+        "eks-addon", "vpc-cni", None,
+        source="Amazon EKS user guide managing-vpc-cni (Amazon VPC CNI versions table)",
+        unverified="the table's 1.35 row: every copy readable here stops at 1.33; version None installs EKS's "
+                   "default for the cluster version"),
+    "kube-proxy": Pin(
+        "eks-addon", "kube-proxy", "v1.35.3-eksbuild.2",
+        source=f"{_EKS_GUIDE}managing-kube-proxy.md (kube-proxy versions: 1.35 v1.35.3-eksbuild.2)"),
+    "coredns": Pin(
+        "eks-addon", "coredns", "v1.13.2-eksbuild.4",
+        source=f"{_EKS_GUIDE}managing-coredns.md (CoreDNS versions: 1.35 v1.13.2-eksbuild.4)"),
+    **{name: Pin("eks-addon", name, None, source="none: no version table exists", unverified=_NO_TABLE)
+       for name in ("eks-pod-identity-agent", "aws-ebs-csi-driver", "aws-efs-csi-driver")},
 }
 
 PINS: tuple[Pin, ...] = (

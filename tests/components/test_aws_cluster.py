@@ -16,7 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from components import aws_cluster as eks
-from components import gke_cluster, karpenter, labels
+from components import gke_cluster, karpenter, labels, pins
 from components.config import ConfigError, load_stack_file, parse_fleet
 from components.gpu_catalog import load_catalog
 from components.monitoring_rules import SYSTEM_NODE_SELECTOR
@@ -498,17 +498,25 @@ def test_system_instance_type_override(fleet):
 # --------------------------------------------------------------------------- add-ons
 
 
-def test_addons_with_network_policy_and_eks_default_versions(us_east):
+def test_addons_with_network_policy_and_their_pinned_versions(us_east):
     addons = {a.plain_inputs["addonName"]: a for a in us_east.of_type(ADDON)}
     assert set(addons) == {"vpc-cni", "kube-proxy", "eks-pod-identity-agent", "coredns", "aws-ebs-csi-driver",
                            "aws-efs-csi-driver"}
     assert json.loads(addons["vpc-cni"].plain_inputs["configurationValues"]) == {"enableNetworkPolicy": "true"}
     for name, addon in addons.items():
         assert addon.plain_inputs["clusterName"] == "us-east-cluster"
-        assert "addonVersion" not in addon.plain_inputs, name
+        # A pinned version is passed; an unpinned one is left to EKS's default for the cluster version.
+        assert addon.plain_inputs.get("addonVersion") == pins.EKS_ADDONS[name].version, name
         assert addon.plain_inputs["resolveConflictsOnCreate"] == "OVERWRITE"
         if name != "vpc-cni":
             assert "configurationValues" not in addon.plain_inputs, name
+    assert addons["kube-proxy"].plain_inputs["addonVersion"] == "v1.35.3-eksbuild.2"
+
+
+def test_addon_pins_apply_to_the_pinned_kubernetes_version_only():
+    assert eks.addon_version("coredns", pins.KUBERNETES.version) == pins.EKS_ADDONS["coredns"].version is not None
+    assert eks.addon_version("coredns", "1.36") is None
+    assert eks.addon_version("aws-ebs-csi-driver", pins.KUBERNETES.version) is None
 
 
 def test_node_agents_come_before_nodes_and_deployments_after_the_system_nodes(us_east):
