@@ -693,11 +693,16 @@ class AwsCluster(pulumi.ComponentResource):
             f"{name}-{WEIGHT_CACHE_STORAGE_CLASS}",
             metadata={"name": WEIGHT_CACHE_STORAGE_CLASS},
             provisioner="efs.csi.aws.com",
-            # One access point (and directory) per volume, owned by a user of its own.
+            # One access point (and directory) per volume. EFS enforces the access point's POSIX
+            # identity on every operation, so any pod UID writes; it is vLLM's own user, so the
+            # files carry the identity the pods run as (kubernetes-sigs/aws-efs-csi-driver
+            # docs/parameters.md, uid/gid/directoryPerms, from v2.0.0 to v3.4.1).
             parameters={
                 "provisioningMode": "efs-ap",
                 "fileSystemId": self.weight_file_system.id,
                 "directoryPerms": "700",
+                "uid": str(pins.VLLM_UID),
+                "gid": str(pins.VLLM_GID),
             },
             # Downloaded weights outlive the claim that fetched them.
             reclaim_policy="Retain",

@@ -69,6 +69,7 @@ from urllib.parse import urlencode
 import pulumi
 import pulumi_kubernetes as k8s
 
+from . import pins
 from .cache import CACHE_CLIENT_LABELS, VLLM_POD_LABELS
 from .config import GpuPoolConfig, ModelConfig
 from .gpu_catalog import GpuShape
@@ -175,6 +176,15 @@ REDIS_TIMEOUTS = {"socket_connect_timeout": "1", "socket_timeout": "2"}
 #: vLLM nor LMCache creates one it did not choose) and be empty at each start, as vLLM
 #: asks; the container's own /tmp is both (a restarted container gets a fresh filesystem).
 PROMETHEUS_MULTIPROC_DIR = "/tmp"
+
+#: Writable volumes of the pinned vLLM image when its root filesystem is read-only: every cache
+#: that defaults to ``$HOME/.cache`` or ``$HOME/.triton`` (vLLM's compile cache under
+#: VLLM_CACHE_ROOT ~/.cache/vllm, vllm@v0.33.0 vllm/envs.py; Triton, FlashInfer, Numba, Outlines
+#: per docker/entrypoints/vllm-nonroot-entrypoint.sh) lands in HOME, and /tmp takes
+#: tempfile's files (vLLM's own Prometheus multiprocess directory, vllm/v1/metrics/prometheus.py;
+#: TorchInductor's /tmp/torchinductor_<user>). Both are on the node's disk, like the writable
+#: layer they replace.
+SCRATCH_MOUNTS = {"home": pins.VLLM_HOME, "tmp": "/tmp"}
 
 TIMEOUT_ANNOTATION = "pulumi.com/timeoutSeconds"
 SKIP_AWAIT_ANNOTATION = "pulumi.com/skipAwait"
@@ -308,6 +318,9 @@ def container_env(model: ModelConfig, secret_name: Any, cache_secret_name: Any, 
         {"name": "HF_HOME", "value": CACHE_MOUNT},
         {"name": "VLLM_NO_USAGE_STATS", "value": "1"},
     ]
+    if hardened(model):
+        # Given, not taken from /etc/passwd: root's HOME (/root) is on the read-only filesystem.
+        env.append({"name": "HOME", "value": pins.VLLM_HOME})
     if model.lmcache.enabled:
         if cache_secret_name is None:
             raise ValueError(f"model {model.name}: LMCache needs the regional cache (cache_secret_name)")
@@ -379,15 +392,56 @@ def weight_cache_size_gi(sizing: Sizing, storage_class: str) -> int:
     return max(needed, WEIGHT_CACHE_MIN_GI.get(storage_class, 0))
 
 
+def hardened(model: ModelConfig) -> bool:
+    """Whether the container runs with a read-only root filesystem: only the pinned vLLM
+    image, whose cache paths were read at its tag (another image, or LMCache's, keeps a
+    writable one)."""
+    return serving_image(model) == pins.VLLM.image
+
+
+def runs_as_non_root(model: ModelConfig, cloud: str) -> bool:
+    """Whether the pod runs as the image's ``vllm`` user (UID 2000, GID 0): on EKS, where the
+    weight cache is writable by any UID (EFS dynamic provisioning always enforces the access
+    point's POSIX identity: kubernetes-sigs/aws-efs-csi-driver docs/parameters.md, v2.0.0 to
+    v3.4.1). Not on GKE: a new Filestore share's owner and mode were not found in any source read,
+    and whether GKE's managed Filestore CSIDriver declares ``fsGroupPolicy: File`` (so that
+    fsGroup 0 would make the share group-writable; upstream's stable-master overlay does:
+    kubernetes-sigs/gcp-filestore-csi-driver docs/kubernetes/fsgroup.md) is unverified, so a
+    non-root vLLM could fail to write the Hugging Face cache there."""
+    return hardened(model) and cloud == "aws"
+
+
+def security_contexts(model: ModelConfig, cloud: str) -> tuple[dict, dict]:
+    """``(pod, container)`` security contexts. Always: the runtime's default seccomp profile
+    (GKE Autopilot enforces it on GPU pods too), no capabilities, no privilege escalation
+    (vLLM and NCCL need neither)."""
+    pod: dict = {"seccompProfile": {"type": "RuntimeDefault"}}
+    container: dict = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+    if hardened(model):
+        container["readOnlyRootFilesystem"] = True
+    if runs_as_non_root(model, cloud):
+        # fsGroup 0 makes the scratch emptyDirs group-0-writable, as vLLM's docs ask for mounted
+        # cache paths (docs/deployment/docker.md at v0.33.0); the EFS CSIDriver declares no
+        # fsGroupPolicy, so the RWX weight volume is not walked (aws-efs-csi-driver@v3.4.1
+        # charts/aws-efs-csi-driver/templates/csidriver.yaml).
+        pod.update({"runAsNonRoot": True, "runAsUser": pins.VLLM_UID, "runAsGroup": pins.VLLM_GID,
+                    "fsGroup": pins.VLLM_GID})
+    return pod, container
+
+
 def pod_spec(model: ModelConfig, pool: GpuPoolConfig, shape: GpuShape, sizing: Sizing, *,
              secret_name: Any, cache_secret_name: Any = None) -> dict:
     """The pod template's spec. Secret names may be plain strings or Pulumi Inputs."""
     ca_file = model.lmcache.enabled and shape.cloud == "gcp"
+    pod_security, container_security = security_contexts(model, shape.cloud)
     mounts = [{"name": "weights", "mountPath": CACHE_MOUNT}, {"name": "dshm", "mountPath": "/dev/shm"}]
     volumes = [
         {"name": "weights", "persistentVolumeClaim": {"claimName": claim_name(model)}},
         {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": SHM_SIZE}},
     ]
+    if hardened(model):
+        mounts += [{"name": name, "mountPath": path} for name, path in SCRATCH_MOUNTS.items()]
+        volumes += [{"name": name, "emptyDir": {}} for name in SCRATCH_MOUNTS]
     if ca_file:
         mounts.append({"name": "redis-tls", "mountPath": REDIS_CA_MOUNT, "readOnly": True})
         volumes.append({"name": "redis-tls", "secret": {"secretName": cache_secret_name,
@@ -402,9 +456,7 @@ def pod_spec(model: ModelConfig, pool: GpuPoolConfig, shape: GpuShape, sizing: S
         "volumeMounts": mounts,
         **probes(startup_budget_seconds(sizing)),
         "lifecycle": {"preStop": {"sleep": {"seconds": PRE_STOP_SECONDS}}},
-        # No Linux capabilities or privilege escalation: vLLM and NCCL need neither. It still runs
-        # as root with a writable root filesystem: the image writes compile caches under /root.
-        "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+        "securityContext": container_security,
     }
     # Redis credentials only where LMCache uses them (container_env refuses LMCache
     # without the cache Secret).
@@ -422,8 +474,7 @@ def pod_spec(model: ModelConfig, pool: GpuPoolConfig, shape: GpuShape, sizing: S
         "tolerations": [dict(GPU_TOLERATION)],
         "topologySpreadConstraints": spread,
         "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
-        # The container runtime's default seccomp profile (GKE Autopilot enforces it on GPU pods too).
-        "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
+        "securityContext": pod_security,
         # vLLM needs no Kubernetes API access.
         "automountServiceAccountToken": False,
         # Service links would add VLLM_*_PORT variables, a prefix vLLM reads settings from.

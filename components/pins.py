@@ -120,9 +120,16 @@ VLLM = Pin(
     source="vllm 0.33.0 (commit 4ba787ec9; PyPI sdist and wheel): docker/Dockerfile target vllm-openai "
            "(ENTRYPOINT vllm serve, USER root), .buildkite/scripts/publish-release-images.sh "
            "(multi-arch manifest vllm/vllm-openai:v${RELEASE_VERSION})",
-    unverified="multi-arch index digest: no upstream source readable here publishes it; resolve it with "
-               "`docker buildx imagetools inspect vllm/vllm-openai:v0.33.0` and set `digest`",
+    unverified="multi-arch index digest: not published by the release script (it pushes by tag) nor found in "
+               "any indexed source on 2026-12-01 (code, issues, pages), and Docker Hub is not reachable here; "
+               "resolve it with `docker buildx imagetools inspect vllm/vllm-openai:v0.33.0` and set `digest`",
 )
+#: The image's own non-root user (vllm@v0.33.0 docker/Dockerfile, vllm-base stage: ``useradd --uid
+#: 2000 --gid 0 ... vllm``, HOME /home/vllm group-0-writable; upstream CI smoke-tests the
+#: vllm-openai image with ``--user 2000:0``, .buildkite/image_build/image_build.yaml).
+VLLM_UID = 2000
+VLLM_GID = 0
+VLLM_HOME = "/home/vllm"
 #: Not set by the fleet: the gpu-operator chart's default, pinned here because the HPA's GPU
 #: metric and the exporter's Kubernetes-mode settings were read at this tag.
 DCGM_EXPORTER = Pin(

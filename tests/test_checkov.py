@@ -21,23 +21,23 @@ REPO = Path(__file__).resolve().parent.parent
 CHECKOV = Path(os.environ.get("GPU_FLEET_CHECKOV", REPO / ".venv-checkov" / "bin" / "checkov"))
 
 #: Deliberate exceptions for the vLLM Deployments, with why (re-examined against vLLM
-#: v0.33.0, the pinned image: components/pins.py).
+#: v0.33.0, the pinned image: components/pins.py). CKV_K8S_22 is no longer one: the pinned
+#: image runs with a read-only root filesystem and its caches on emptyDirs.
 ACCEPTED = {
     # The tag is pinned; re-pulling a 10+ GB image on every start would only slow scale-up.
     "CKV_K8S_15": "imagePullPolicy IfNotPresent with a pinned tag",
     # A multi-arch index digest is one value, but no upstream source readable offline publishes
     # it (pins.VLLM.unverified); once pins.VLLM.digest is set, pods use tag@digest.
     "CKV_K8S_43": "index digest of vllm/vllm-openai:v0.33.0 not verified yet",
-    # vllm@v0.33.0 docker/Dockerfile: the vllm-openai target keeps USER root ("USER vllm" is
-    # commented out); it ships a vllm user (UID 2000, GID 0) whose caches default to
-    # $HOME/.cache, and docs/deployment/docker.md asks for mounted cache paths writable by
-    # group 0. The GKE weight cache (Filestore, ReadWriteMany) is root-owned, and fsGroup is
-    # not applied to RWX volumes unless the managed CSIDriver declares fsGroupPolicy File
-    # (kubernetes-sigs/gcp-filestore-csi-driver docs/kubernetes/fsgroup.md, issue #786): not
-    # verified for GKE, so a non-root vLLM could fail to download weights there.
-    "CKV_K8S_22": "the image writes compile caches under $HOME of its root user",
-    "CKV_K8S_23": "the vllm-openai image runs as root; non-root needs a group-0-writable weight volume",
-    "CKV_K8S_40": "the vllm-openai image runs as root; non-root needs a group-0-writable weight volume",
+    # vLLM runs as the image's own user, UID 2000 (vllm@v0.33.0 docker/Dockerfile; upstream CI runs
+    # the image as 2000:0), below checkov's 10000: a UID missing from the image's /etc/passwd
+    # leaves HOME unset and getpass.getuser() raising KeyError, which only the unpublished
+    # vllm-openai-nonroot target's entrypoint works around (docker/entrypoints/vllm-nonroot-entrypoint.sh).
+    "CKV_K8S_40": "vLLM runs as the image's own user, UID 2000 (on GKE as root, see CKV_K8S_23)",
+    # On GKE only: whether UID 2000 may write a new Filestore share (its owner and mode, and whether
+    # GKE's managed Filestore CSIDriver applies fsGroup to RWX volumes) is unverified
+    # (components/model_deployment.py runs_as_non_root).
+    "CKV_K8S_23": "on GKE vLLM runs as root: the Filestore weight cache may not be writable by UID 2000",
     # vllm@v0.33.0 vllm/envs.py reads VLLM_API_KEY from the environment (the only other way,
     # --api-key, would put the key in the pod spec); from a Secret, by reference.
     "CKV_K8S_35": "vLLM takes VLLM_API_KEY and HF_TOKEN from the environment",
@@ -87,6 +87,23 @@ def test_the_exceptions_are_only_the_vllm_deployments_and_the_placeholders(rende
     assert {f["resource"] for f in placeholders} == {"Deployment.kube-system.gpu-warm-h100",
                                                       "Deployment.kube-system.gpu-warm-a100"}
     assert {f["check_id"] for f in placeholders} == PLACEHOLDER_ACCEPTED
+
+
+def _stacks(results: list[dict], resource_prefix: str) -> set[str]:
+    """The reference stacks (from the rendered file names) of the results on matching resources."""
+    return {Path(r["file_path"]).stem.rsplit("-", 1)[0] for r in results if r["resource"].startswith(resource_prefix)}
+
+
+def test_vllm_runs_as_non_root_on_eks_and_read_only_on_both(rendered):
+    failed = _checkov(rendered, "--check", "CKV_K8S_23,CKV_K8S_22,CKV_K8S_40")["results"]["failed_checks"]
+    by_check = {check: [r for r in failed if r["check_id"] == check] for check in ("CKV_K8S_23", "CKV_K8S_22",
+                                                                                   "CKV_K8S_40")}
+    vllm = "Deployment.llm-serving."
+    # Both stacks' vLLM Deployments are checked (UID 2000 and root are both below 10000) ...
+    assert _stacks(by_check["CKV_K8S_40"], vllm) == {"us-east", "eu-west"}
+    # ... only GKE's run as root, and none has a writable root filesystem.
+    assert _stacks(by_check["CKV_K8S_23"], vllm) == {"eu-west"}
+    assert _stacks(by_check["CKV_K8S_22"], vllm) == set()
 
 
 def test_checkov_catches_a_privileged_pod(tmp_path):

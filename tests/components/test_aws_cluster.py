@@ -585,7 +585,7 @@ def test_storage_classes(us_east):
     fs = _named(us_east, "aws:efs/fileSystem:FileSystem", "-weights")
     assert efs["provisioner"] == "efs.csi.aws.com"
     assert efs["parameters"] == {"provisioningMode": "efs-ap", "fileSystemId": fs.outputs["id"],
-                                 "directoryPerms": "700"}
+                                 "directoryPerms": "700", "uid": "2000", "gid": "0"}
     assert efs["reclaimPolicy"] == "Retain"
     assert {t.urn for t in us_east.of_type("aws:efs/mountTarget:MountTarget")} <= set(record.depends_on)
     assert us_east.stack_outputs["storageClass"] == "efs-weights"
