@@ -177,13 +177,12 @@ REDIS_TIMEOUTS = {"socket_connect_timeout": "1", "socket_timeout": "2"}
 #: asks; the container's own /tmp is both (a restarted container gets a fresh filesystem).
 PROMETHEUS_MULTIPROC_DIR = "/tmp"
 
-#: Writable volumes of the pinned vLLM image when its root filesystem is read-only: every cache
-#: that defaults to ``$HOME/.cache`` or ``$HOME/.triton`` (vLLM's compile cache under
-#: VLLM_CACHE_ROOT ~/.cache/vllm, vllm@v0.33.0 vllm/envs.py; Triton, FlashInfer, Numba, Outlines
-#: per docker/entrypoints/vllm-nonroot-entrypoint.sh) lands in HOME, and /tmp takes
-#: tempfile's files (vLLM's own Prometheus multiprocess directory, vllm/v1/metrics/prometheus.py;
-#: TorchInductor's /tmp/torchinductor_<user>). Both are on the node's disk, like the writable
-#: layer they replace.
+#: Writable volumes of the pinned vLLM image when its root filesystem is read-only: HOME takes
+#: every cache that defaults under it (vLLM's VLLM_CACHE_ROOT ~/.cache/vllm with its compile cache,
+#: VLLM_CONFIG_ROOT ~/.config/vllm: vllm@v0.33.0 vllm/envs.py; "HF, Triton, Inductor, vLLM, Numba,
+#: Outlines": docker/entrypoints/vllm-nonroot-entrypoint.sh), /tmp takes tempfile's files (vLLM's
+#: own Prometheus multiprocess directory: vllm/v1/metrics/prometheus.py). Both are on the node's
+#: disk, like the writable layer they replace.
 SCRATCH_MOUNTS = {"home": pins.VLLM_HOME, "tmp": "/tmp"}
 
 TIMEOUT_ANNOTATION = "pulumi.com/timeoutSeconds"
