@@ -200,18 +200,17 @@ KUBERNETES = Pin(
 )
 
 #: The Amazon EKS user guide's version tables (latest add-on version per Kubernetes version), read in
-#: its copy at docs.amazonaws.cn/zh_cn/eks/latest/userguide/ (the same awsdocs source; the
-#: docs.aws.amazon.com copies readable here stop at 1.34).
+#: its copies at docs.amazonaws.cn (the same awsdocs source; the docs.aws.amazon.com copies readable
+#: here stop at 1.34).
 _EKS_GUIDE = "docs.amazonaws.cn/zh_cn/eks/latest/userguide/"
 _NO_TABLE = ("AWS publishes no per-Kubernetes-version table for this add-on, and the upstream release notes name the "
              "driver version without the -eksbuild.N suffix the EKS API needs; version None installs EKS's default "
              "for the cluster version (`aws eks describe-addon-versions --kubernetes-version 1.35` gives a pinnable one)")
 EKS_ADDONS = {
     "vpc-cni": Pin(
-        "eks-addon", "vpc-cni", None,
-        source="Amazon EKS user guide managing-vpc-cni (Amazon VPC CNI versions table)",
-        unverified="the table's 1.35 row: every copy readable here stops at 1.33; version None installs EKS's "
-                   "default for the cluster version"),
+        "eks-addon", "vpc-cni", "v1.21.1-eksbuild.7",
+        source="docs.amazonaws.cn/eks/latest/userguide/managing-vpc-cni.md (Amazon VPC CNI versions: 1.35 "
+               "v1.21.1-eksbuild.7)"),
     "kube-proxy": Pin(
         "eks-addon", "kube-proxy", "v1.35.3-eksbuild.2",
         source=f"{_EKS_GUIDE}managing-kube-proxy.md (kube-proxy versions: 1.35 v1.35.3-eksbuild.2)"),

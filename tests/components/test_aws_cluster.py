@@ -511,6 +511,7 @@ def test_addons_with_network_policy_and_their_pinned_versions(us_east):
         if name != "vpc-cni":
             assert "configurationValues" not in addon.plain_inputs, name
     assert addons["kube-proxy"].plain_inputs["addonVersion"] == "v1.35.3-eksbuild.2"
+    assert addons["vpc-cni"].plain_inputs["addonVersion"] == "v1.21.1-eksbuild.7"
 
 
 def test_addon_pins_apply_to_the_pinned_kubernetes_version_only():
