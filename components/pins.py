@@ -203,9 +203,10 @@ KUBERNETES = Pin(
 #: its copies at docs.amazonaws.cn (the same awsdocs source; the docs.aws.amazon.com copies readable
 #: here stop at 1.34).
 _EKS_GUIDE = "docs.amazonaws.cn/zh_cn/eks/latest/userguide/"
-_NO_TABLE = ("AWS publishes no per-Kubernetes-version table for this add-on, and the upstream release notes name the "
-             "driver version without the -eksbuild.N suffix the EKS API needs; version None installs EKS's default "
-             "for the cluster version (`aws eks describe-addon-versions --kubernetes-version 1.35` gives a pinnable one)")
+_NO_TABLE = ("no per-Kubernetes-version table of this add-on was found in the EKS user guide, and upstream release "
+             "notes name the driver version without the -eksbuild.N suffix the EKS API needs; version None installs "
+             "EKS's default for the cluster version (`aws eks describe-addon-versions --kubernetes-version 1.35` "
+             "gives a pinnable one)")
 EKS_ADDONS = {
     "vpc-cni": Pin(
         "eks-addon", "vpc-cni", "v1.21.1-eksbuild.7",
@@ -217,7 +218,7 @@ EKS_ADDONS = {
     "coredns": Pin(
         "eks-addon", "coredns", "v1.13.2-eksbuild.4",
         source=f"{_EKS_GUIDE}managing-coredns.md (CoreDNS versions: 1.35 v1.13.2-eksbuild.4)"),
-    **{name: Pin("eks-addon", name, None, source="none: no version table exists", unverified=_NO_TABLE)
+    **{name: Pin("eks-addon", name, None, source="none read", unverified=_NO_TABLE)
        for name in ("eks-pod-identity-agent", "aws-ebs-csi-driver", "aws-efs-csi-driver")},
 }
 
