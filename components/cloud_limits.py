@@ -13,6 +13,7 @@ import datetime
 import difflib
 import ipaddress
 import json
+import os
 import re
 from functools import lru_cache
 from pathlib import Path
@@ -47,9 +48,15 @@ def zones(cloud: str, region: str) -> Optional[list[str]]:
     return [f"{region}{c}" if cloud == "aws" else f"{region}-{c}" for c in letters]
 
 
+#: An ISO date in this variable replaces today in support-date checks: "does this stack still plan
+#: on that day?", and a test suite that does not start failing when a calendar date passes.
+TODAY_ENV = "GPU_FLEET_TODAY"
+
+
 def today() -> datetime.date:
-    """The day support dates are checked against (UTC); tests fix it."""
-    return datetime.datetime.now(datetime.timezone.utc).date()
+    """The day support dates are checked against (UTC, or ``$GPU_FLEET_TODAY``)."""
+    fixed = os.environ.get(TODAY_ENV)
+    return datetime.date.fromisoformat(fixed) if fixed else datetime.datetime.now(datetime.timezone.utc).date()
 
 
 def _minor_key(version: str) -> tuple[int, ...]:
@@ -133,14 +140,22 @@ def _other_cloud_fields(cfg: RegionConfig) -> list[Problem]:
     return out
 
 
+#: EKS: "Once a version is past the end of standard support date, it enters extended support for
+#: the next 12 months ... at an additional cost per cluster hour", and clusters created through the
+#: API have extended support enabled (docs.aws.amazon.com/eks/latest/userguide/kubernetes-versions.html
+#: and enable-extended-support.html, read 2026-12-01). GKE offers minor versions past standard
+#: support only in the Extended channel (the release notes' current-versions table:
+#: docs.cloud.google.com/kubernetes-engine/docs/release-notes), which the fleet does not use.
+EKS_EXTENDED_SUPPORT_DAYS = 365
+
+
 def _kubernetes_version(cfg: RegionConfig) -> list[Problem]:
-    """A version outside standard support: EKS bills extended support per cluster hour, GKE
-    offers it only in the Extended channel."""
+    """A version the cloud will not create: unlisted, ended on GKE, or past EKS extended support."""
     data = limits()["kubernetesVersions"][cfg.cloud]
     day = today()
     supported = kubernetes_versions(cfg.cloud, day)
     version = cfg.cluster.kubernetes_version
-    if version in supported:
+    if version in supported or kubernetes_support_notice(cfg) is not None:
         return []
     service = "EKS" if cfg.cloud == "aws" else "GKE"
     end = standard_support_ends(cfg.cloud).get(version)
@@ -151,6 +166,18 @@ def _kubernetes_version(cfg: RegionConfig) -> list[Problem]:
         why = (f"Kubernetes {version} is not in {service} standard support as read on {data['read']} (a newer "
                "release goes into components/data/cloud_limits.json with its source)")
     return [Problem("cluster.kubernetesVersion", f"{why}; {fix}")]
+
+
+def kubernetes_support_notice(cfg: RegionConfig) -> Optional[str]:
+    """A plan warning for an EKS version in extended support (it works, at extra cost per
+    cluster hour); None when the version is in standard support or not deployable at all."""
+    end = standard_support_ends(cfg.cloud).get(cfg.cluster.kubernetes_version)
+    day = today()
+    if cfg.cloud != "aws" or end is None or day < end or day >= end + datetime.timedelta(EKS_EXTENDED_SUPPORT_DAYS):
+        return None
+    return (f"cluster.kubernetesVersion: EKS standard support for Kubernetes {cfg.cluster.kubernetes_version} "
+            f"ended on {end}: the cluster runs in extended support, billed extra per cluster hour; use one of "
+            f"{', '.join(kubernetes_versions(cfg.cloud, day))}")
 
 
 def _volumes(cfg: RegionConfig) -> list[Problem]:

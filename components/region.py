@@ -19,6 +19,7 @@ from . import cache_sizing
 from .cache import AwsCache, CacheConnection, GcpCache, sizing_plan
 from .cache_sizing import ModelKv
 from .capacity import region_capacity, shortfalls
+from .cloud_limits import kubernetes_support_notice
 from .config import RegionConfig, pool_offering
 from .entrypoint import Entrypoint, service_annotations
 from .gpu_software import GpuSoftware
@@ -74,7 +75,7 @@ class Region(pulumi.ComponentResource):
                 "the cluster's API endpoint is private (cluster.publicAccessCidrs is empty): run pulumi from inside "
                 "the VPC (or over VPN/peering), or list the deployer's egress CIDRs in cluster.publicAccessCidrs",
                 resource=self)
-        for warning in shortfalls(region_capacity(cfg)):
+        for warning in [*shortfalls(region_capacity(cfg)), *filter(None, [kubernetes_support_notice(cfg)])]:
             pulumi.log.warn(warning, resource=self)
         kube = pulumi.ResourceOptions(parent=self, providers={"kubernetes": self.cluster.k8s_provider})
         # Monitoring first: the GPU operator's dcgm-exporter ServiceMonitor needs its CRDs.

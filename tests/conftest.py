@@ -14,10 +14,21 @@ from typing import Any, Callable, Optional
 import pulumi
 import pytest
 
+from components import cloud_limits
 from gpu_fleet import engine
 from gpu_fleet.plan import StackPlan, plan_stack, stack_files
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _support_dates_as_read():
+    """Kubernetes support dates are checked against the day the data was read, so the suite (and
+    the plans it runs in subprocesses) does not start failing when a calendar date passes."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv(cloud_limits.TODAY_ENV, cloud_limits.limits()["kubernetesVersions"]["aws"]["read"])
+    yield
+    mp.undo()
 STACKS = REPO / "stacks"
 PROGRAM = REPO / "__main__.py"
 

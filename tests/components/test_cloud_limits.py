@@ -74,8 +74,7 @@ def test_kubernetes_version_the_cloud_does_not_list(on_read_day, base, version, 
     assert line.endswith("; use one of " + ", ".join(cloud_limits.kubernetes_versions(base["cloud"], READ_ON)))
 
 
-@pytest.mark.parametrize("base,version,end", [(US, "1.33", "2026-07-29"), (EU, "1.34", "2026-10-01"),
-                                              (EU, "1.33", "2026-08-03")])
+@pytest.mark.parametrize("base,version,end", [(EU, "1.34", "2026-10-01"), (EU, "1.33", "2026-08-03")])
 def test_kubernetes_version_past_its_end_of_standard_support(on_read_day, base, version, end):
     service = "EKS" if base["cloud"] == "aws" else "GKE"
     assert _problems(base, _set("cluster.kubernetesVersion", version)) == [
@@ -86,9 +85,40 @@ def test_kubernetes_version_past_its_end_of_standard_support(on_read_day, base, 
 def test_standard_support_ends_at_the_start_of_its_last_day(monkeypatch):
     assert "1.34" in cloud_limits.kubernetes_versions("aws", datetime.date(2026, 12, 1))
     assert "1.34" not in cloud_limits.kubernetes_versions("aws", datetime.date(2026, 12, 2))
-    monkeypatch.setattr(cloud_limits, "today", lambda: datetime.date(2027, 3, 27))
-    (line,) = _problems(US, lambda r: None)
-    assert line.startswith("cluster.kubernetesVersion: EKS standard support for Kubernetes 1.35 ended on 2027-03-27")
+    monkeypatch.setattr(cloud_limits, "today", lambda: datetime.date(2027, 4, 11))
+    (line,) = _problems(EU, lambda r: None)
+    assert line.startswith("cluster.kubernetesVersion: GKE standard support for Kubernetes 1.35 ended on 2027-04-11")
+
+
+def _notice(base, version):
+    raw = copy.deepcopy(base)
+    _set("cluster.kubernetesVersion", version)(raw)
+    return cloud_limits.kubernetes_support_notice(parse_fleet(raw, "Pulumi.x.yaml", REPO / "stacks"))
+
+
+@pytest.mark.parametrize("day,version,warned", [
+    (datetime.date(2026, 12, 1), "1.33", True),    # standard support ended 2026-07-29: extended, billed
+    (datetime.date(2027, 3, 27), "1.35", True),    # the default's first day in extended support
+    (datetime.date(2027, 3, 26), "1.35", False),   # its last day of standard support
+])
+def test_eks_version_in_extended_support_is_a_warning_not_an_error(monkeypatch, day, version, warned):
+    monkeypatch.setattr(cloud_limits, "today", lambda: day)
+    assert _problems(US, _set("cluster.kubernetesVersion", version)) == []
+    notice = _notice(US, version)
+    assert (notice is not None) == warned
+    if warned:
+        assert notice.startswith(f"cluster.kubernetesVersion: EKS standard support for Kubernetes {version} ended on")
+        assert "extended support, billed extra per cluster hour" in notice
+
+
+def test_eks_version_past_extended_support_is_an_error(monkeypatch):
+    monkeypatch.setattr(cloud_limits, "today", lambda: datetime.date(2027, 7, 29))  # 1.33 + 365 days
+    (line,) = _problems(US, _set("cluster.kubernetesVersion", "1.33"))
+    assert line.startswith("cluster.kubernetesVersion: EKS standard support for Kubernetes 1.33 ended on 2026-07-29")
+
+
+def test_gke_has_no_extended_support_notice(on_read_day):
+    assert _notice(EU, "1.35") is None
 
 
 def test_supported_versions_on_the_read_day():
