@@ -16,7 +16,7 @@ import jsonschema
 import pytest
 import yaml
 
-from components import karpenter
+from components import karpenter, warm_capacity
 from components.config import load_stack_file, parse_fleet
 
 REPO = Path(__file__).resolve().parents[2]
@@ -222,3 +222,10 @@ def test_an_order_karpenter_cannot_honour_in_one_node_pool_becomes_weighted_tier
         assert spec["template"]["spec"]["taints"] == [{"key": "nvidia.com/gpu", "value": "present",
                                                        "effect": "NoSchedule"}]
         assert spec["template"]["spec"]["nodeClassRef"]["name"] == "h100"
+    # Warm placeholders select and tolerate their way onto every tier (the weights pick one).
+    placeholder = warm_capacity.placeholder_deployment_spec("aws", cfg.gpu_pools[0])["template"]["spec"]
+    for r in rendered:
+        template = r["spec"]["template"]
+        assert placeholder["nodeSelector"].items() <= template["metadata"]["labels"].items()
+        for taint in template["spec"]["taints"]:
+            assert any(t["key"] == taint["key"] and t["effect"] == taint["effect"] for t in placeholder["tolerations"])
