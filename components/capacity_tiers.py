@@ -87,6 +87,7 @@ def compute_class_name(pool: GpuPoolConfig) -> str:
 
 
 def uses_compute_class(cloud: str, pool: GpuPoolConfig) -> bool:
+    """Whether the pool's node pools are ordered by a ComputeClass (a tiered GKE pool)."""
     return cloud == "gcp" and is_tiered(cloud, pool)
 
 
