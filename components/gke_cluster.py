@@ -1,4 +1,5 @@
-"""A private, VPC-native GKE cluster with a system node pool and one node pool per GPU pool.
+"""A private, VPC-native GKE cluster with a system node pool and each GPU pool's node pools:
+one, or one per capacity tier ordered by a custom ComputeClass (components.capacity_tiers).
 
 Everything goes through the region's ``gcp`` provider (passed by the caller in
 ``opts.providers``); the Kubernetes provider built from the new cluster is exposed as
