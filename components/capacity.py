@@ -8,13 +8,18 @@ at the on-demand list price, and marked as such, since neither price is known of
 
 Nodes: replicas are packed onto nodes first-fit decreasing (a replica's GPUs are on one
 node, the tensor-parallel group), then the ``minNodes`` warm nodes are added: they stay
-free beside the models' nodes (:mod:`components.warm_capacity`). Never above ``maxNodes``.
+free beside the models' nodes (:mod:`components.warm_capacity`). Never above what the pool
+can reach: ``maxNodes``, or for a pool whose capacity order takes one NodePool / node pool
+per capacity type (:mod:`components.capacity_tiers`) ``maxNodes`` per tier, since each tier
+may carry the whole pool and nothing limits them together; such a pool runs more than
+``maxNodes`` nodes only when its models and warm nodes ask for more, and the plan says so.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .capacity_tiers import tiers
 from .config import GpuPoolConfig, RegionConfig, pool_offering
 from .sizing import size_model
 
@@ -44,6 +49,8 @@ class PoolCapacity:
     max_nodes: int
     zones: tuple[str, ...]
     hourly_usd_per_node: float
+    #: Capacity types per provisioning object (NodePool / node pool), most preferred first.
+    tiers: tuple[tuple[str, ...], ...]
     models: tuple[ModelDemand, ...] = field(default_factory=tuple)
     #: Nodes running with the models at their minimum and maximum replicas.
     nodes_at_min: int = 0
@@ -56,8 +63,14 @@ class PoolCapacity:
         return self.min_nodes * self.gpus_per_node
 
     @property
+    def reachable_nodes(self) -> int:
+        """Nodes the pool can reach: ``maxNodes`` on each of its provisioning objects."""
+        return self.max_nodes * len(self.tiers)
+
+    @property
     def max_gpus(self) -> int:
-        return self.max_nodes * self.gpus_per_node
+        """GPUs the pool can reach."""
+        return self.reachable_nodes * self.gpus_per_node
 
     @property
     def model_gpus_at_min(self) -> int:
@@ -78,12 +91,9 @@ class PoolCapacity:
     @property
     def price_note(self) -> str:
         """How the pool's price relates to what it will actually pay."""
-        first = self.capacity[0]
-        if first == "reserved":
-            return "on-demand list price; reserved nodes are prepaid (reservation cost not included)"
-        if first == "spot":
-            return "on-demand list price; spot nodes cost the market price, usually less"
-        return "on-demand list price"
+        notes = {"reserved": "reserved nodes are prepaid (reservation cost not included)",
+                 "spot": "spot nodes cost the market price, usually less"}
+        return "; ".join(["on-demand list price", *(notes[c] for c in self.capacity if c in notes)])
 
 
 def nodes_for(gpu_asks: list[int], gpus_per_node: int) -> int:
@@ -99,9 +109,10 @@ def nodes_for(gpu_asks: list[int], gpus_per_node: int) -> int:
     return len(free)
 
 
-def running_nodes(pool: GpuPoolConfig, model_nodes: int) -> int:
-    """Nodes a pool runs when its models need ``model_nodes``: those plus the warm ones."""
-    return min(pool.max_nodes, model_nodes + pool.min_nodes)
+def running_nodes(pool: GpuPoolConfig, model_nodes: int, reachable_nodes: int) -> int:
+    """Nodes a pool runs when its models need ``model_nodes``: those plus the warm ones,
+    up to what the pool can reach."""
+    return min(reachable_nodes, model_nodes + pool.min_nodes)
 
 
 def pool_capacity(cfg: RegionConfig, pool: GpuPoolConfig) -> PoolCapacity:
@@ -118,6 +129,8 @@ def pool_capacity(cfg: RegionConfig, pool: GpuPoolConfig) -> PoolCapacity:
         return nodes_for(asks, shape.gpus)
 
     wanted_at_max = model_nodes(True)
+    pool_tiers = tuple(t.capacity for t in tiers(cfg.cloud, pool))
+    reachable = pool.max_nodes * len(pool_tiers)
     return PoolCapacity(
         name=pool.name,
         machine_type=shape.machine_type,
@@ -127,9 +140,10 @@ def pool_capacity(cfg: RegionConfig, pool: GpuPoolConfig) -> PoolCapacity:
         max_nodes=pool.max_nodes,
         zones=tuple(pool.zones) or offering.zones,
         hourly_usd_per_node=pool.hourly_price_usd or offering.hourly_usd,
+        tiers=pool_tiers,
         models=models,
-        nodes_at_min=running_nodes(pool, model_nodes(False)),
-        nodes_at_max=running_nodes(pool, wanted_at_max),
+        nodes_at_min=running_nodes(pool, model_nodes(False), reachable),
+        nodes_at_max=running_nodes(pool, wanted_at_max, reachable),
         nodes_wanted_at_max=wanted_at_max,
     )
 
@@ -140,16 +154,26 @@ def region_capacity(cfg: RegionConfig) -> list[PoolCapacity]:
 
 
 def shortfalls(pools: list[PoolCapacity]) -> list[str]:
-    """One warning per pool whose models can ask for more GPUs than the pool can reach."""
+    """One warning per pool whose models can ask for more GPUs than the pool can reach, and
+    one per tiered pool that may run more than ``maxNodes`` nodes (its fallback tiers
+    take what the first tier's limit leaves)."""
     out = []
     for p in pools:
-        if p.nodes_wanted_at_max > p.max_nodes:
-            out.append(
-                f"GPU pool {p.name}: its models may ask for {p.model_gpus_at_max} GPUs at maxReplicas "
+        asks = (f"its models may ask for {p.model_gpus_at_max} GPUs at maxReplicas "
                 f"({', '.join(f'{m.name} {m.max_replicas} x {m.gpus_per_replica}' for m in p.models)}), "
-                f"{p.nodes_wanted_at_max} nodes, but the pool reaches {p.max_gpus} "
-                f"({p.max_nodes} x {p.gpus_per_node}); replicas beyond that stay Pending: raise "
-                f"gpuPools.{p.name}.maxNodes to {p.nodes_wanted_at_max} or lower the models' maxReplicas"
+                f"{p.nodes_wanted_at_max} nodes")
+        if p.nodes_wanted_at_max > p.reachable_nodes:
+            out.append(
+                f"GPU pool {p.name}: {asks}, but the pool reaches {p.max_gpus} ({p.reachable_nodes} x "
+                f"{p.gpus_per_node}); replicas beyond that stay Pending: raise gpuPools.{p.name}.maxNodes to "
+                f"{-(-p.nodes_wanted_at_max // len(p.tiers))} or lower the models' maxReplicas"
+            )
+        elif len(p.tiers) > 1 and p.nodes_at_max > p.max_nodes:
+            out.append(
+                f"GPU pool {p.name}: {asks}, plus {p.min_nodes} warm; with maxNodes {p.max_nodes} on each of its "
+                f"{len(p.tiers)} capacity tiers ({' > '.join('/'.join(t) for t in p.tiers)}) it may run "
+                f"{p.nodes_at_max} nodes, more than maxNodes: lower the models' maxReplicas to keep it at "
+                f"{p.max_nodes}"
             )
     return out
 
@@ -167,9 +191,12 @@ def capacity_json(pools: list[PoolCapacity]) -> dict:
                 "machineType": p.machine_type,
                 "gpusPerNode": p.gpus_per_node,
                 "capacity": list(p.capacity),
+                # One NodePool / node pool per entry, tried in order, each up to maxNodes.
+                "capacityTiers": [list(t) for t in p.tiers],
                 "zones": list(p.zones),
                 "minNodes": p.min_nodes,
                 "maxNodes": p.max_nodes,
+                "reachableNodes": p.reachable_nodes,
                 "warmGpus": p.warm_gpus,
                 "maxGpus": p.max_gpus,
                 "modelGpusAtMinReplicas": p.model_gpus_at_min,

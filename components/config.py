@@ -673,7 +673,7 @@ def _check_pools(cfg: RegionConfig) -> list[Problem]:
                 problems.append(Problem("location", str(e)))
         if pool.min_nodes > pool.max_nodes:
             problems.append(Problem(f"{at}.minNodes", f"{pool.min_nodes} is above maxNodes {pool.max_nodes}"))
-        problems.extend(Problem(f"{at}.{field}", msg) for field, msg in _capacity_problems(cfg.cloud, pool))
+        problems.extend(Problem(f"{at}.{field}", msg) for field, msg in _capacity_problems(cfg, pool))
         if pool.zones and cfg.cloud == "aws":
             problems.append(Problem(f"{at}.zones", "only used on gcp (on aws Karpenter picks among the private "
                                                    "subnets' zones that offer the instance type)"))
@@ -691,14 +691,25 @@ def _check_pools(cfg: RegionConfig) -> list[Problem]:
 
 
 _AWS_RESERVATION = re.compile(r"^cr-[0-9a-z]+$")
+#: GKE node pool names: at most 40 characters.
+_GKE_NODE_POOL_NAME_MAX = 40
 
 
-def _capacity_problems(cloud: str, pool: GpuPoolConfig) -> list[tuple[str, str]]:
-    """What is wrong with a pool's capacity preference on ``cloud``: (field, message)."""
+def _capacity_problems(cfg: RegionConfig, pool: GpuPoolConfig) -> list[tuple[str, str]]:
+    """What is wrong with a pool's capacity preference on ``cfg.cloud``: (field, message).
+
+    Any order is accepted: an order one NodePool (EKS) or node pool (GKE) cannot honour
+    becomes one per capacity type, tried in order (components.capacity_tiers).
+    """
+    # Imported here: components.capacity_tiers imports this module for its types.
+    from .capacity_tiers import COMPUTE_CLASS_MIN_MINOR, LONGEST_TIER_SUFFIX, uses_compute_class
+
+    cloud = cfg.cloud
     order = pool.capacity
     problems = []
     if len(set(order)) != len(order):
         problems.append(("capacity", f"{order} lists a capacity type twice"))
+        return problems
     if "reserved" in order and not pool.reservations:
         problems.append(("reservations", "capacity lists reserved: name the reservations to use"))
     if pool.reservations and "reserved" not in order:
@@ -706,13 +717,16 @@ def _capacity_problems(cloud: str, pool: GpuPoolConfig) -> list[tuple[str, str]]
     if cloud == "aws":
         problems += [("reservations", f"{r!r} is not an EC2 capacity reservation ID (cr-...)")
                      for r in pool.reservations if not _AWS_RESERVATION.match(r)]
-        if "on-demand" in order and "spot" in order and order.index("on-demand") < order.index("spot"):
-            # Karpenter 1.14 concepts/nodepools.md: within a NodePool it prefers reserved,
-            # then spot, then on-demand; it cannot be told otherwise.
-            problems.append(("capacity", "on aws Karpenter tries spot before on-demand in a pool; list spot "
-                                         "before on-demand, or drop one of them"))
-    if cloud == "gcp" and "spot" in order and len(order) > 1:
-        problems.append(("capacity", "a GKE node pool is either Spot or not: use spot alone, or define a second pool"))
+    if uses_compute_class(cloud, pool):
+        minor = int(cfg.cluster.kubernetes_version.split(".")[1])
+        if minor < COMPUTE_CLASS_MIN_MINOR:
+            problems.append(("capacity", f"{order} takes one node pool per capacity type ordered by a GKE custom "
+                                         f"ComputeClass, which needs GKE 1.30.3-gke.1451000 or later: set "
+                                         f"cluster.kubernetesVersion to 1.{COMPUTE_CLASS_MIN_MINOR} or later"))
+        if len(pool.name) + LONGEST_TIER_SUFFIX > _GKE_NODE_POOL_NAME_MAX:
+            problems.append(("name", f"{pool.name!r} is too long for its per-capacity-type node pools "
+                                     f"(<name>-on-demand, at most {_GKE_NODE_POOL_NAME_MAX} characters): use at "
+                                     f"most {_GKE_NODE_POOL_NAME_MAX - LONGEST_TIER_SUFFIX} characters"))
     return problems
 
 

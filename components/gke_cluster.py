@@ -1,4 +1,5 @@
-"""A private, VPC-native GKE cluster with a system node pool and one node pool per GPU pool.
+"""A private, VPC-native GKE cluster with a system node pool and each GPU pool's node pools:
+one, or one per capacity tier ordered by a custom ComputeClass (components.capacity_tiers).
 
 Everything goes through the region's ``gcp`` provider (passed by the caller in
 ``opts.providers``); the Kubernetes provider built from the new cluster is exposed as
@@ -26,6 +27,7 @@ import pulumi_gcp as gcp
 import pulumi_kubernetes as k8s
 
 from . import pins
+from .capacity_tiers import COMPUTE_CLASS_KEY, Tier, compute_class_name, is_tiered, tiers, uses_compute_class
 from .config import GpuPoolConfig, RegionConfig, pool_offering
 from .kubeconfig import exec_kubeconfig
 from .labels import FLEET_LABELS, GPU_LABEL, GPU_TAINT, POOL_LABEL, SYSTEM_POOL
@@ -41,6 +43,9 @@ GPU_BOOT_DISK_TYPE = "pd-ssd"
 SYSTEM_BOOT_DISK_TYPE = "pd-balanced"
 GPU_DRIVER_VERSION = "LATEST"
 RESERVATION_KEY = "compute.googleapis.com/reservation-name"
+#: GKE custom compute classes (GKE ComputeClass CRD reference); GKE installs the CRD in
+#: clusters from 1.30.3-gke.1451000 ("available ... in all eligible GKE clusters by default").
+COMPUTE_CLASS_API_VERSION = "cloud.google.com/v1"
 PODS_RANGE = "pods"
 SERVICES_RANGE = "services"
 #: Without explicit node locations a regional pool spans the region's default three zones.
@@ -156,34 +161,63 @@ def gpu_node_locations(cfg: RegionConfig, pool: GpuPoolConfig) -> list[str]:
     return list(pool.zones) or list(pool_offering(cfg, pool).zones)
 
 
-def gpu_autoscaling(pool: GpuPoolConfig) -> dict:
+def gpu_autoscaling(cfg: RegionConfig, pool: GpuPoolConfig) -> dict:
     """Whole-pool limits (``total_*``: the config's numbers are for the pool, not per zone)
     and the ``ANY`` location policy, which "picks zones that have the highest capacity
     available" (GKE API ``NodePoolAutoscaling.LocationPolicy``) instead of balancing zone
     sizes: with scarce GPUs, a node in any zone beats none. It also prefers unused
-    reservations (GKE cluster autoscaler docs, location policy)."""
+    reservations (GKE cluster autoscaler docs, location policy).
+
+    A tiered pool (one node pool per capacity type, components.capacity_tiers) gives every
+    node pool the whole ``maxNodes`` (a fallback tier may have to carry the pool alone; the
+    pool can then exceed ``maxNodes`` only when its models ask for more, see
+    components.capacity) and no minimum: a floor would pin nodes of each tier whatever the
+    order; the warm placeholders, which select the ComputeClass, keep ``minNodes`` instead.
+    """
     return {
-        "total_min_node_count": pool.min_nodes,
+        "total_min_node_count": 0 if is_tiered(cfg.cloud, pool) else pool.min_nodes,
         "total_max_node_count": pool.max_nodes,
         "location_policy": "ANY",
     }
 
 
-def reservation_affinity(pool: GpuPoolConfig) -> Optional[dict]:
-    """How a pool consumes reservations (GKE "Consuming reserved zonal resources"):
+def reservation_affinity(pool: GpuPoolConfig, capacity: tuple[str, ...]) -> Optional[dict]:
+    """How a node pool launching ``capacity`` (the pool's whole order, or one tier of it)
+    consumes reservations (GKE "Consuming reserved zonal resources"):
 
-    - ``capacity: [reserved]``: only the named reservations (``SPECIFIC_RESERVATION``);
+    - ``[reserved]``: only the named reservations (``SPECIFIC_RESERVATION``);
     - ``[reserved, on-demand]``: any matching reservation, on-demand when none is left
       (``ANY_RESERVATION``, "any matching reservation with fallback"); the reservations
       must then be automatically consumed ones, which GKE matches by machine shape;
-    - otherwise none (spot and plain on-demand pools).
+    - otherwise none (spot and plain on-demand node pools).
     """
-    if "reserved" not in pool.capacity:
+    if "reserved" not in capacity:
         return None
-    if pool.capacity == ["reserved"]:
+    if capacity == ("reserved",):
         return {"consume_reservation_type": "SPECIFIC_RESERVATION", "key": RESERVATION_KEY,
                 "values": list(pool.reservations)}
     return {"consume_reservation_type": "ANY_RESERVATION"}
+
+
+def compute_class_taint(pool: GpuPoolConfig) -> dict:
+    """The taint tying a tiered pool's node pools to its ComputeClass (node pool API spelling)."""
+    return {"key": COMPUTE_CLASS_KEY, "value": compute_class_name(pool), "effect": "NO_SCHEDULE"}
+
+
+def compute_class_spec(pool: GpuPoolConfig) -> dict:
+    """The ComputeClass ordering a tiered pool's node pools (GKE ComputeClass CRD reference:
+    ``priorities[].nodepools``, a rule that names node pools and nothing else;
+    ``nodePoolAutoCreation.enabled``; ``whenUnsatisfiable``: ``ScaleUpAnyway`` or
+    ``DoNotScaleUp``). Only the named node pools, never an auto-created one: they carry the
+    drivers, disk, reservation and taint settings. ``DoNotScaleUp``: when no tier has
+    capacity the pod stays Pending rather than landing elsewhere. ``activeMigration`` is
+    left off (its default): moving serving replicas back to the preferred tier would evict them.
+    """
+    return {
+        "priorities": [{"nodepools": [t.name]} for t in tiers("gcp", pool)],
+        "nodePoolAutoCreation": {"enabled": False},
+        "whenUnsatisfiable": "DoNotScaleUp",
+    }
 
 
 def _common_node_config(service_account: Any) -> dict:
@@ -219,10 +253,17 @@ def system_node_config(cfg: RegionConfig, service_account: Any) -> dict:
     }
 
 
-def gpu_node_config(cfg: RegionConfig, pool: GpuPoolConfig, service_account: Any) -> dict:
-    """Node config of one GPU pool: the catalog shape with its accelerators, GKE-installed
-    drivers, labels and taint, spot or reservation capacity (:func:`reservation_affinity`)."""
+def gpu_node_config(cfg: RegionConfig, pool: GpuPoolConfig, service_account: Any, tier: Tier) -> dict:
+    """Node config of one node pool of a GPU pool (the pool's only one, or one capacity tier):
+    the catalog shape with its accelerators, GKE-installed drivers, labels and taint, spot or
+    reservation capacity (:func:`reservation_affinity`); a tier's node pool also carries its
+    ComputeClass label and taint."""
     shape = pool_offering(cfg, pool).shape
+    labels = {POOL_LABEL: pool.name, GPU_LABEL: pool.gpu}
+    taints = [dict(GPU_TAINT)]
+    if uses_compute_class(cfg.cloud, pool):
+        labels[COMPUTE_CLASS_KEY] = compute_class_name(pool)
+        taints.append(compute_class_taint(pool))
     config = {
         **_common_node_config(service_account),
         "machine_type": shape.machine_type,
@@ -235,13 +276,13 @@ def gpu_node_config(cfg: RegionConfig, pool: GpuPoolConfig, service_account: Any
                 "gpu_driver_installation_config": {"gpu_driver_version": GPU_DRIVER_VERSION},
             }
         ],
-        "labels": {POOL_LABEL: pool.name, GPU_LABEL: pool.gpu},
-        "taints": [dict(GPU_TAINT)],
-        "spot": pool.capacity == ["spot"],
+        "labels": labels,
+        "taints": taints,
+        "spot": tier.capacity == ("spot",),
         # A3 NICs are gVNIC; it is also the faster NIC on A2.
         "gvnic": {"enabled": True},
     }
-    affinity = reservation_affinity(pool)
+    affinity = reservation_affinity(pool, tier.capacity)
     if affinity is not None:
         config["reservation_affinity"] = affinity
     return config
@@ -371,25 +412,29 @@ class GkeCluster(pulumi.ComponentResource):
             node_config=system_node_config(cfg, self.node_service_account.email),
             opts=pool_opts,
         )
-        self.gpu_pools = {
-            pool.name: gcp.container.NodePool(
-                f"{name}-{pool.name}",
-                name=pool.name,
-                cluster=self.cluster.name,
-                location=cfg.location,
-                node_locations=gpu_node_locations(cfg, pool) or None,
-                # Created empty: creating a pool with nodes waits for them, so a stock-out
-                # would fail pulumi up. Warm nodes (minNodes) and the models' nodes arrive
-                # through the autoscaler (components.warm_capacity places the warm ones).
-                initial_node_count=0,
-                autoscaling=gpu_autoscaling(pool),
-                management={"auto_repair": True, "auto_upgrade": True},
-                # Upgrade in place, one node at a time: a surge node would need spare
-                # GPU capacity that reservations and stockouts rarely leave.
-                upgrade_settings={"max_surge": 0, "max_unavailable": 1},
-                node_config=gpu_node_config(cfg, pool, self.node_service_account.email),
-                opts=pool_opts,
-            )
+        #: Every GKE node pool of each GPU pool (one, or one per capacity tier).
+        self.gpu_node_pools = {
+            pool.name: [
+                gcp.container.NodePool(
+                    f"{name}-{tier.name}",
+                    name=tier.name,
+                    cluster=self.cluster.name,
+                    location=cfg.location,
+                    node_locations=gpu_node_locations(cfg, pool) or None,
+                    # Created empty: creating a pool with nodes waits for them, so a stock-out
+                    # would fail pulumi up. Warm nodes (minNodes) and the models' nodes arrive
+                    # through the autoscaler (components.warm_capacity places the warm ones).
+                    initial_node_count=0,
+                    autoscaling=gpu_autoscaling(cfg, pool),
+                    management={"auto_repair": True, "auto_upgrade": True},
+                    # Upgrade in place, one node at a time: a surge node would need spare
+                    # GPU capacity that reservations and stockouts rarely leave.
+                    upgrade_settings={"max_surge": 0, "max_unavailable": 1},
+                    node_config=gpu_node_config(cfg, pool, self.node_service_account.email, tier),
+                    opts=pool_opts,
+                )
+                for tier in tiers(cfg.cloud, pool)
+            ]
             for pool in cfg.gpu_pools
         }
 
@@ -421,6 +466,21 @@ class GkeCluster(pulumi.ComponentResource):
             )
             if cfg.cluster.admin_accounts else None
         )
+        # What models and placeholders wait for, per pool: its node pool, or the ComputeClass
+        # ordering its tiers (created after them, so it stands for all of them).
+        self.gpu_pools = {}
+        for pool in cfg.gpu_pools:
+            node_pools = self.gpu_node_pools[pool.name]
+            if not uses_compute_class(cfg.cloud, pool):
+                (self.gpu_pools[pool.name],) = node_pools
+                continue
+            self.gpu_pools[pool.name] = k8s.apiextensions.CustomResource(
+                f"{name}-{pool.name}-compute-class",
+                api_version=COMPUTE_CLASS_API_VERSION, kind="ComputeClass",
+                metadata={"name": compute_class_name(pool), "labels": dict(FLEET_LABELS)},
+                spec=compute_class_spec(pool),
+                opts=pulumi.ResourceOptions(parent=self, provider=self.k8s_provider, depends_on=node_pools),
+            )
         self.weight_cache_storage_class = WEIGHT_CACHE_STORAGE_CLASS
 
         self.register_outputs(

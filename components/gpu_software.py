@@ -25,6 +25,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from . import pins
+from .capacity_tiers import COMPUTE_CLASS_KEY
 from .labels import FLEET_LABELS
 from .monitoring_rules import GPU_OPERATOR_NAMESPACE, SYSTEM_NODE_SELECTOR, gpu_operator_dcgm_values
 
@@ -93,12 +94,17 @@ def gpu_operator_values(cloud: Literal["aws", "gcp"]) -> dict:
     """Helm values of the gpu-operator chart for one cloud (without the ServiceMonitor)."""
     system_nodes = dict(SYSTEM_NODE_SELECTOR)
     dcgm_env = {"DCGM_EXPORTER_KUBERNETES": "true"}
+    # On GKE a pool whose capacity order takes one node pool per type taints its nodes with
+    # its ComputeClass (components.capacity_tiers): the node agents tolerate any class.
+    tolerations = [dict(GPU_TOLERATION)]
+    if cloud == "gcp":
+        tolerations.append({"key": COMPUTE_CLASS_KEY, "operator": "Exists", "effect": "NoSchedule"})
     values: dict = {
         # The controller and NFD's master and garbage collector belong on CPU nodes.
         "operator": {"nodeSelector": system_nodes},
-        "daemonsets": {"tolerations": [dict(GPU_TOLERATION)]},
+        "daemonsets": {"tolerations": tolerations},
         "node-feature-discovery": {
-            "worker": {"tolerations": [dict(GPU_TOLERATION)]},
+            "worker": {"tolerations": [dict(t) for t in tolerations]},
             "master": {"nodeSelector": system_nodes},
             "gc": {"nodeSelector": system_nodes},
         },

@@ -15,7 +15,11 @@ Per ``gpuPools`` entry (:func:`node_class_spec`, :func:`node_pool_spec`):
   reservations;
 - a ``NodePool`` (``karpenter.sh/v1``): the catalog's instance type, the pool's capacity
   types, labels ``gpu-fleet/pool``/``gpu-fleet/gpu`` and the GPU taint, a ``limits`` of
-  ``maxNodes x gpusPerNode`` GPUs, and disruption limited to empty nodes, one at a time.
+  ``maxNodes x gpusPerNode`` GPUs, and disruption limited to empty nodes, one at a time;
+  or, when the capacity order is not Karpenter's own (on-demand before spot, anything
+  before reserved), one such NodePool per capacity type with descending weights
+  (:mod:`components.capacity_tiers` says how Karpenter falls back between them;
+  :func:`max_gpus` how the limit keeps its meaning).
 
 Zones: the NodePool names no zone. Karpenter considers every zone of the subnets it
 selects (the cluster's private subnets, one per zone) and launches only into zones where
@@ -50,6 +54,7 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from . import pins
+from .capacity_tiers import Tier, tiers
 from .config import GpuPoolConfig, RegionConfig, pool_offering
 from .labels import FLEET_LABELS, GPU_LABEL, GPU_TAINT, POOL_LABEL, SYSTEM_POOL
 
@@ -75,6 +80,8 @@ NODE_GPU_TAINT = {"key": GPU_TAINT["key"], "value": GPU_TAINT["value"], "effect"
 CONSOLIDATE_AFTER = "15m"
 #: At most one GPU node of a pool disrupted (emptied, drifted) at a time.
 DISRUPTION_BUDGET_NODES = "1"
+#: Weight step between a tiered pool's NodePools (the last tier gets this, the first tiers x this).
+TIER_WEIGHT_STEP = 10
 #: Expiration would drain nodes that serve; GPU nodes are replaced by drift (a new AMI
 #: alias) within the budget instead.
 EXPIRE_AFTER = "Never"
@@ -124,22 +131,26 @@ def node_class_spec(pool: GpuPoolConfig, *, role: Any, subnet_ids: list, securit
     return spec
 
 
-def node_pool_spec(cfg: RegionConfig, pool: GpuPoolConfig, node_class: str) -> dict:
-    """The pool's ``NodePool`` spec.
+def node_pool_spec(cfg: RegionConfig, pool: GpuPoolConfig, node_class: str, tier: Tier,
+                   weight: Optional[int] = None) -> dict:
+    """The ``NodePool`` spec of one capacity tier of the pool (components.capacity_tiers).
 
-    Capacity types: Karpenter prefers ``reserved``, then ``spot``, then ``on-demand`` among
-    those a NodePool allows, falling back when EC2 has none (concepts/nodepools.md,
-    capacity type; tasks/odcrs.md, prioritization) — the order the config accepts on AWS.
+    Capacity types: within the NodePool Karpenter prefers ``reserved``, then ``spot``, then
+    ``on-demand``, falling back when EC2 has none (concepts/nodepools.md, capacity type;
+    tasks/odcrs.md, prioritization). A tiered pool's NodePools each allow one type and carry
+    a descending ``weight``: Karpenter tries them in that order.
     """
     shape = pool_offering(cfg, pool).shape
-    return {
+    spec: dict = {
         "template": {
+            # Every tier carries the pool's labels: model pods and warm placeholders select
+            # the pool, and the weights pick the tier.
             "metadata": {"labels": {POOL_LABEL: pool.name, GPU_LABEL: pool.gpu}},
             "spec": {
                 "nodeClassRef": {"group": NODE_CLASS_GROUP, "kind": "EC2NodeClass", "name": node_class},
                 "requirements": [
                     {"key": INSTANCE_TYPE_KEY, "operator": "In", "values": [shape.machine_type]},
-                    {"key": CAPACITY_TYPE_KEY, "operator": "In", "values": list(pool.capacity)},
+                    {"key": CAPACITY_TYPE_KEY, "operator": "In", "values": list(tier.capacity)},
                     {"key": "kubernetes.io/os", "operator": "In", "values": ["linux"]},
                 ],
                 "taints": [dict(NODE_GPU_TAINT)],
@@ -154,10 +165,31 @@ def node_pool_spec(cfg: RegionConfig, pool: GpuPoolConfig, node_class: str) -> d
             "budgets": [{"nodes": DISRUPTION_BUDGET_NODES}],
         },
     }
+    if weight is not None:
+        spec["weight"] = weight
+    return spec
+
+
+def node_pool_specs(cfg: RegionConfig, pool: GpuPoolConfig, node_class: str) -> dict[str, dict]:
+    """The pool's NodePools by name, most preferred first: one, or one per capacity type
+    with weights ``TIER_WEIGHT_STEP x n`` down to ``TIER_WEIGHT_STEP`` (CRD: 1..100)."""
+    pool_tiers = tiers("aws", pool)
+    if len(pool_tiers) == 1:
+        return {pool_tiers[0].name: node_pool_spec(cfg, pool, node_class, pool_tiers[0])}
+    return {t.name: node_pool_spec(cfg, pool, node_class, t, TIER_WEIGHT_STEP * (len(pool_tiers) - i))
+            for i, t in enumerate(pool_tiers)}
 
 
 def max_gpus(pool: GpuPoolConfig) -> int:
-    """GPUs a pool may hold at most: the NodePool's limit."""
+    """The ``nvidia.com/gpu`` limit of each of the pool's NodePools: ``maxNodes x gpusPerNode``.
+
+    Karpenter's limits are per NodePool and nothing limits a group of them. A tiered pool
+    gives every tier the whole limit, so a fallback tier can carry the pool alone when the
+    preferred one has no capacity; the pool as a whole can then exceed ``maxNodes`` (up to
+    tiers x ``maxNodes``), but only when its models and warm placeholders ask for more than
+    ``maxNodes`` nodes: then the preferred tier stops at its limit and the next one takes
+    the rest. components.capacity counts that and the plan warns (shortfalls).
+    """
     return pool.max_nodes * pool.gpus_per_node
 
 
@@ -307,8 +339,9 @@ class KarpenterArgs(TypedDict):
 
 
 class Karpenter(pulumi.ComponentResource):
-    """Karpenter's controller, its AWS plumbing and one NodePool per GPU pool
-    (``gpufleet:index:Karpenter``). :attr:`node_pools` maps pool names to NodePools."""
+    """Karpenter's controller, its AWS plumbing and the GPU pools' NodePools
+    (``gpufleet:index:Karpenter``). :attr:`node_pools` maps pool names to each pool's first
+    NodePool, which depends on the pool's other (fallback) NodePools."""
 
     node_pools: dict[str, k8s.apiextensions.CustomResource]
 
@@ -380,11 +413,17 @@ class Karpenter(pulumi.ComponentResource):
                 ),
                 opts=after_crds,
             )
-            self.node_pools[pool.name] = k8s.apiextensions.CustomResource(
-                f"{name}-{pool.name}",
-                api_version="karpenter.sh/v1", kind="NodePool",
-                metadata={"name": pool.name, "labels": dict(FLEET_LABELS)},
-                spec=node_pool_spec(cfg, pool, pool.name),
-                opts=pulumi.ResourceOptions.merge(after_crds, pulumi.ResourceOptions(depends_on=[node_class])),
-            )
+            # Fallback tiers first: the pool's first NodePool depends on them, so whatever waits
+            # for node_pools[pool] (models, placeholders) waits for every tier.
+            created: list[k8s.apiextensions.CustomResource] = []
+            for pool_name, spec in reversed(list(node_pool_specs(cfg, pool, pool.name).items())):
+                created.append(k8s.apiextensions.CustomResource(
+                    f"{name}-{pool_name}",
+                    api_version="karpenter.sh/v1", kind="NodePool",
+                    metadata={"name": pool_name, "labels": dict(FLEET_LABELS)},
+                    spec=spec,
+                    opts=pulumi.ResourceOptions.merge(after_crds, pulumi.ResourceOptions(
+                        depends_on=[node_class, *created])),
+                ))
+            self.node_pools[pool.name] = created[-1]
         self.register_outputs({})

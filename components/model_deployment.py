@@ -71,11 +71,12 @@ import pulumi_kubernetes as k8s
 
 from . import pins
 from .cache import CACHE_CLIENT_LABELS, VLLM_POD_LABELS
+from .capacity_tiers import compute_class_tolerations, pool_node_selector
 from .config import GpuPoolConfig, ModelConfig
 from .gpu_catalog import GpuShape
 from .hpa import hpa_spec
 from .keda import SCALED_OBJECT_API_VERSION, SCALED_OBJECT_KIND, scaled_object
-from .labels import ENVIRONMENT_LABEL, FLEET_LABELS, GPU_TAINT, POOL_LABEL
+from .labels import ENVIRONMENT_LABEL, FLEET_LABELS, GPU_TAINT
 from .monitoring_rules import MODEL_LABEL, PROMETHEUS_URL, VLLM_METRICS_PORT, ModelRef
 from .sizing import (
     GB,
@@ -469,8 +470,9 @@ def pod_spec(model: ModelConfig, pool: GpuPoolConfig, shape: GpuShape, sizing: S
     return {
         "containers": [container],
         "volumes": volumes,
-        "nodeSelector": {POOL_LABEL: pool.name},
-        "tolerations": [dict(GPU_TOLERATION)],
+        # The pool, and on a tiered GKE pool its ComputeClass (components.capacity_tiers).
+        "nodeSelector": pool_node_selector(shape.cloud, pool),
+        "tolerations": [dict(GPU_TOLERATION), *compute_class_tolerations(shape.cloud, pool)],
         "topologySpreadConstraints": spread,
         "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
         "securityContext": pod_security,

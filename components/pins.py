@@ -150,8 +150,11 @@ LMCACHE_VLLM = Pin(
 #: Placeholder pods of the warm GPU capacity (components.warm_capacity): a container that does nothing.
 PAUSE = Pin(
     "image", "registry.k8s.io/pause", "3.10",
-    source="kubernetes/kubernetes build/pause (the kubelet's sandbox image)",
-    unverified="the 3.10 tag in registry.k8s.io (the registry is not readable offline) and its digest",
+    # The registry's promotion manifest maps each promoted digest to its tags; the tag's
+    # digest is what registry.k8s.io/pause:3.10 resolves to (its multi-arch index).
+    digest="sha256:ee6521f290b2168b6e0935a181d4cff9be1ac3f505666ef0e3c98fae8199917a",
+    source="kubernetes/k8s.io@ecf019a88caa registry.k8s.io/images/k8s-staging-kubernetes/images.yaml "
+           "(name: pause, dmap entry for tag 3.10)",
 )
 
 # --------------------------------------------------------------------------- node images

@@ -130,7 +130,7 @@ class Region(pulumi.ComponentResource):
 
         # Spare GPU nodes (minNodes per pool), on the pools' provisioning objects.
         self.warm_capacity = WarmCapacity(
-            f"{name}-warm-capacity", {"pools": cfg.gpu_pools},
+            f"{name}-warm-capacity", {"cloud": cfg.cloud, "pools": cfg.gpu_pools},
             opts=pulumi.ResourceOptions.merge(
                 kube, pulumi.ResourceOptions(depends_on=[self.gpu_software, *self.cluster.gpu_pools.values()])),
         )

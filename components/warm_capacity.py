@@ -20,6 +20,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from . import pins
+from .capacity_tiers import compute_class_tolerations, pool_node_selector
 from .config import GpuPoolConfig
 from .labels import FLEET_LABELS, POOL_LABEL
 from .model_deployment import GPU_TOLERATION, SKIP_AWAIT_ANNOTATION
@@ -34,9 +35,17 @@ PLACEHOLDER_UID = 65535
 NAMESPACE = "kube-system"
 
 
-def placeholder_deployment_spec(pool: GpuPoolConfig) -> dict:
-    """``minNodes`` pods that each hold one whole node of the pool until a model needs it."""
-    labels = {"app.kubernetes.io/name": "gpu-warm-capacity", POOL_LABEL: pool.name}
+def placeholder_labels(pool: GpuPoolConfig) -> dict:
+    return {"app.kubernetes.io/name": "gpu-warm-capacity", POOL_LABEL: pool.name}
+
+
+def placeholder_deployment_spec(cloud: str, pool: GpuPoolConfig) -> dict:
+    """``minNodes`` pods that each hold one whole node of the pool until a model needs it.
+
+    They select and tolerate what the pool's model pods do (components.capacity_tiers), so
+    a warm node comes from the same NodePools (by weight) or ComputeClass priorities.
+    """
+    labels = placeholder_labels(pool)
     return {
         "replicas": pool.min_nodes,
         "selector": {"matchLabels": labels},
@@ -44,8 +53,8 @@ def placeholder_deployment_spec(pool: GpuPoolConfig) -> dict:
             "metadata": {"labels": {**labels, **FLEET_LABELS}},
             "spec": {
                 "priorityClassName": WARM_PRIORITY_CLASS,
-                "nodeSelector": {POOL_LABEL: pool.name},
-                "tolerations": [dict(GPU_TOLERATION)],
+                "nodeSelector": pool_node_selector(cloud, pool),
+                "tolerations": [dict(GPU_TOLERATION), *compute_class_tolerations(cloud, pool)],
                 # Preempted at once: a model pod is waiting for the GPUs.
                 "terminationGracePeriodSeconds": 0,
                 "automountServiceAccountToken": False,
@@ -70,15 +79,17 @@ def placeholder_deployment_spec(pool: GpuPoolConfig) -> dict:
 
 def placeholder_network_policy_spec(pool: GpuPoolConfig) -> dict:
     """Placeholders talk to nothing and nothing talks to them."""
-    return {"podSelector": {"matchLabels": placeholder_deployment_spec(pool)["selector"]["matchLabels"]},
+    return {"podSelector": {"matchLabels": placeholder_labels(pool)},
             "policyTypes": ["Ingress", "Egress"]}
 
 
 
 
 class WarmCapacityArgs(TypedDict):
-    """Arguments of :class:`WarmCapacity`: the GPU pools (``minNodes`` placeholders each)."""
+    """Arguments of :class:`WarmCapacity`: the region's cloud and GPU pools (``minNodes``
+    placeholders each)."""
 
+    cloud: str
     pools: list[GpuPoolConfig]
 
 
@@ -105,7 +116,7 @@ class WarmCapacity(pulumi.ComponentResource):
                 f"{name}-{pool.name}",
                 # Pending in a shortage by design: never hold back pulumi up.
                 metadata={**meta, "annotations": {SKIP_AWAIT_ANNOTATION: "true"}},
-                spec=placeholder_deployment_spec(pool),
+                spec=placeholder_deployment_spec(args["cloud"], pool),
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[warm]),
             )
         self.register_outputs({})

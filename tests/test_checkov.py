@@ -41,12 +41,13 @@ ACCEPTED = {
     # vllm@v0.33.0 vllm/envs.py reads VLLM_API_KEY from the environment (the only other way,
     # --api-key, would put the key in the pod spec); from a Secret, by reference.
     "CKV_K8S_35": "vLLM takes VLLM_API_KEY and HF_TOKEN from the environment",
-    # The warm-capacity placeholders (components.karpenter) run pause: nothing to probe.
+    # The warm-capacity placeholders (components.warm_capacity) run pause: nothing to probe.
     "CKV_K8S_8": "the warm-capacity placeholders run pause, which serves nothing to probe",
     "CKV_K8S_9": "the warm-capacity placeholders run pause, which serves nothing to probe",
 }
-#: Which exceptions the warm-capacity placeholders need (the pinned pause tag, no probes).
-PLACEHOLDER_ACCEPTED = {"CKV_K8S_8", "CKV_K8S_9", "CKV_K8S_15", "CKV_K8S_43"}
+#: Which exceptions the warm-capacity placeholders need: no probes (pause runs by digest,
+#: pins.PAUSE, so the image checks pass).
+PLACEHOLDER_ACCEPTED = {"CKV_K8S_8", "CKV_K8S_9"}
 
 
 @pytest.fixture(scope="module")

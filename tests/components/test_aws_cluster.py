@@ -777,3 +777,14 @@ def test_kubeconfig_document():
     assert doc["contexts"] == [{"name": "ctx", "context": {"cluster": "ctx", "user": "ctx"}}]
     exec_ = doc["users"][0]["user"]["exec"]
     assert exec_["args"] == ["eks", "get-token", "--cluster-name", "c1", "--region", "eu-west-1"]
+
+
+def test_on_demand_before_spot_renders_weighted_node_pools_the_pool_waits_on(fleet):
+    rec = _run(fleet, _cfg(lambda raw: raw["gpuPools"][0].update(capacity=["on-demand", "spot"])))
+    pools = {r.plain_inputs["metadata"]["name"]: r for r in rec.of_type(NODE_POOL)}
+    assert set(pools) == {"h100-on-demand", "h100-spot", "a100"}
+    first, fallback = pools["h100-on-demand"], pools["h100-spot"]
+    assert (first.plain_inputs["spec"]["weight"], fallback.plain_inputs["spec"]["weight"]) == (20, 10)
+    # The first tier is what models and placeholders wait on: it waits for the fallback tier.
+    assert fallback.urn in first.depends_on
+    assert {r.plain_inputs["metadata"]["name"] for r in rec.of_type(NODE_CLASS)} == {"h100", "a100"}

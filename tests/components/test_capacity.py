@@ -79,3 +79,38 @@ def test_nodes_for_packs_replicas(asks, per_node, nodes):
 def test_nodes_for_power_of_two_replicas_is_optimal(asks):
     # Sizes that divide the node pack perfectly first-fit decreasing.
     assert capacity.nodes_for(asks, 8) == -(-sum(asks) // 8)
+
+
+def _tiered(order: list[str], path: Path = US_EAST, **changes) -> capacity.PoolCapacity:
+    raw = yaml.safe_load(path.read_text())["config"]["gpu-fleet:fleet"]
+    raw["gpuPools"][0].update(capacity=order, **changes)
+    return capacity.region_capacity(parse_fleet(raw, str(path), path.parent))[0]
+
+
+@pytest.mark.parametrize("path,max_nodes", [(US_EAST, 10), (EU_WEST, 12)])
+def test_a_tiered_pool_reaches_max_nodes_per_tier_and_says_when_it_may_exceed_it(path, max_nodes):
+    # Each tier carries maxNodes: the pool reaches twice that, and runs beyond maxNodes only
+    # when its models and warm nodes ask for more.
+    pool = _tiered(["on-demand", "spot"], path, maxNodes=max_nodes)
+    assert pool.tiers == (("on-demand",), ("spot",))
+    assert (pool.reachable_nodes, pool.max_gpus) == (2 * max_nodes, 2 * max_nodes * 8)
+    assert pool.nodes_at_max == min(2 * max_nodes, pool.nodes_wanted_at_max + pool.min_nodes) > max_nodes
+    (note,) = capacity.shortfalls([pool])
+    assert "capacity tiers (on-demand > spot)" in note and "more than maxNodes" in note
+    pool_json = capacity.capacity_json([pool])["pools"][0]
+    assert (pool_json["capacityTiers"], pool_json["reachableNodes"], pool_json["maxNodes"]) == (
+        [["on-demand"], ["spot"]], 2 * max_nodes, max_nodes)
+    cost = capacity.cost_json([pool])["pools"][0]
+    assert cost["maxHourlyUsd"] == round(pool.nodes_at_max * pool.hourly_usd_per_node, 2)
+    assert "spot" in cost["note"]
+
+
+def test_a_tiered_pool_within_max_nodes_gets_no_note_and_one_nodepool_orders_stay_single():
+    assert capacity.shortfalls([_tiered(["on-demand", "spot"], maxNodes=21)]) == []  # 20 wanted + 1 warm
+    assert _tiered(["spot", "on-demand"]).tiers == (("spot", "on-demand"),)  # Karpenter's own order
+    assert _tiered(["spot", "on-demand"]).reachable_nodes == 20
+
+
+def test_a_tiered_pool_short_even_across_tiers_names_the_per_tier_fix():
+    (warning,) = capacity.shortfalls([_tiered(["on-demand", "spot"], maxNodes=8)])
+    assert "reaches 128 (16 x 8)" in warning and "raise gpuPools.h100.maxNodes to 10" in warning

@@ -70,8 +70,8 @@ BAD_INPUTS = [
     ("eu-west", "gpuPools[0].capacity", ["preemptible"], "gpuPools[0].capacity[0]", "'reserved', 'on-demand' or 'spot'"),
     ("eu-west", "gpuPools[0].capacity", ["reserved", "on-demand"], "gpuPools[0].reservations", "name the reservations"),
     ("eu-west", "gpuPools[0].reservations", ["h100-block"], "gpuPools[0].capacity", "does not list reserved"),
-    ("eu-west", "gpuPools[0].capacity", ["on-demand", "spot"], "gpuPools[0].capacity", "either Spot or not"),
-    ("us-east", "gpuPools[0].capacity", ["on-demand", "spot"], "gpuPools[0].capacity", "Karpenter tries spot before on-demand"),
+    ("eu-west", "gpuPools[0].capacity", ["on-demand", "spot"], None, None),
+    ("us-east", "gpuPools[0].capacity", ["on-demand", "spot"], None, None),
     ("us-east", "gpuPools[0].provisioningSeconds", 10, "gpuPools[0].provisioningSeconds", "greater than or equal to 60"),
     ("eu-west", "gpuPools[0].zones", ["europe-west4-a"], "gpuPools[0].zones[0]", "does not offer the pool's machine type; zones that do: europe-west4-b, europe-west4-c"),
     ("eu-west", "cloud", "azure", "cloud", "'aws' or 'gcp'"),
@@ -105,6 +105,10 @@ def test_bad_input_names_file_and_field(stack, field, value, path, words):
 @pytest.mark.parametrize("stack,capacity", [
     ("us-east", ["reserved", "spot", "on-demand"]), ("us-east", ["reserved", "on-demand"]),
     ("us-east", ["spot", "on-demand"]), ("eu-west", ["reserved", "on-demand"]), ("eu-west", ["spot"]),
+    # Orders one NodePool / node pool cannot honour: one per capacity type, tried in order.
+    ("us-east", ["on-demand", "spot"]), ("us-east", ["on-demand", "reserved", "spot"]),
+    ("eu-west", ["on-demand", "spot"]), ("eu-west", ["reserved", "on-demand", "spot"]),
+    ("eu-west", ["spot", "on-demand"]),
 ])
 def test_capacity_orders_each_cloud_can_honour(stack, capacity):
     raw = _set(_raw(stack), "gpuPools[0].capacity", capacity)
@@ -178,3 +182,20 @@ def test_bad_global_input(field, value, path, words):
     source = "stacks/Pulumi.global.yaml"
     lines = _errors(_set(_raw("global"), field, value), source)
     assert any(line.startswith(f"{source}: {path}: ") and words in line for line in lines), lines
+
+
+def test_gke_tiers_need_compute_classes_and_short_pool_names():
+    raw = _set(_raw("eu-west"), "gpuPools[0].capacity", ["on-demand", "spot"])
+    raw["cluster"]["kubernetesVersion"] = "1.30"
+    assert any("gpuPools[0].capacity:" in line and "GKE 1.30.3-gke.1451000" in line and "1.31 or later" in line
+               for line in _errors(raw)), _errors(raw)
+    raw = _set(_raw("eu-west"), "gpuPools[0].capacity", ["spot", "on-demand"])
+    long_name = "h" * 31
+    raw["gpuPools"][0]["name"] = long_name
+    for model in raw["models"]:
+        model["pool"] = long_name
+    assert any(line.startswith(f"{SOURCE}: gpuPools[0].name: ") and "at most 30 characters" in line
+               for line in _errors(raw)), _errors(raw)
+    # The same name is fine for a pool that is one node pool.
+    raw["gpuPools"][0]["capacity"] = ["spot"]
+    assert parse_fleet(raw, SOURCE, REPO / "stacks").gpu_pools[0].name == long_name

@@ -445,3 +445,71 @@ def test_enable_apis_enables_each_service_once_and_never_disables_it(fleet):
                   "gcp:serviceaccount/account:Account", "gcp:compute/router:Router"):
         for r in rec.of_type(type_):
             assert urns <= set(r.depends_on), f"{type_} {r.name} does not wait for the APIs"
+
+
+COMPUTE_CLASS = "kubernetes:cloud.google.com/v1:ComputeClass"
+
+
+def _tolerated(taint: dict, tolerations: list[dict]) -> bool:
+    effect = {"NO_SCHEDULE": "NoSchedule"}[taint["effect"]]
+    return any(t["key"] == taint["key"] and t["effect"] == effect
+               and (t["operator"] == "Exists" or t.get("value") == taint["value"]) for t in tolerations)
+
+
+@pytest.mark.parametrize("capacity,tiers", [
+    (["on-demand", "spot"], [("h100-on-demand", False, None), ("h100-spot", True, None)]),
+    (["reserved", "on-demand", "spot"], [("h100-reserved", False, "SPECIFIC_RESERVATION"),
+                                         ("h100-on-demand", False, None), ("h100-spot", True, None)]),
+])
+def test_spot_mixed_with_other_capacity_is_node_pools_ordered_by_a_compute_class(fleet, capacity, tiers):
+    def mixed(raw):
+        raw["gpuPools"][0].update(capacity=capacity)
+        if "reserved" in capacity:
+            raw["gpuPools"][0]["reservations"] = ["h100-eu-west4-b"]
+
+    cfg = _cfg(mixed)
+    rec = _run(fleet, cfg)
+    pools = [_pool(rec, name) for name, _, _ in tiers]
+    assert not [r for r in rec.of_type(NODE_POOL) if r.name == "eu-west-cluster-h100"]
+    for record, (name, spot, reservation) in zip(pools, tiers):
+        i = record.plain_inputs
+        nc = i["nodeConfig"]
+        assert i["name"] == name and nc["spot"] is spot
+        assert nc.get("reservationAffinity", {}).get("consumeReservationType") == reservation
+        assert nc["labels"] == {"gpu-fleet/pool": "h100", "gpu-fleet/gpu": "h100",
+                                "cloud.google.com/compute-class": "gpu-fleet-h100"}
+        assert nc["taints"] == [{"key": "nvidia.com/gpu", "value": "present", "effect": "NO_SCHEDULE"},
+                                {"key": "cloud.google.com/compute-class", "value": "gpu-fleet-h100",
+                                 "effect": "NO_SCHEDULE"}]
+        # Each tier may carry the whole pool; no floor per tier (the placeholders keep minNodes).
+        assert i["autoscaling"] == {"totalMinNodeCount": 0, "totalMaxNodeCount": 23, "locationPolicy": "ANY"}
+    cc = rec.named(COMPUTE_CLASS, "eu-west-cluster-h100-compute-class")
+    assert cc.plain_inputs["metadata"]["name"] == "gpu-fleet-h100"
+    assert cc.plain_inputs["spec"] == {"priorities": [{"nodepools": [name]} for name, _, _ in tiers],
+                                       "nodePoolAutoCreation": {"enabled": False},
+                                       "whenUnsatisfiable": "DoNotScaleUp"}
+    # What models and placeholders wait for stands for every tier.
+    assert {p.urn for p in pools} <= set(cc.depends_on)
+
+    # Warm placeholders and model pods land on the class's node pools, and only through it.
+    from components import model_deployment as md
+    from components import warm_capacity as warm
+    from components.sizing import size_model
+    from components.config import pool_offering
+
+    pool = cfg.gpu_pools[0]
+    shape = pool_offering(cfg, pool).shape
+    model = cfg.models[0]
+    pod_specs = [warm.placeholder_deployment_spec("gcp", pool)["template"]["spec"],
+                 md.pod_spec(model, pool, shape, size_model(model, shape), secret_name="vllm-secrets")]
+    for pod in pod_specs:
+        assert pod["nodeSelector"]["cloud.google.com/compute-class"] == "gpu-fleet-h100"
+        for record in pools:
+            nc = record.plain_inputs["nodeConfig"]
+            assert pod["nodeSelector"].items() <= nc["labels"].items()
+            assert all(_tolerated(t, pod["tolerations"]) for t in nc["taints"])
+
+
+def test_a_pool_that_is_one_node_pool_has_no_compute_class(eu_west):
+    assert eu_west.of_type(COMPUTE_CLASS) == []
+    assert "cloud.google.com/compute-class" not in _pool(eu_west, "h100").plain_inputs["nodeConfig"]["labels"]

@@ -36,8 +36,11 @@ def _run(fleet, cloud: str, **extra) -> Recording:
 def test_both_clouds_use_the_node_images_driver(cloud):
     values = gs.gpu_operator_values(cloud)
     assert values["driver"] == {"enabled": False}
-    assert values["daemonsets"]["tolerations"] == [TOLERATION]
-    assert values["node-feature-discovery"]["worker"]["tolerations"] == [TOLERATION]
+    # GKE node pools of a pool with capacity tiers carry their ComputeClass taint too.
+    tolerations = [TOLERATION] + ([{"key": "cloud.google.com/compute-class", "operator": "Exists",
+                                    "effect": "NoSchedule"}] if cloud == "gcp" else [])
+    assert values["daemonsets"]["tolerations"] == tolerations
+    assert values["node-feature-discovery"]["worker"]["tolerations"] == tolerations
     assert values["operator"]["nodeSelector"] == {"gpu-fleet/pool": "system"}
     assert values["node-feature-discovery"]["master"]["nodeSelector"] == {"gpu-fleet/pool": "system"}
     assert values["node-feature-discovery"]["gc"]["nodeSelector"] == {"gpu-fleet/pool": "system"}

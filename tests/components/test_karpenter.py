@@ -16,7 +16,7 @@ import jsonschema
 import pytest
 import yaml
 
-from components import karpenter
+from components import karpenter, warm_capacity
 from components.config import load_stack_file, parse_fleet
 
 REPO = Path(__file__).resolve().parents[2]
@@ -74,9 +74,14 @@ def node_class(pool) -> dict:
             "spec": spec}
 
 
+def node_pools(cfg, pool) -> list[dict]:
+    return [{"apiVersion": "karpenter.sh/v1", "kind": "NodePool", "metadata": {"name": name}, "spec": spec}
+            for name, spec in karpenter.node_pool_specs(cfg, pool, pool.name).items()]
+
+
 def node_pool(cfg, pool) -> dict:
-    return {"apiVersion": "karpenter.sh/v1", "kind": "NodePool", "metadata": {"name": pool.name},
-            "spec": karpenter.node_pool_spec(cfg, pool, pool.name)}
+    (only,) = node_pools(cfg, pool)
+    return only
 
 
 CONFIGS = {
@@ -84,6 +89,9 @@ CONFIGS = {
     "reserved-spot-on-demand": {"capacity": ["reserved", "spot", "on-demand"],
                                 "reservations": ["cr-0123456789abcdef0"]},
     "spot": {"capacity": ["spot"], "minNodes": 0},
+    "on-demand-then-spot": {"capacity": ["on-demand", "spot"]},
+    "on-demand-reserved-spot": {"capacity": ["on-demand", "reserved", "spot"],
+                                "reservations": ["cr-0123456789abcdef0"]},
 }
 
 
@@ -92,7 +100,8 @@ CONFIGS = {
 def test_rendered_resources_match_the_crds(changes):
     cfg = _cfg(**changes)
     for pool in cfg.gpu_pools:
-        jsonschema.validate(node_pool(cfg, pool), crd_schema("karpenter.sh_nodepools.yaml"))
+        for rendered in node_pools(cfg, pool):
+            jsonschema.validate(rendered, crd_schema("karpenter.sh_nodepools.yaml"))
         jsonschema.validate(node_class(pool), crd_schema("karpenter.k8s.aws_ec2nodeclasses.yaml"))
 
 
@@ -117,9 +126,10 @@ def test_an_unknown_or_misspelt_field_fails():
 def test_node_pool_limits_labels_taint_and_disruption():
     cfg = load_stack_file(US_EAST)
     h100, a100 = cfg.gpu_pools
-    spec = karpenter.node_pool_spec(cfg, h100, "h100")
+    spec = node_pool(cfg, h100)["spec"]
     assert spec["limits"] == {"nvidia.com/gpu": 160}  # maxNodes 20 x 8
-    assert karpenter.node_pool_spec(cfg, a100, "a100")["limits"] == {"nvidia.com/gpu": 32}
+    assert "weight" not in spec  # one NodePool: nothing to order
+    assert node_pool(cfg, a100)["spec"]["limits"] == {"nvidia.com/gpu": 32}
     assert spec["template"]["metadata"]["labels"] == {"gpu-fleet/pool": "h100", "gpu-fleet/gpu": "h100"}
     assert spec["template"]["spec"]["taints"] == [{"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}]
     requirements = {r["key"]: r["values"] for r in spec["template"]["spec"]["requirements"]}
@@ -180,3 +190,42 @@ def test_helm_values_are_paths_the_chart_reads():
 
     values = karpenter.helm_values("c", "https://e", "q")
     assert set(paths(values)) <= read, set(paths(values)) - read
+
+
+def _capacity_types(rendered: dict) -> list[str]:
+    (types,) = [r["values"] for r in rendered["spec"]["template"]["spec"]["requirements"]
+                if r["key"] == "karpenter.sh/capacity-type"]
+    return types
+
+
+@pytest.mark.parametrize("capacity,expected", [
+    (["on-demand"], [("h100", ["on-demand"], None)]),
+    (["spot", "on-demand"], [("h100", ["spot", "on-demand"], None)]),  # Karpenter's own order
+    (["on-demand", "spot"], [("h100-on-demand", ["on-demand"], 20), ("h100-spot", ["spot"], 10)]),
+    (["spot", "reserved"], [("h100-spot", ["spot"], 20), ("h100-reserved", ["reserved"], 10)]),
+    (["on-demand", "reserved", "spot"], [("h100-on-demand", ["on-demand"], 30),
+                                         ("h100-reserved", ["reserved"], 20), ("h100-spot", ["spot"], 10)]),
+])
+def test_an_order_karpenter_cannot_honour_in_one_node_pool_becomes_weighted_tiers(capacity, expected):
+    changes = {"capacity": capacity}
+    if "reserved" in capacity:
+        changes["reservations"] = ["cr-0123456789abcdef0"]
+    cfg = _cfg(**changes)
+    rendered = node_pools(cfg, cfg.gpu_pools[0])
+    assert [(r["metadata"]["name"], _capacity_types(r), r["spec"].get("weight")) for r in rendered] == expected
+    for r in rendered:
+        spec = r["spec"]
+        # Every tier may carry the whole pool (fallback), lands on the pool's labels and taint,
+        # and launches from the pool's one EC2NodeClass.
+        assert spec["limits"] == {"nvidia.com/gpu": 160}
+        assert spec["template"]["metadata"]["labels"] == {"gpu-fleet/pool": "h100", "gpu-fleet/gpu": "h100"}
+        assert spec["template"]["spec"]["taints"] == [{"key": "nvidia.com/gpu", "value": "present",
+                                                       "effect": "NoSchedule"}]
+        assert spec["template"]["spec"]["nodeClassRef"]["name"] == "h100"
+    # Warm placeholders select and tolerate their way onto every tier (the weights pick one).
+    placeholder = warm_capacity.placeholder_deployment_spec("aws", cfg.gpu_pools[0])["template"]["spec"]
+    for r in rendered:
+        template = r["spec"]["template"]
+        assert placeholder["nodeSelector"].items() <= template["metadata"]["labels"].items()
+        for taint in template["spec"]["taints"]:
+            assert any(t["key"] == taint["key"] and t["effect"] == taint["effect"] for t in placeholder["tolerations"])

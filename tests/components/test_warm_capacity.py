@@ -33,4 +33,4 @@ def test_each_pool_with_a_minimum_gets_whole_node_placeholders(reference_plan, s
 
 def test_no_placeholders_without_a_minimum(fleet):
     pool = load_stack_file("stacks/Pulumi.us-east.yaml").gpu_pools[0].model_copy(update={"min_nodes": 0})
-    assert warm.placeholder_deployment_spec(pool)["replicas"] == 0
+    assert warm.placeholder_deployment_spec("aws", pool)["replicas"] == 0
