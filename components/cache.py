@@ -266,7 +266,7 @@ def vllm_egress_policy_spec() -> dict:
 
 
 def cache_egress_policy_spec(cache_cidr: str, cache_port: int) -> dict:
-    """NetworkPolicy spec admitting the cache to the vLLM pods that use it (LMCache on,
+    """NetworkPolicy spec admitting the cache to the vLLM pods that use it (with the gateway or LMCache,
     :data:`CACHE_CLIENT_LABELS`); the other vLLM pods have neither the credentials nor
     the route (policies only add to each other).
 

@@ -9,7 +9,8 @@ balancer forwards only to Ready pods (Ready = the model is loaded), so
 
 One Kubernetes Ingress per region, in the serving namespace, with one host rule per
 hostname to the model's Service. TLS ends at the load balancer; the API key is checked by
-vLLM itself (``VLLM_API_KEY``, from the serving Secret). ``/health`` needs no key.
+the gateway (``LITELLM_MASTER_KEY``) and again by vLLM (``VLLM_API_KEY``), both from the
+serving Secret, or by vLLM alone without the gateway. ``/health`` needs no key.
 
 Only two paths reach vLLM (:data:`PUBLIC_PATHS`): ``/v1`` (Prefix) and ``/health``
 (Exact). vLLM's API key guards only some paths: in v0.14.0 its

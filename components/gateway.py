@@ -15,6 +15,14 @@ serving Secret), looks the request up in Redis, and on a miss forwards it to vLL
 pod's loopback with the same key. Read at litellm 1.110.2 (the wheel the image is built
 from; :data:`pins.LITELLM`):
 
+- Config: ``model_list`` entries with ``litellm_params`` (``model: hosted_vllm/<name>``,
+  ``api_base``, ``api_key: os.environ/VLLM_API_KEY``, the ``os.environ/`` reference
+  resolved when the proxy reads its config: proxy/proxy_server.py ``ProxyConfig.get_config``,
+  as proxy/read_model_list.py describes); ``litellm --config <file> --port <n>``
+  (litellm_cli/main.py, proxy/proxy_cli.py); ``LITELLM_MASTER_KEY`` read from the
+  environment (proxy/proxy_server.py); ``/health/liveliness`` unauthenticated
+  (proxy/health_endpoints/_health_endpoints.py).
+
 - Cache: ``litellm_settings.cache: true`` with ``cache_params`` (``type: redis``, ``mode``,
   ``ttl``, ``socket_timeout``) builds ``Cache(**cache_params)`` (proxy/proxy_server.py);
   ``type`` and ``host`` left to the environment: RedisCache merges ``REDIS_<ARG>`` variables
