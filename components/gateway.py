@@ -21,7 +21,9 @@ from; :data:`pins.LITELLM`):
   as proxy/read_model_list.py describes); ``litellm --config <file> --port <n>``
   (litellm_cli/main.py, proxy/proxy_cli.py); ``LITELLM_MASTER_KEY`` read from the
   environment (proxy/proxy_server.py); ``/health/liveliness`` unauthenticated
-  (proxy/health_endpoints/_health_endpoints.py).
+  (proxy/health_endpoints/_health_endpoints.py). None of LiteLLM's unauthenticated routes
+  (proxy/_types.py ``LiteLLMRoutes.public_routes``) is under ``/v1``, the only prefix the
+  load balancer sends to the gateway.
 
 - Cache: ``litellm_settings.cache: true`` with ``cache_params`` (``type: redis``, ``mode``,
   ``ttl``, ``socket_timeout``) builds ``Cache(**cache_params)`` (proxy/proxy_server.py);

@@ -97,6 +97,20 @@ def test_region_outputs(region):
     assert [w for w in rec.warnings if w.startswith("cache (")] == []
 
 
+def test_the_region_routes_the_api_through_the_gateway(region):
+    stack, rec = region
+    (ingress,) = [m for r, m in rec.kubernetes_objects() if r.type == "kubernetes:networking.k8s.io/v1:Ingress"]
+    routes = {(p["path"], p["backend"]["service"]["port"]["number"]) for rule in ingress["spec"]["rules"]
+              for p in rule["http"]["paths"]}
+    assert routes == {("/v1", 4000), ("/health", 8000)}
+    # Only the gateway's pods may reach the cache, and they all carry its label.
+    for r, m in rec.kubernetes_objects():
+        if r.type == "kubernetes:apps/v1:Deployment" and m["metadata"]["name"].startswith("vllm-"):
+            pod = m["spec"]["template"]
+            assert pod["metadata"]["labels"]["gpu-fleet/cache-client"] == "true"
+            assert [c["name"] for c in pod["spec"]["containers"]] == ["vllm", "gateway"]
+
+
 def _stack(tmp_path, edit) -> Path:
     doc = yaml.safe_load((STACKS / "Pulumi.us-east.yaml").read_text())
     edit(doc["config"]["gpu-fleet:fleet"])
