@@ -108,8 +108,13 @@ vLLM's port, so each model's health (and failover) is unchanged. The load balanc
 checks also probe vLLM's ``/health`` on every target group: on AWS the Ingress's
 ``alb.ingress.kubernetes.io/healthcheck-port`` is the vLLM port (a number: the pod port
 with IP targets; aws-load-balancer-controller@v2.12.0 ``docs/guide/ingress/annotations.md``
-"healthcheck-port"), on GCP the BackendConfig's ``healthCheck.port`` (that GKE accepts a
-health check port other than the NEG's serving port is unverified). The ingress
+"healthcheck-port"), on GCP the BackendConfig's ``healthCheck.port``, which GKE turns into
+a ``USE_FIXED_PORT`` health check on that port (kubernetes/ingress-gce@v1.41.1
+``pkg/translator/healthchecks.go`` ``UpdateFromBackendConfig``), supported for
+``GCE_VM_IP_PORT`` NEGs behind proxy load balancers (Compute API,
+``HTTPHealthCheck.PortSpecification``); vLLM's port is itself a NEG port of the Ingress
+(``/health``), so the firewall rule the controller opens for the checkers should cover it
+(unverified). The ingress
 NetworkPolicy admits the load balancer on both ports; vLLM's port 8000 stays reachable from
 the load balancer only for ``/health`` (the Ingress routes nothing else there).
 
