@@ -38,7 +38,8 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from .cache_sizing import CachePlan, ModelKv, plan_cache, usable_bytes
-from .config import CacheConfig, RegionConfig
+from .config import CacheConfig, GatewayConfig, RegionConfig
+from .gateway import stores
 from .labels import FLEET_LABELS
 from .network import AwsNetwork, GcpNetwork
 
@@ -85,7 +86,7 @@ PSA_PREFIX_LENGTH = 24
 REDIS_PORT = 6379
 #: The labels of the vLLM serving pods (set by components.model_deployment).
 VLLM_POD_LABELS = {"app.kubernetes.io/name": "vllm"}
-#: Only pods that use the cache (LMCache on) carry this label and get its credentials.
+#: Only pods that use the cache (the gateway's, or LMCache on) carry this label and get its credentials.
 CACHE_CLIENT_LABELS = {"gpu-fleet/cache-client": "true"}
 CONNECTION_SECRET = "redis-connection"
 EGRESS_POLICY = "vllm-egress"
@@ -135,11 +136,14 @@ def memory_size_gb(cache: CacheConfig) -> int:
     return cache.memory_size_gb or DEFAULT_MEMORY_GB
 
 
-def sizing_plan(cloud: str, cache: CacheConfig, models: list[ModelKv]) -> CachePlan:
-    """What the cache holds for the LMCache ``models`` (:mod:`components.cache_sizing`)."""
+def sizing_plan(cloud: str, cache: CacheConfig, models: list[ModelKv],
+                gateway: Optional[GatewayConfig] = None) -> CachePlan:
+    """What the cache holds for the LMCache ``models`` and the ``gateway`` (None: no
+    gateway uses it) (:mod:`components.cache_sizing`)."""
     node_type = cache.node_type or DEFAULT_NODE_TYPE
     size = node_type if cloud == "aws" else f"{memory_size_gb(cache)} GB"
-    return plan_cache(cloud, size, usable_bytes(cloud, node_type, memory_size_gb(cache)), models)
+    return plan_cache(cloud, size, usable_bytes(cloud, node_type, memory_size_gb(cache)), models,
+                      gateway=stores(gateway) if gateway is not None else None)
 
 
 def memorystore_replication(replicas: int) -> dict:
@@ -262,7 +266,7 @@ def vllm_egress_policy_spec() -> dict:
 
 
 def cache_egress_policy_spec(cache_cidr: str, cache_port: int) -> dict:
-    """NetworkPolicy spec admitting the cache to the vLLM pods that use it (LMCache on,
+    """NetworkPolicy spec admitting the cache to the vLLM pods that use it (with the gateway or LMCache,
     :data:`CACHE_CLIENT_LABELS`); the other vLLM pods have neither the credentials nor
     the route (policies only add to each other).
 

@@ -1,4 +1,10 @@
-"""What the regional Redis cache holds: KV cache that LMCache shares between replicas.
+"""What the regional Redis cache holds: the gateway's response cache, and KV cache that
+LMCache shares between replicas when a model turns it on.
+
+By default the cache's reader and writer is the gateway (:mod:`components.gateway`): a
+LiteLLM proxy beside every vLLM server keeping an exact-match response cache there. Its
+entries are answers of a few kilobytes, so the plan states what it stores and about how
+many answers fit (:data:`RESPONSE_ENTRY_BYTES`, an assumption), never a size warning.
 
 With LMCache on, every vLLM replica of a model writes the KV cache of the prompts it
 prefills to the regional Redis in chunks (``lmcache.chunkSize`` tokens, LMCache's
@@ -57,6 +63,10 @@ MEMORYSTORE_MAX_GB = 300
 MIN_CONTEXTS = 2
 #: What the plan sizes a suggestion for: full-length contexts of every LMCache model.
 TARGET_CONTEXTS = 8
+#: One cached answer in Redis, for the plan's count of answers the cache holds. An
+#: assumption: a chat completion of a few hundred tokens as JSON (1 to 2 KB), its key
+#: and Redis' per-key overhead, rounded up.
+RESPONSE_ENTRY_BYTES = 4096
 
 
 @dataclass(frozen=True)
@@ -90,7 +100,8 @@ class CachePlan:
     usable_bytes: what Redis may fill (None: the node type's memory is not in the table).
     shares: one entry per LMCache model (even split of ``usable_bytes``).
     suggestion: the node type (AWS) or size (GCP) holding :data:`TARGET_CONTEXTS` full
-        contexts of every LMCache model, or None when nothing uses the cache.
+        contexts of every LMCache model, or None when no LMCache model uses the cache.
+    gateway: what the gateway stores in the cache, or None when no gateway uses it.
     """
 
     cloud: str
@@ -98,10 +109,15 @@ class CachePlan:
     usable_bytes: Optional[int]
     shares: tuple[ModelShare, ...]
     suggestion: Optional[str]
+    gateway: Optional[str] = None
 
     @property
     def used(self) -> bool:
-        return bool(self.shares)
+        return bool(self.shares) or self.gateway is not None
+
+    @property
+    def roles(self) -> list[str]:
+        return (["gateway-response-cache"] if self.gateway else []) + (["lmcache-kv-sharing"] if self.shares else [])
 
 
 def usable_bytes(cloud: str, node_type: str, memory_size_gb: int) -> Optional[int]:
@@ -125,8 +141,10 @@ def suggest(cloud: str, needed_bytes: int) -> Optional[str]:
     return f"nodeType: {fits[0][1]}" if fits else None
 
 
-def plan_cache(cloud: str, size: str, usable: Optional[int], models: list[ModelKv]) -> CachePlan:
-    """Split ``usable`` bytes evenly between the LMCache ``models``."""
+def plan_cache(cloud: str, size: str, usable: Optional[int], models: list[ModelKv],
+               gateway: Optional[str] = None) -> CachePlan:
+    """Split ``usable`` bytes evenly between the LMCache ``models``; ``gateway``: what the
+    gateway stores (None: no gateway)."""
     shares = []
     for m in models:
         share = usable // len(models) if usable is not None else 0
@@ -134,15 +152,18 @@ def plan_cache(cloud: str, size: str, usable: Optional[int], models: list[ModelK
         shares.append(ModelShare(m.name, m.kv_bytes_per_token, tokens, tokens / m.max_model_len))
     target = sum(m.context_bytes for m in models) * TARGET_CONTEXTS
     suggestion = suggest(cloud, target) if models else None
-    return CachePlan(cloud, size, usable, tuple(shares), suggestion)
+    return CachePlan(cloud, size, usable, tuple(shares), suggestion, gateway)
 
 
 def warnings(plan: CachePlan) -> list[str]:
     """Plan warnings: a cache nothing uses, a cache too small to matter, an unknown size."""
     where = f"cache ({plan.size})"
     if not plan.used:
-        return [f"{where}: provisioned but nothing reads or writes it: turn LMCache on for a model "
-                "(models[].lmcache.enabled: true) or turn the cache off (cache.enabled: false)"]
+        return [f"{where}: provisioned but nothing reads or writes it: turn the gateway on (gateway.enabled: "
+                "true, the default) or LMCache for a model (models[].lmcache.enabled: true), or turn the cache off "
+                "(cache.enabled: false)"]
+    if not plan.shares:
+        return []
     if plan.usable_bytes is None:
         return [f"{where}: node memory unknown to the plan, so the KV it holds is not sized"]
     fix = f"; {plan.suggestion} holds {TARGET_CONTEXTS}" if plan.suggestion else ""
@@ -154,9 +175,14 @@ def warnings(plan: CachePlan) -> list[str]:
 def summary(plan: CachePlan) -> dict:
     """The plan as a stack output (``cache`` in the region stack's outputs)."""
     return {
-        "role": "lmcache-kv-sharing" if plan.used else "unused",
+        "role": "+".join(plan.roles) or "unused",
         "size": plan.size,
         "usableGib": None if plan.usable_bytes is None else round(plan.usable_bytes / GIB, 2),
+        "gateway": None if plan.gateway is None else {
+            "stores": plan.gateway,
+            "responsesHeld": None if plan.usable_bytes is None else plan.usable_bytes // RESPONSE_ENTRY_BYTES,
+            "responseEntryBytes": RESPONSE_ENTRY_BYTES,
+        },
         "models": [{"name": s.name, "kvBytesPerToken": s.kv_bytes_per_token, "tokens": s.tokens,
                     "fullContexts": round(s.full_contexts, 2)} for s in plan.shares],
         "targetContexts": TARGET_CONTEXTS,

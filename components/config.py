@@ -330,6 +330,21 @@ class CacheConfig(_Model):
     snapshot_window: str = Field("03:00-04:00", pattern=r"^\d\d:\d\d-\d\d:\d\d$")
 
 
+class GatewayConfig(_Model):
+    """The OpenAI-compatible gateway (LiteLLM proxy) beside each vLLM server, with the
+    regional cache as its shared response cache (:mod:`components.gateway`)."""
+
+    #: Off: the load balancer sends ``/v1`` straight to vLLM and nothing uses the cache
+    #: unless a model turns LMCache on.
+    enabled: bool = True
+    #: LiteLLM's ``cache_params.mode``: ``default_on`` answers every identical request
+    #: (same model, messages and sampling parameters) from the cache; ``default_off`` only
+    #: requests that ask for it (``"cache": {"use-cache": true}``).
+    cache_mode: Literal["default_on", "default_off"] = "default_on"
+    #: How long a cached answer is served (LiteLLM ``cache_params.ttl``).
+    cache_ttl_seconds: int = Field(600, ge=1, le=7 * 24 * 3600)
+
+
 class EntrypointConfig(_Model):
     """The regional entry point: a TLS load balancer in front of the models.
 
@@ -431,6 +446,7 @@ class RegionConfig(_Model):
     gpu_pools: list[GpuPoolConfig] = Field(min_length=1)
     models: list[ModelConfig] = []
     cache: CacheConfig = CacheConfig()
+    gateway: GatewayConfig = GatewayConfig()
     entrypoint: EntrypointConfig
     alerts: AlertsConfig = AlertsConfig()
 

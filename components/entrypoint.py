@@ -9,7 +9,8 @@ balancer forwards only to Ready pods (Ready = the model is loaded), so
 
 One Kubernetes Ingress per region, in the serving namespace, with one host rule per
 hostname to the model's Service. TLS ends at the load balancer; the API key is checked by
-vLLM itself (``VLLM_API_KEY``, from the serving Secret). ``/health`` needs no key.
+the gateway (``LITELLM_MASTER_KEY``) and again by vLLM (``VLLM_API_KEY``), both from the
+serving Secret, or by vLLM alone without the gateway. ``/health`` needs no key.
 
 Only two paths reach vLLM (:data:`PUBLIC_PATHS`): ``/v1`` (Prefix) and ``/health``
 (Exact). vLLM's API key guards only some paths: in v0.14.0 its
@@ -99,6 +100,24 @@ The load balancer's own checks on the pods (:data:`LB_CHECK_INTERVAL_SECONDS` x
 The accelerator knows one health per ALB, and the ALB serves every model of the region,
 so anycast mode fails over per region, not per model.
 
+With the gateway (``gateway.enabled``, the default; :mod:`components.gateway`) the path is
+Ingress -> gateway -> vLLM: ``/v1`` goes to the model Service's ``gateway`` port, a LiteLLM
+proxy in the same pod that checks the API key, answers repeated requests from the regional
+cache and forwards the rest to vLLM over the pod's loopback; ``/health`` still goes to
+vLLM's port, so each model's health (and failover) is unchanged. The load balancer's own
+checks also probe vLLM's ``/health`` on every target group: on AWS the Ingress's
+``alb.ingress.kubernetes.io/healthcheck-port`` is the vLLM port (a number: the pod port
+with IP targets; aws-load-balancer-controller@v2.12.0 ``docs/guide/ingress/annotations.md``
+"healthcheck-port"), on GCP the BackendConfig's ``healthCheck.port``, which GKE turns into
+a ``USE_FIXED_PORT`` health check on that port (kubernetes/ingress-gce@v1.41.1
+``pkg/translator/healthchecks.go`` ``UpdateFromBackendConfig``), supported for
+``GCE_VM_IP_PORT`` NEGs behind proxy load balancers (Compute API,
+``HTTPHealthCheck.PortSpecification``); vLLM's port is itself a NEG port of the Ingress
+(``/health``), so the firewall rule the controller opens for the checkers should cover it
+(unverified). The ingress
+NetworkPolicy admits the load balancer on both ports; vLLM's port 8000 stays reachable from
+the load balancer only for ``/health`` (the Ingress routes nothing else there).
+
 The decisions are plain functions below, tested without Pulumi; the class wires them.
 """
 
@@ -179,6 +198,8 @@ class ServedModel(Protocol):
     service_name: pulumi.Output[str]
     #: The Service port vLLM answers on (plain HTTP inside the cluster).
     service_port: int
+    #: The Service port of the gateway in front of vLLM, where ``/v1`` goes (None: none).
+    gateway_port: Optional[int]
 
 
 class EntrypointArgs(TypedDict):
@@ -238,11 +259,14 @@ def route53_prefix_list_name(region: str) -> str:
 
 
 def alb_annotations(entry: EntrypointConfig, lb_name: str, public_subnet_ids: Sequence[str],
-                    health_checker_prefix_list: Optional[str] = None) -> dict[str, str]:
+                    health_checker_prefix_list: Optional[str] = None,
+                    health_port: Optional[int] = None) -> dict[str, str]:
     """AWS Load Balancer Controller annotations of the Ingress.
 
     ``health_checker_prefix_list``: the ID of the Route 53 health checkers' prefix list,
     admitted beside ``allowedCidrs`` when those are restricted (None: everyone anyway).
+    ``health_port``: the pod port every target group checks ``/health`` on (vLLM's, when
+    ``/v1`` goes to the gateway's port); None: each target group's traffic port.
     """
     prefix = "alb.ingress.kubernetes.io"
     out = {
@@ -268,6 +292,9 @@ def alb_annotations(entry: EntrypointConfig, lb_name: str, public_subnet_ids: Se
     }
     if health_checker_prefix_list:
         out[f"{prefix}/security-group-prefix-lists"] = health_checker_prefix_list
+    if health_port is not None:
+        # The gateway's target group too checks vLLM's /health: the model's readiness.
+        out[f"{prefix}/healthcheck-port"] = str(health_port)
     return out
 
 
@@ -300,22 +327,27 @@ def service_annotations(cfg: RegionConfig) -> dict[str, str]:
     }
 
 
-def ingress_spec(ingress_class: Optional[str], backends: Sequence[tuple[Sequence[str], Any, int]]) -> dict:
+def ingress_spec(ingress_class: Optional[str],
+                 backends: Sequence[tuple[Sequence[str], Any, int, Optional[int]]]) -> dict:
     """One host rule per hostname, only :data:`PUBLIC_PATHS` to that model's Service.
 
-    ``backends``: ``(hostnames, service name, service port)`` per model. No default
-    backend: an unknown hostname or any other path gets the load balancer's 404.
+    ``backends``: ``(hostnames, service name, vLLM port, gateway port or None)`` per model;
+    ``/v1`` goes to the gateway's port when there is one, ``/health`` always to vLLM's. No
+    default backend: an unknown hostname or any other path gets the load balancer's 404.
     """
+    def port_for(path: str, vllm: int, gateway: Optional[int]) -> int:
+        return gateway if path == API_PATH and gateway is not None else vllm
+
     rules = [
         {
             "host": host,
             "http": {"paths": [
                 {"path": path, "pathType": path_type,
-                 "backend": {"service": {"name": service, "port": {"number": port}}}}
+                 "backend": {"service": {"name": service, "port": {"number": port_for(path, port, gateway)}}}}
                 for path, path_type in PUBLIC_PATHS
             ]},
         }
-        for hosts, service, port in backends
+        for hosts, service, port, gateway in backends
         for host in hosts
     ]
     spec: dict = {"rules": rules}
@@ -429,7 +461,8 @@ class Entrypoint(pulumi.ComponentResource):
             # The namespace as an output of the Services: objects in it wait for them (and
             # so for the namespace itself).
             namespace = pulumi.Output.all(*[m.service_name for m in models]).apply(lambda _: cfg.namespace)
-            backends = [(hostnames(entry, m.model.name), m.service_name, m.service_port) for m in models]
+            backends = [(hostnames(entry, m.model.name), m.service_name, m.service_port, m.gateway_port)
+                        for m in models]
             if cfg.cloud == "aws":
                 network: AwsNetwork = args["network"]  # type: ignore[assignment]
                 self._aws(name, cfg, backends, namespace, network)
@@ -437,7 +470,7 @@ class Entrypoint(pulumi.ComponentResource):
             else:
                 self._gcp(name, cfg, models, backends, namespace)
                 sources = list(GCP_LB_SOURCE_RANGES)
-            ports = [m.service_port for m in models]
+            ports = [m.service_port for m in models] + [m.gateway_port for m in models if m.gateway_port]
             self.ingress_policy = k8s.networking.v1.NetworkPolicy(
                 f"{name}-vllm-ingress",
                 metadata={"name": INGRESS_POLICY_NAME, "namespace": namespace,
@@ -455,8 +488,9 @@ class Entrypoint(pulumi.ComponentResource):
             checkers = aws.ec2.get_managed_prefix_list_output(
                 name=route53_prefix_list_name(cfg.location), opts=pulumi.InvokeOutputOptions(parent=self)
             ).id
+        health_port = backends[0][2] if any(b[3] is not None for b in backends) else None
         annotations = pulumi.Output.all(network.public_subnet_ids, checkers).apply(
-            lambda v: alb_annotations(cfg.entrypoint, lb_name, v[0], v[1])
+            lambda v: alb_annotations(cfg.entrypoint, lb_name, v[0], v[1], health_port)
         )
         self.ingress = k8s.networking.v1.Ingress(
             name,

@@ -69,10 +69,11 @@ from urllib.parse import urlencode
 import pulumi
 import pulumi_kubernetes as k8s
 
+from . import gateway as gw
 from . import pins
 from .cache import CACHE_CLIENT_LABELS, VLLM_POD_LABELS
 from .capacity_tiers import compute_class_tolerations, pool_node_selector
-from .config import GpuPoolConfig, ModelConfig
+from .config import GatewayConfig, GpuPoolConfig, ModelConfig
 from .gpu_catalog import GpuShape
 from .hpa import hpa_spec
 from .keda import SCALED_OBJECT_API_VERSION, SCALED_OBJECT_KIND, scaled_object
@@ -112,6 +113,8 @@ REDIS_CA_KEY = "REDIS_CA_CERT"
 #: Keys of the serving Secret (``components.region.SERVING_SECRET``).
 HF_TOKEN_KEY = "HF_TOKEN"
 API_KEY_KEY = "VLLM_API_KEY"
+#: The variable vLLM reads its API key from (the gateway sends the same key to vLLM).
+API_KEY_ENV = "VLLM_API_KEY"
 
 GPU_RESOURCE = "nvidia.com/gpu"
 #: GPU nodes carry :data:`components.labels.GPU_TAINT` (``nvidia.com/gpu=present``,
@@ -219,11 +222,15 @@ class ModelDeploymentArgs(_ModelDeploymentArgsRequired, total=False):
     pool_scales_to_zero: whether the model's GPU pool may have no node (its
         ``minNodes`` is 0), so a cold start from zero replicas includes a new node;
         default True.
+    gateway: the region's ``gateway`` section when it is enabled (a LiteLLM container
+        beside vLLM, :mod:`components.gateway`, with the cache as its response cache when
+        ``cache_secret_name`` is given), or None (default): clients reach vLLM directly.
     """
 
     service_annotations: Optional[dict[str, str]]
     environment: str
     pool_scales_to_zero: bool
+    gateway: Optional[GatewayConfig]
 
 
 # --------------------------------------------------------------------------- names and labels
@@ -260,6 +267,16 @@ def selector_labels(model: ModelConfig) -> dict[str, str]:
     return {**VLLM_POD_LABELS, MODEL_LABEL: model.name}
 
 
+def uses_cache(model: ModelConfig, gateway: Optional[GatewayConfig], cache_secret_name: Any) -> bool:
+    """Whether the model's pods read and write the regional cache (LMCache or the gateway)."""
+    return model.lmcache.enabled or (gateway is not None and cache_secret_name is not None)
+
+
+def pod_labels(model: ModelConfig, cache_client: bool) -> dict[str, str]:
+    """The pods' labels: the cache's egress NetworkPolicy admits only cache clients."""
+    return {**labels(model), **(CACHE_CLIENT_LABELS if cache_client else {})}
+
+
 def labels(model: ModelConfig) -> dict[str, str]:
     """Labels of every object and pod of the model."""
     return {
@@ -269,8 +286,6 @@ def labels(model: ModelConfig) -> dict[str, str]:
         "app.kubernetes.io/component": "inference-server",
         **FLEET_LABELS,
         "app.kubernetes.io/managed-by": "pulumi",
-        # The cache's egress NetworkPolicy selects the pods that use it.
-        **(CACHE_CLIENT_LABELS if model.lmcache.enabled else {}),
     }
 
 
@@ -314,7 +329,7 @@ def container_env(model: ModelConfig, secret_name: Any, cache_secret_name: Any, 
     """
     env = [
         _secret_env("HF_TOKEN", secret_name, HF_TOKEN_KEY),
-        _secret_env("VLLM_API_KEY", secret_name, API_KEY_KEY),
+        _secret_env(API_KEY_ENV, secret_name, API_KEY_KEY),
         {"name": "HF_HOME", "value": CACHE_MOUNT},
         {"name": "VLLM_NO_USAGE_STATS", "value": "1"},
     ]
@@ -341,11 +356,15 @@ def container_env(model: ModelConfig, secret_name: Any, cache_secret_name: Any, 
     return env
 
 
-def container_resources(shape: GpuShape, gpus: int) -> dict:
+def container_resources(shape: GpuShape, gpus: int, with_gateway: bool = False) -> dict:
     """Requests equal to limits (Guaranteed QoS: last to be evicted or OOM-killed): the
-    GPUs, and the node's CPU and memory in proportion (:func:`components.sizing.host_share`)."""
+    GPUs, and the node's CPU and memory in proportion (:func:`components.sizing.host_share`),
+    less the gateway container's when the pod has one."""
     share = host_share(shape, gpus)
-    amounts = {"cpu": f"{share.cpu_millis}m", "memory": f"{share.memory_gib}Gi", GPU_RESOURCE: str(gpus)}
+    cpu, memory = share.cpu_millis, share.memory_gib
+    if with_gateway:
+        cpu, memory = cpu - gw.CPU_MILLIS, memory - gw.MEMORY_GIB
+    amounts = {"cpu": f"{cpu}m", "memory": f"{memory}Gi", GPU_RESOURCE: str(gpus)}
     return {"requests": dict(amounts), "limits": dict(amounts)}
 
 
@@ -424,15 +443,17 @@ def security_contexts(model: ModelConfig, cloud: str) -> tuple[dict, dict]:
         # cache paths (docs/deployment/docker.md at v0.33.0); the EFS CSIDriver declares no
         # fsGroupPolicy, so the RWX weight volume is not walked (aws-efs-csi-driver@v3.4.1
         # charts/aws-efs-csi-driver/templates/csidriver.yaml).
-        pod.update({"runAsNonRoot": True, "runAsUser": pins.VLLM_UID, "runAsGroup": pins.VLLM_GID,
-                    "fsGroup": pins.VLLM_GID})
+        # The user is the vLLM container's own, not the pod's: the gateway sidecar
+        # (components.gateway) runs as its image's user, which was not read.
+        pod["fsGroup"] = pins.VLLM_GID
+        container.update({"runAsNonRoot": True, "runAsUser": pins.VLLM_UID, "runAsGroup": pins.VLLM_GID})
     return pod, container
 
 
 def pod_spec(model: ModelConfig, pool: GpuPoolConfig, shape: GpuShape, sizing: Sizing, *,
-             secret_name: Any, cache_secret_name: Any = None) -> dict:
+             secret_name: Any, cache_secret_name: Any = None, gateway: Optional[GatewayConfig] = None) -> dict:
     """The pod template's spec. Secret names may be plain strings or Pulumi Inputs."""
-    ca_file = model.lmcache.enabled and shape.cloud == "gcp"
+    ca_file = uses_cache(model, gateway, cache_secret_name) and shape.cloud == "gcp"
     pod_security, container_security = security_contexts(model, shape.cloud)
     mounts = [{"name": "weights", "mountPath": CACHE_MOUNT}, {"name": "dshm", "mountPath": "/dev/shm"}]
     volumes = [
@@ -452,7 +473,7 @@ def pod_spec(model: ModelConfig, pool: GpuPoolConfig, shape: GpuShape, sizing: S
         "args": vllm_args(model),
         "ports": [{"name": PORT_NAME, "containerPort": VLLM_PORT, "protocol": "TCP"}],
         "env": container_env(model, secret_name, cache_secret_name, shape.cloud),
-        "resources": container_resources(shape, sizing.gpus),
+        "resources": container_resources(shape, sizing.gpus, with_gateway=gateway is not None),
         "volumeMounts": mounts,
         **probes(startup_budget_seconds(sizing)),
         "lifecycle": {"preStop": {"sleep": {"seconds": PRE_STOP_SECONDS}}},
@@ -462,13 +483,23 @@ def pod_spec(model: ModelConfig, pool: GpuPoolConfig, shape: GpuShape, sizing: S
     # without the cache Secret).
     if model.lmcache.enabled:
         container["envFrom"] = [{"secretRef": {"name": cache_secret_name}}]
+    containers = [container]
+    if gateway is not None:
+        cache_env = [] if cache_secret_name is None else gw.redis_env(
+            cache_secret_name, shape.cloud, f"{REDIS_CA_MOUNT}/ca.crt" if ca_file else None)
+        sidecar = gw.container(pins.LITELLM.image, {"secretKeyRef": {"name": secret_name, "key": API_KEY_KEY}},
+                               API_KEY_ENV, cache_env)
+        if ca_file:
+            sidecar["volumeMounts"].append({"name": "redis-tls", "mountPath": REDIS_CA_MOUNT, "readOnly": True})
+        containers.append(sidecar)
+        volumes.append(gw.config_volume(model))
     spread = [
         {"maxSkew": 1, "topologyKey": key, "whenUnsatisfiable": "ScheduleAnyway",
          "labelSelector": {"matchLabels": selector_labels(model)}, "matchLabelKeys": ["pod-template-hash"]}
         for key in (ZONE_KEY, HOSTNAME_KEY)
     ]
     return {
-        "containers": [container],
+        "containers": containers,
         "volumes": volumes,
         # The pool, and on a tiered GKE pool its ComputeClass (components.capacity_tiers).
         "nodeSelector": pool_node_selector(shape.cloud, pool),
@@ -498,7 +529,8 @@ def pod_annotations(shape: GpuShape, sizing: Sizing) -> dict:
 
 
 def deployment_spec(model: ModelConfig, pool: GpuPoolConfig, shape: GpuShape, sizing: Sizing, *,
-                    secret_name: Any, cache_secret_name: Any = None) -> dict:
+                    secret_name: Any, cache_secret_name: Any = None,
+                    gateway: Optional[GatewayConfig] = None) -> dict:
     """The Deployment's spec (initial replicas: :func:`initial_replicas`)."""
     return {
         "replicas": initial_replicas(model),
@@ -506,19 +538,22 @@ def deployment_spec(model: ModelConfig, pool: GpuPoolConfig, shape: GpuShape, si
         "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
         "progressDeadlineSeconds": rollout_timeout_seconds(sizing, initial_replicas(model), pool.provisioning_seconds),
         "template": {
-            "metadata": {"labels": labels(model), **pod_annotations(shape, sizing)},
-            "spec": pod_spec(model, pool, shape, sizing, secret_name=secret_name, cache_secret_name=cache_secret_name),
+            "metadata": {"labels": pod_labels(model, uses_cache(model, gateway, cache_secret_name)),
+                         **pod_annotations(shape, sizing)},
+            "spec": pod_spec(model, pool, shape, sizing, secret_name=secret_name, cache_secret_name=cache_secret_name,
+                             gateway=gateway),
         },
     }
 
 
-def service_spec(model: ModelConfig) -> dict:
-    """A ClusterIP Service on port 8000 (``http``) in front of the model's pods."""
-    return {
-        "type": "ClusterIP",
-        "selector": selector_labels(model),
-        "ports": [{"name": PORT_NAME, "port": VLLM_PORT, "targetPort": PORT_NAME, "protocol": "TCP"}],
-    }
+def service_spec(model: ModelConfig, with_gateway: bool = False) -> dict:
+    """A ClusterIP Service on port 8000 (``http``) in front of the model's pods, and the
+    gateway's port 4000 (``gateway``) when they have one."""
+    ports = [{"name": PORT_NAME, "port": VLLM_PORT, "targetPort": PORT_NAME, "protocol": "TCP"}]
+    if with_gateway:
+        ports.append({"name": gw.GATEWAY_PORT_NAME, "port": gw.GATEWAY_PORT, "targetPort": gw.GATEWAY_PORT_NAME,
+                      "protocol": "TCP"})
+    return {"type": "ClusterIP", "selector": selector_labels(model), "ports": ports}
 
 
 def pdb_spec(model: ModelConfig) -> dict:
@@ -572,6 +607,8 @@ class ModelDeployment(pulumi.ComponentResource):
     deployment_name: str
     service_name: pulumi.Output[str]
     service_port: int
+    #: The Service port of the gateway, where the load balancer sends ``/v1`` (None: no gateway).
+    gateway_port: Optional[int]
     model: ModelConfig
     sizing: Sizing
     summary: dict[str, Any]
@@ -590,6 +627,8 @@ class ModelDeployment(pulumi.ComponentResource):
         self.sizing = size_model(model, shape)
         self.deployment_name = deployment_name(model)
         self.service_port = VLLM_PORT
+        gateway = args.get("gateway")
+        self.gateway_port = gw.GATEWAY_PORT if gateway is not None else None
         namespace = args["namespace"]
         budget = startup_budget_seconds(self.sizing)
         timeout = rollout_timeout_seconds(self.sizing, initial_replicas(model), pool.provisioning_seconds)
@@ -606,12 +645,22 @@ class ModelDeployment(pulumi.ComponentResource):
             spec=pvc_spec(self.sizing, storage_class),
             opts=pulumi.ResourceOptions(parent=self),
         )
+        before = [claim]
+        if gateway is not None:
+            config = gw.litellm_config(model, VLLM_PORT, gateway, args.get("cache_secret_name") is not None,
+                                       API_KEY_ENV)
+            before.append(k8s.core.v1.ConfigMap(
+                f"{name}-gateway",
+                metadata={**meta, "name": gw.config_map_name(model)},
+                data={gw.CONFIG_FILE: gw.config_text(config)},
+                opts=pulumi.ResourceOptions(parent=self),
+            ))
         k8s.apps.v1.Deployment(
             f"{name}-deployment",
             metadata={**meta, "name": self.deployment_name, "annotations": wait_annotation},
             spec=deployment_spec(model, pool, shape, self.sizing, secret_name=args["secret_name"],
-                                 cache_secret_name=args.get("cache_secret_name")),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[claim], ignore_changes=["spec.replicas"],
+                                 cache_secret_name=args.get("cache_secret_name"), gateway=gateway),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=before, ignore_changes=["spec.replicas"],
                                         custom_timeouts=waits),
         )
         # Not awaited: Pulumi would wait for a ready endpoint, i.e. for GPUs, and the entry
@@ -621,7 +670,7 @@ class ModelDeployment(pulumi.ComponentResource):
             f"{name}-service",
             metadata={**meta, "name": self.deployment_name,
                       "annotations": {**(args.get("service_annotations") or {}), SKIP_AWAIT_ANNOTATION: "true"}},
-            spec=service_spec(model),
+            spec=service_spec(model, with_gateway=gateway is not None),
             opts=pulumi.ResourceOptions(parent=self),
         )
         k8s.policy.v1.PodDisruptionBudget(

@@ -146,6 +146,19 @@ LMCACHE_VLLM = Pin(
     unverified="tag, digest and the vLLM version it bundles were not found in any upstream source readable "
                "here; only used when a model sets lmcache.enabled (no reference stack does)",
 )
+#: The gateway beside each vLLM server (components.gateway). 1.107.0 is left out on purpose: PyPI no
+#: longer offers it (it was reported compromised); 1.110.2 is the newest release on PyPI on VERIFIED_ON.
+LITELLM = Pin(
+    "image", "ghcr.io/berriai/litellm", "main-v1.110.2",
+    source="litellm 1.110.2 wheel from PyPI (the code the image is built from): litellm/_redis.py (REDIS_* "
+           "environment to redis.Redis arguments), litellm/caching/redis_cache.py and caching.py (cache_params, "
+           "mode, ttl, max_messages, errors as misses), litellm/proxy/proxy_server.py (litellm_settings.cache, "
+           "LITELLM_MASTER_KEY), proxy/health_endpoints/_health_endpoints.py (/health/liveliness), "
+           "litellm_cli/main.py and proxy/proxy_cli.py (litellm --config --port); tag scheme main-<release> "
+           "from BerriAI/litellm .github/workflows/ghcr_deploy.yml (docker/metadata-action tags + '-' + tag)",
+    unverified="that the image main-v1.110.2 was published and holds exactly the 1.110.2 wheel, the redis-py "
+               "version inside it, and its digest: the registry is not readable here",
+)
 
 #: Placeholder pods of the warm GPU capacity (components.warm_capacity): a container that does nothing.
 PAUSE = Pin(
@@ -237,6 +250,7 @@ PINS: tuple[Pin, ...] = (
     PAUSE,
     DCGM_EXPORTER,
     LMCACHE_VLLM,
+    LITELLM,
     EKS_SYSTEM_AMI,
     EKS_GPU_AMI,
     GKE_NODE_IMAGE,

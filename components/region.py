@@ -149,6 +149,7 @@ class Region(pulumi.ComponentResource):
                     "service_annotations": service_annotations(cfg),
                     "environment": cfg.environment,
                     "pool_scales_to_zero": pools[m.pool].min_nodes == 0,
+                    "gateway": cfg.gateway if cfg.gateway.enabled else None,
                 },
                 # Only the models wait for GPU capacity: each on its own pool (the EKS
                 # NodePool, the GKE node pool), nothing else on any pool.
@@ -164,7 +165,7 @@ class Region(pulumi.ComponentResource):
             self.cache_plan = sizing_plan(cfg.cloud, cfg.cache, [
                 ModelKv(m.model.name, m.sizing.kv_bytes_per_token, m.model.max_model_len)
                 for m in self.models if m.model.lmcache.enabled
-            ])
+            ], gateway=cfg.gateway if cfg.gateway.enabled and self.models else None)
             for warning in cache_sizing.warnings(self.cache_plan):
                 pulumi.log.warn(warning, resource=self.cache)
         self.entrypoint = Entrypoint(

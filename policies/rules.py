@@ -1388,3 +1388,18 @@ POLICIES = [
                     "secrets.",
         validate=validate_secret_inputs, enforcement_level=MANDATORY, config_schema=SECRET_INPUTS_SCHEMA),
 ]
+
+
+def _load_beside(module: str) -> Any:
+    """A policy module next to this file, however this file was loaded (by Pulumi from the
+    folder, or by path by gpu_fleet.policy_check)."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(f"gpu_fleet_{module}", Path(__file__).with_name(f"{module}.py"))
+    loaded = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(loaded)
+    return loaded
+
+
+POLICIES += _load_beside("cache_rules").policies(globals())

@@ -69,7 +69,7 @@ def test_unknown_node_memory_is_said_not_guessed():
 def test_summary_is_the_stack_output():
     plan = cs.plan_cache("gcp", "64 GB", 64 * GIB, [LLAMA_8B])
     assert cs.summary(plan) == {
-        "role": "lmcache-kv-sharing", "size": "64 GB", "usableGib": 64.0,
+        "role": "lmcache-kv-sharing", "size": "64 GB", "usableGib": 64.0, "gateway": None,
         "models": [{"name": "llama-3-1-8b", "kvBytesPerToken": 131072, "tokens": 524288, "fullContexts": 16.0}],
         "targetContexts": 8, "suggestion": "memorySizeGb: 32",
     }

@@ -105,3 +105,22 @@ def test_every_cache_problem_is_reported_at_once():
                          "snapshotWindow": "05:00-06:00"})
     paths = {line.split(": ")[1] for line in lines}
     assert paths == {"cache.engineVersion", "cache.nodeType", "cache.memorySizeGb", "cache.snapshotWindow"}
+
+
+@pytest.mark.parametrize("gateway,path", [
+    ({"cacheMode": "always"}, "gateway.cacheMode"),
+    ({"cacheTtlSeconds": 0}, "gateway.cacheTtlSeconds"),
+    ({"enabled": True, "redisUrl": "redis://x"}, "gateway.redisUrl"),
+])
+def test_bad_gateway_names_file_and_field(gateway, path):
+    raw = _raw("us-east", None)
+    raw["gateway"] = gateway
+    with pytest.raises(ConfigError) as exc:
+        parse_fleet(raw, "stacks/Pulumi.us-east.yaml", REPO / "stacks")
+    assert "stacks/Pulumi.us-east.yaml" in str(exc.value) and path in str(exc.value)
+
+
+def test_the_reference_stacks_use_the_gateway_by_default():
+    for stack in ("us-east", "eu-west"):
+        cfg = _parse(stack, None)
+        assert cfg.gateway.enabled and cfg.gateway.cache_mode == "default_on" and cfg.gateway.cache_ttl_seconds == 600

@@ -41,6 +41,7 @@ class StandIn:
     model: ModelConfig
     service_name: pulumi.Output[str]
     service_port: int = 8000
+    gateway_port: "int | None" = None
 
 
 def _config(stack: str, **entry) -> RegionConfig:
@@ -50,7 +51,7 @@ def _config(stack: str, **entry) -> RegionConfig:
     return cfg
 
 
-def _program(cfg: RegionConfig, ports=None):
+def _program(cfg: RegionConfig, ports=None, gateway_port=None):
     def program():
         o = pulumi.Output.from_input
         if cfg.cloud == "aws":
@@ -62,7 +63,7 @@ def _program(cfg: RegionConfig, ports=None):
             net = GcpNetwork(o("projects/p/global/networks/n"), o("n"), o("projects/p/regions/r/subnetworks/s"),
                              o("10.50.0.0/20"), o("10.52.0.0/14"))
         kube = k8s.Provider("cluster", kubeconfig="{}")
-        models = [StandIn(m, o(f"vllm-{m.name}"), (ports or {}).get(m.name, 8000)) for m in cfg.models]
+        models = [StandIn(m, o(f"vllm-{m.name}"), (ports or {}).get(m.name, 8000), gateway_port) for m in cfg.models]
         entry = ep.Entrypoint("r-entrypoint", {"config": cfg, "models": models, "network": net},
                               opts=pulumi.ResourceOptions(providers={"kubernetes": kube, cfg.cloud: cloud}))
         for key, value in entry.exports().items():
@@ -377,7 +378,7 @@ def test_route53_checks_an_exact_routed_path(aws_rec):
 
 
 def test_only_the_api_and_health_paths_are_routed():
-    spec = ep.ingress_spec(None, [(["m.example.com"], "vllm-m", 8000)])
+    spec = ep.ingress_spec(None, [(["m.example.com"], "vllm-m", 8000, None)])
     (rule,) = spec["rules"]
     assert [(p["path"], p["pathType"]) for p in rule["http"]["paths"]] == list(ep.PUBLIC_PATHS)
     assert "defaultBackend" not in spec
@@ -425,3 +426,34 @@ def test_alb_name_is_short_deterministic_and_distinct():
 def test_hostnames_put_the_regional_name_first():
     entry = _config("us-east").entrypoint
     assert ep.hostnames(entry, "m") == ["m.us-east.llm.example.com", "m.llm.example.com"]
+
+
+def test_with_a_gateway_the_api_goes_through_it_and_health_to_vllm():
+    spec = ep.ingress_spec(None, [(["m.example.com"], "vllm-m", 8000, 4000)])
+    (rule,) = spec["rules"]
+    routes = {p["path"]: p["backend"]["service"]["port"]["number"] for p in rule["http"]["paths"]}
+    assert routes == {"/v1": 4000, "/health": 8000}
+
+
+def test_with_a_gateway_every_alb_target_group_checks_vllm_health():
+    entry = _config("us-east").entrypoint
+    p = "alb.ingress.kubernetes.io/healthcheck-port"
+    assert ep.alb_annotations(entry, "lb", ["s"], None, 8000)[p] == "8000"
+    assert p not in ep.alb_annotations(entry, "lb", ["s"])
+
+
+@pytest.mark.parametrize("stack,lb_address", [("us-east", "10.40.1.17"), ("eu-west", "35.191.3.4")])
+def test_with_a_gateway_the_load_balancer_reaches_its_port(fleet, stack, lb_address):
+    rec = fleet.run(_program(_config(stack), gateway_port=4000), stack=stack)
+    (policy,) = [m for r, m in rec.kubernetes_objects() if r.type == POLICY]
+    assert admitted(policy["spec"], lb_address, port=4000) and admitted(policy["spec"], lb_address, port=8000)
+    assert not admitted(policy["spec"], lb_address, port=9000)
+    ingress = _ingress(rec)
+    if stack == "us-east":
+        assert ingress["metadata"]["annotations"]["alb.ingress.kubernetes.io/healthcheck-port"] == "8000"
+    else:  # the shared BackendConfig checks vLLM's port for both backends
+        (backend,) = [m for r, m in rec.kubernetes_objects() if m.get("kind") == "BackendConfig"]
+        assert backend["spec"]["healthCheck"]["port"] == 8000
+    ports = {p["path"]: p["backend"]["service"]["port"]["number"] for r in ingress["spec"]["rules"]
+             for p in r["http"]["paths"]}
+    assert ports == {"/v1": 4000, "/health": 8000}

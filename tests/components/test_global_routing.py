@@ -76,6 +76,7 @@ class _StandIn:
 
     def __init__(self, model, service_name, service_port: int = 8000):
         self.model, self.service_name, self.service_port = model, service_name, service_port
+        self.gateway_port = None  # no gateway: /v1 straight to vLLM
 
 
 def run_global(cfg: GlobalConfig, regions: dict[str, RegionConfig], outputs: dict[str, dict],

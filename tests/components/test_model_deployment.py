@@ -49,7 +49,8 @@ def _parts(cfg, index: int):
     return model, pool, pool_offering(cfg, pool).shape
 
 
-def _run(fleet, cfg, *, stack="us-east", storage_class="efs-weights", cache=True, service_annotations=None) -> Recording:
+def _run(fleet, cfg, *, stack="us-east", storage_class="efs-weights", cache=True, service_annotations=None,
+         gateway=False) -> Recording:
     """The region's wiring in miniature: namespace, serving Secret (secret values), models."""
 
     def program():
@@ -74,6 +75,8 @@ def _run(fleet, cfg, *, stack="us-east", storage_class="efs-weights", cache=True
             }
             if service_annotations is not None:
                 args["service_annotations"] = service_annotations
+            if gateway:
+                args["gateway"] = cfg.gateway
             models.append(md.ModelDeployment(f"{stack}-{m.name}", args, opts=opts))
         pulumi.export("models", [m.summary for m in models])
         pulumi.export("services", [m.service_name for m in models])
@@ -448,3 +451,92 @@ def test_a_model_that_does_not_fit_is_refused_before_anything_is_created(fleet):
     with pytest.raises(ValueError, match="model llama-3-1-8b cannot run on p4de.24xlarge: tensorParallelSize: "):
         fleet.run(program)
     assert created == []
+
+
+# --------------------------------------------------------------------------- the gateway
+
+
+def _pod(rec: Recording, stack: str, name: str) -> dict:
+    return rec.named(DEPLOYMENT, f"{stack}-{name}-deployment").plain_inputs["spec"]["template"]
+
+
+@pytest.mark.parametrize("stack,storage_class", [("us-east", "efs-weights"), ("eu-west", "premium-rwx")])
+def test_the_gateway_uses_the_cache_with_tls_and_auth_and_only_it_holds_the_credentials(fleet, stack, storage_class):
+    cfg = _cfg(stack)
+    rec = _run(fleet, cfg, stack=stack, storage_class=storage_class, gateway=True)
+    for m in cfg.models:
+        pod = _pod(rec, stack, m.name)
+        assert pod["metadata"]["labels"]["gpu-fleet/cache-client"] == "true"
+        vllm, gateway = pod["spec"]["containers"]
+        assert gateway["name"] == "gateway" and gateway["image"] == "ghcr.io/berriai/litellm:main-v1.110.2"
+        assert gateway["args"] == ["--config", "/etc/litellm/config.yaml", "--port", "4000"]
+        env = {e["name"]: e.get("value", e.get("valueFrom")) for e in gateway["env"]}
+        # AUTH token and address by reference from the cache Secret, TLS on, short timeouts.
+        for key in ("REDIS_HOST", "REDIS_PORT", "REDIS_PASSWORD"):
+            assert env[key] == {"secretKeyRef": {"name": "redis-connection", "key": key}}
+        assert env["REDIS_SSL"] == "true" and env["REDIS_SOCKET_CONNECT_TIMEOUT"] == "1"
+        assert "REDIS_URL" not in env
+        # The fleet's API key is the gateway's master key and what it sends to vLLM.
+        key = {"secretKeyRef": {"name": "vllm-secrets", "key": "VLLM_API_KEY"}}
+        assert env["LITELLM_MASTER_KEY"] == key and env["VLLM_API_KEY"] == key
+        # vLLM itself holds no Redis credential (LMCache is off).
+        assert "envFrom" not in vllm and not any(e["name"].startswith("REDIS") for e in vllm["env"])
+        mounts = {v["mountPath"]: v["name"] for v in gateway["volumeMounts"]}
+        volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
+        if stack == "eu-west":
+            # Memorystore's own CA, from the cache Secret, as a file redis-py verifies against.
+            assert env["REDIS_SSL_CA_CERTS"] == "/etc/redis-tls/ca.crt" and mounts["/etc/redis-tls"] == "redis-tls"
+            assert volumes["redis-tls"]["secret"] == {"secretName": "redis-connection",
+                                                      "items": [{"key": "REDIS_CA_CERT", "path": "ca.crt"}]}
+        else:
+            # ElastiCache chains to public CAs: the system store, with the host name checked.
+            assert "REDIS_SSL_CA_CERTS" not in env and "REDIS_SSL_CHECK_HOSTNAME" not in env
+            assert "redis-tls" not in volumes
+        assert volumes[mounts["/etc/litellm"]]["configMap"]["name"] == f"gateway-{m.name}"
+        # The pod keeps Guaranteed QoS and fits the node's share: vLLM gives up what the gateway takes.
+        assert gateway["resources"]["requests"] == gateway["resources"]["limits"]
+        whole = md.container_resources(*_shape_and_gpus(cfg, m))
+        assert _cpu(vllm["resources"]["limits"]["cpu"]) + _cpu(gateway["resources"]["limits"]["cpu"]) == \
+            _cpu(whole["limits"]["cpu"])
+        service = rec.named("kubernetes:core/v1:Service", f"{stack}-{m.name}-service").plain_inputs["spec"]
+        assert [(p["name"], p["port"]) for p in service["ports"]] == [("http", 8000), ("gateway", 4000)]
+
+
+def _shape_and_gpus(cfg, model):
+    pool = next(p for p in cfg.gpu_pools if p.name == model.pool)
+    shape = pool_offering(cfg, pool).shape
+    return shape, md.size_model(model, shape).gpus
+
+
+def _cpu(text: str) -> int:
+    return int(text.removesuffix("m"))
+
+
+def test_the_gateway_config_caches_in_redis_and_fails_safe(fleet):
+    cfg = _cfg()
+    rec = _run(fleet, cfg, gateway=True)
+    data = rec.named("kubernetes:core/v1:ConfigMap", "us-east-llama-3-1-8b-gateway").plain_inputs["data"]
+    config = yaml.safe_load(data["config.yaml"])
+    assert config["model_list"] == [{"model_name": "llama-3-1-8b", "litellm_params": {
+        "model": "hosted_vllm/llama-3-1-8b", "api_base": "http://127.0.0.1:8000/v1",
+        "api_key": "os.environ/VLLM_API_KEY"}}]
+    # A Redis that does not answer costs a lookup at most 1 s, then the request goes to vLLM.
+    assert config["litellm_settings"] == {"cache": True, "cache_params": {
+        "type": "redis", "mode": "default_on", "ttl": 600, "socket_timeout": 1}}
+    assert API_KEY not in data["config.yaml"]
+
+
+def test_a_gateway_without_a_cache_keeps_no_redis_wiring(fleet):
+    rec = _run(fleet, _cfg(), cache=False, gateway=True)
+    data = rec.named("kubernetes:core/v1:ConfigMap", "us-east-llama-3-1-8b-gateway").plain_inputs["data"]
+    assert "litellm_settings" not in yaml.safe_load(data["config.yaml"])
+    pod = _pod(rec, "us-east", "llama-3-1-8b")
+    assert "gpu-fleet/cache-client" not in pod["metadata"]["labels"]
+    assert not any(e["name"].startswith("REDIS") for c in pod["spec"]["containers"] for e in c["env"])
+
+
+def test_gateway_objects_pass_strict_validation(fleet):
+    rec = _run(fleet, _cfg("eu-west"), stack="eu-west", storage_class="premium-rwx", gateway=True)
+    for r, manifest in rec.kubernetes_objects():
+        checked, errors = manifests.validate(manifest)
+        assert checked and errors == [], (r.name, errors)

@@ -88,12 +88,57 @@ def test_region_outputs(region):
     # Memorystore serves TLS on 6378; ElastiCache keeps 6379 with TLS on.
     assert out["cacheEndpoint"] and out["cachePort"] == {"aws": 6379, "gcp": 6378}[cloud]
     assert out["healthPath"] == "/health" and out["domain"] == cfg.entrypoint.domain
-    # LMCache is off in the reference stacks (benchmarks/cache_bench.py: a Redis read of a
-    # chunk's KV is slower than recomputing it), so the plan says the cache is unused.
-    assert out["cache"]["role"] == "unused" and out["cache"]["models"] == []
+    # By default the gateway reads and writes the cache (components.gateway); LMCache is off
+    # in the reference stacks (benchmarks/cache_bench.py: a Redis read of a chunk's KV is
+    # slower than recomputing it). The plan says what the cache holds and warns of nothing.
+    assert out["cache"]["role"] == "gateway-response-cache" and out["cache"]["models"] == []
+    assert "exact-match response cache" in out["cache"]["gateway"]["stores"]
+    assert out["cache"]["gateway"]["responsesHeld"] > 1_000_000
+    assert [w for w in rec.warnings if w.startswith("cache (")] == []
+
+
+def test_the_region_routes_the_api_through_the_gateway(region):
+    stack, rec = region
+    (ingress,) = [m for r, m in rec.kubernetes_objects() if r.type == "kubernetes:networking.k8s.io/v1:Ingress"]
+    routes = {(p["path"], p["backend"]["service"]["port"]["number"]) for rule in ingress["spec"]["rules"]
+              for p in rule["http"]["paths"]}
+    assert routes == {("/v1", 4000), ("/health", 8000)}
+    # Only the gateway's pods may reach the cache, and they all carry its label.
+    for r, m in rec.kubernetes_objects():
+        if r.type == "kubernetes:apps/v1:Deployment" and m["metadata"]["name"].startswith("vllm-"):
+            pod = m["spec"]["template"]
+            assert pod["metadata"]["labels"]["gpu-fleet/cache-client"] == "true"
+            assert [c["name"] for c in pod["spec"]["containers"]] == ["vllm", "gateway"]
+
+
+def _stack(tmp_path, edit) -> Path:
+    doc = yaml.safe_load((STACKS / "Pulumi.us-east.yaml").read_text())
+    edit(doc["config"]["gpu-fleet:fleet"])
+    path = tmp_path / "Pulumi.us-east.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def _plan(path: Path):
+    try:
+        return plan_stack(path, PROGRAM).recording
+    finally:
+        pulumi.runtime.settings.set_root_resource(None)
+
+
+def test_a_cache_nothing_uses_is_a_plan_warning(tmp_path):
+    rec = _plan(_stack(tmp_path, lambda fleet: fleet.update(gateway={"enabled": False})))
+    out = rec.stack_outputs["cache"]
+    assert out["role"] == "unused" and out["gateway"] is None
     assert [w for w in rec.warnings if w.startswith("cache (")] == [
-        f"cache ({out['cache']['size']}): provisioned but nothing reads or writes it: turn LMCache on for a model "
-        "(models[].lmcache.enabled: true) or turn the cache off (cache.enabled: false)"]
+        f"cache ({out['size']}): provisioned but nothing reads or writes it: turn the gateway on (gateway.enabled: "
+        "true, the default) or LMCache for a model (models[].lmcache.enabled: true), or turn the cache off "
+        "(cache.enabled: false)"]
+    # No pod holds the cache's credentials or the label its egress policy admits.
+    for d in rec.of_type("kubernetes:apps/v1:Deployment"):
+        pod = d.plain_inputs["spec"]["template"]
+        assert "gpu-fleet/cache-client" not in pod["metadata"]["labels"]
+        assert "REDIS" not in json.dumps(pod["spec"])
 
 
 @pytest.mark.parametrize("node_type,lmcache,words", [
@@ -116,13 +161,14 @@ def test_the_plan_sizes_the_kv_a_cache_holds(tmp_path, node_type, lmcache, words
     assert cache_warnings == ([w for w in rec.warnings if words in w] if words else [])
     assert len(cache_warnings) == (1 if words else 0)
     out = rec.stack_outputs["cache"]
-    assert out["role"] == "lmcache-kv-sharing" and out["size"] == node_type
+    assert out["role"] == "gateway-response-cache+lmcache-kv-sharing" and out["size"] == node_type
     assert [m["name"] for m in out["models"]] == [m["name"] for m, on in zip(fleet["models"], lmcache) if on]
     assert all((m["fullContexts"] >= cache_sizing.MIN_CONTEXTS) == (words is None) for m in out["models"])
     # Its pods carry the cache's credentials and the label its egress policy admits.
     for m, on in zip(fleet["models"], lmcache):
         pod = rec.named("kubernetes:apps/v1:Deployment", f"us-east-{m['name']}-deployment").plain_inputs["spec"]["template"]
-        assert (pod["metadata"]["labels"].get("gpu-fleet/cache-client") == "true") == on
+        assert pod["metadata"]["labels"].get("gpu-fleet/cache-client") == "true"  # the gateway's
+        assert ("envFrom" in pod["spec"]["containers"][0]) == on  # vLLM's: only with LMCache
 
 
 def _unmarked(value, needle: str) -> bool:
