@@ -336,10 +336,12 @@ def test_pod_runs_on_its_pool_with_gpus_shared_memory_and_the_weight_cache(us_ea
 def test_on_eks_vllm_runs_as_its_own_user_on_a_read_only_root(us_east):
     pod = us_east.named(DEPLOYMENT, "us-east-llama-3-1-70b-deployment").plain_inputs["spec"]["template"]["spec"]
     container = pod["containers"][0]
-    assert pod["securityContext"] == {"seccompProfile": {"type": "RuntimeDefault"}, "runAsNonRoot": True,
-                                      "runAsUser": 2000, "runAsGroup": 0, "fsGroup": 0}
+    # The user is the vLLM container's: the gateway sidecar keeps its image's own.
+    assert pod["securityContext"] == {"seccompProfile": {"type": "RuntimeDefault"}, "fsGroup": 0}
     assert container["securityContext"] == {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]},
-                                            "readOnlyRootFilesystem": True}
+                                            "readOnlyRootFilesystem": True, "runAsNonRoot": True,
+                                            "runAsUser": 2000, "runAsGroup": 0}
+    assert all("runAsNonRoot" not in c.get("securityContext", {}) for c in pod["containers"][1:])
     # Root's HOME would be on the read-only filesystem: HOME is the writable volume, whoever runs.
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["HOME"] == "/home/vllm" and env["HF_HOME"] == "/models-cache"
@@ -350,14 +352,15 @@ def test_only_eks_runs_non_root_and_only_the_pinned_vllm_image_is_read_only(clou
     model = _cfg().models[1]
     pod, container = md.security_contexts(model, cloud)
     assert container["readOnlyRootFilesystem"] is True
-    assert (pod.get("runAsUser"), pod.get("runAsNonRoot")) == ((2000, True) if non_root else (None, None))
+    assert (container.get("runAsUser"), container.get("runAsNonRoot"), pod.get("fsGroup")) == (
+        (2000, True, 0) if non_root else (None, None, None))
     # LMCache's image (and any image but the pinned one) keeps root and a writable filesystem:
     # its cache paths were not read.
     lm = _cfg(edit=lambda r: r["models"][1].update(lmcache={"enabled": True})).models[1]
     other = _cfg(edit=lambda r: r["models"][1].update(image="vllm/vllm-openai:v0.34.0")).models[1]
     for m in (lm, other):
         pod, container = md.security_contexts(m, cloud)
-        assert "readOnlyRootFilesystem" not in container and "runAsUser" not in pod
+        assert "readOnlyRootFilesystem" not in container and "runAsUser" not in container
         assert "HOME" not in {e["name"] for e in md.container_env(m, "s", "redis-connection", cloud)}
 
 
