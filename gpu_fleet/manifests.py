@@ -243,14 +243,20 @@ _C_SAFE_DUMPER = getattr(yaml, "CSafeDumper", None)
 _PRINTABLE_ASCII = re.compile(r"[\x20-\x7e]*")
 
 
+def _simple_key(key: object) -> bool:
+    # PyYAML writes an empty key, or one of 128 characters or more, as ``? key``; libyaml does not.
+    return isinstance(key, str) and 0 < len(key) < 100 and _plain_ascii(key)
+
+
 def _plain_ascii(value: object) -> bool:
-    """Whether every string in ``value`` is printable ASCII: such strings are written plain
-    or single-quoted, which both emitters wrap alike; double-quoted ones (newlines, tabs,
-    non-ASCII) they wrap differently (PyYAML 6 also breaks inside words)."""
+    """Whether every string in ``value`` is printable ASCII and every key a short string:
+    such strings are written plain or single-quoted, which both emitters wrap alike;
+    double-quoted ones (newlines, tabs, non-ASCII) they wrap differently (PyYAML 6 also
+    breaks inside words)."""
     if isinstance(value, str):
         return _PRINTABLE_ASCII.fullmatch(value) is not None
     if isinstance(value, dict):
-        return all(_plain_ascii(k) and _plain_ascii(v) for k, v in value.items())
+        return all(_simple_key(k) and _plain_ascii(v) for k, v in value.items())
     if isinstance(value, list):
         return all(_plain_ascii(v) for v in value)
     return True
