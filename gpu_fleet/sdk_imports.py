@@ -2,7 +2,7 @@
 
 A generated subpackage such as ``pulumi_aws.ec2`` or ``pulumi_kubernetes.core.v1`` has an
 ``__init__.py`` that only star-imports every one of its resource modules (pulumi-aws 7.51.1
-``ec2/__init__.py``: about 300 of them); a plan uses a few of each, yet paid for all of them,
+``ec2/__init__.py``: about 180 of them); a plan uses a few of each, yet paid for all of them,
 about a quarter of its CPU. :func:`install` makes such subpackages resolve a name by
 importing the one module that defines it, and run the real ``__init__.py`` for any name it
 cannot place, so every attribute is the object the eager import would give.
