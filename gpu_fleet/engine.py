@@ -10,14 +10,17 @@ Data-source calls are answered per provider and region (see ``mock_outputs``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import pulumi
 from pulumi.runtime import mocks as pulumi_mocks
+from pulumi.runtime import resource as pulumi_resource
 from pulumi.runtime import rpc
+from pulumi.runtime.proto import source_pb2
 from pulumi.runtime.settings import SETTINGS, set_root_resource
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
@@ -247,6 +250,19 @@ def install(recording: Recording, config: dict[str, Any], secret_keys: tuple[str
     return mocks
 
 
+@contextlib.contextmanager
+def _no_stack_traces() -> Iterator[None]:
+    """The SDK walks the Python stack (reading source lines) for every resource to send the
+    engine its source position (pulumi 3.272.0, runtime/resource.py ``_get_stack_trace``);
+    the recording keeps none, and the walk was a tenth of a plan's CPU."""
+    original = pulumi_resource._get_stack_trace
+    pulumi_resource._get_stack_trace = source_pb2.StackTrace
+    try:
+        yield
+    finally:
+        pulumi_resource._get_stack_trace = original
+
+
 def run(program: Callable[[], None], recording: Recording) -> Recording:
     """Run ``program`` against the installed mocks; fills ``recording.stack_outputs``."""
     SETTINGS.rpc_manager.clear()
@@ -264,5 +280,6 @@ def run(program: Callable[[], None], recording: Recording) -> Recording:
             if s:
                 recording.secret_outputs.add(n)
 
-    _sync_await(run_pulumi_func(body))
+    with _no_stack_traces():
+        _sync_await(run_pulumi_func(body))
     return recording

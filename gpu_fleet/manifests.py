@@ -238,6 +238,37 @@ def promtool_errors(groups: list[dict]) -> list[str]:
     return [] if proc.returncode == 0 else [(proc.stdout + proc.stderr).strip()]
 
 
+#: libyaml's emitter, when PyYAML was built with it, is about 10x faster than the Python one.
+_C_SAFE_DUMPER = getattr(yaml, "CSafeDumper", None)
+_PRINTABLE_ASCII = re.compile(r"[\x20-\x7e]*")
+
+
+def _simple_key(key: object) -> bool:
+    # PyYAML writes an empty key, or one of 128 characters or more, as ``? key``; libyaml does not.
+    return isinstance(key, str) and 0 < len(key) < 100 and _plain_ascii(key)
+
+
+def _plain_ascii(value: object) -> bool:
+    """Whether every string in ``value`` is printable ASCII and every key a short string:
+    such strings are written plain or single-quoted, which both emitters wrap alike;
+    double-quoted ones (newlines, tabs, non-ASCII) they wrap differently (PyYAML 6 also
+    breaks inside words)."""
+    if isinstance(value, str):
+        return _PRINTABLE_ASCII.fullmatch(value) is not None
+    if isinstance(value, dict):
+        return all(_simple_key(k) and _plain_ascii(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_plain_ascii(v) for v in value)
+    return True
+
+
+def dump_yaml(manifest: dict) -> str:
+    """``yaml.safe_dump(manifest, sort_keys=False)``, byte for byte, faster when it can be."""
+    if _C_SAFE_DUMPER is not None and _plain_ascii(manifest):
+        return yaml.dump(manifest, Dumper=_C_SAFE_DUMPER, sort_keys=False)
+    return yaml.safe_dump(manifest, sort_keys=False)
+
+
 def _sort_key(manifest: dict) -> tuple[str, str, str, str]:
     meta = manifest.get("metadata") or {}
     return (str(manifest.get("kind", "")), str(meta.get("namespace", "")), str(meta.get("name", "")),
@@ -317,7 +348,7 @@ def write_and_validate(manifests: list[dict], out_dir: Path) -> ManifestReport:
         names = []
         for i, manifest in enumerate(sorted(manifests, key=_sort_key), 1):
             name = _filename(i, manifest)
-            (stage / name).write_text(yaml.safe_dump(manifest, sort_keys=False), encoding="utf-8")
+            (stage / name).write_text(dump_yaml(manifest), encoding="utf-8")
             names.append(name)
             path = out_dir / name
             report.written.append(path)
