@@ -250,17 +250,16 @@ class MetricsPipeline(pulumi.ComponentResource):
     namespace. Your cluster must provide what the rules join on, exposed here as plain values:
     ``kube_state_metrics_allowlist`` (kube-state-metrics' ``--metric-labels-allowlist``
     entries) and ``gpu_operator_values`` (the GPU operator's dcgm-exporter ServiceMonitor,
-    labelled with ``selector_labels`` too if your Prometheus selects ServiceMonitors by
-    label). ``autoscaler`` is what the models' HPAs need first (the adapter, or None).
+    labelled with ``selector_labels``). ``autoscaler`` is what the models' HPAs need first (the adapter, or None).
     """
 
     def __init__(self, name: str, args: MetricsPipelineArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("gpufleet:index:MetricsPipeline", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         namespace = args.get("namespace") or MONITORING_NAMESPACE
+        selector_labels = args.get("selector_labels", PROMETHEUS_SELECTOR_LABELS)
         self.pod_monitors, self.prometheus_rule = _monitors_and_rules(
-            name, list(args["models"]), args.get("alerts") or AlertSettings(), namespace,
-            args.get("selector_labels", PROMETHEUS_SELECTOR_LABELS), child)
+            name, list(args["models"]), args.get("alerts") or AlertSettings(), namespace, selector_labels, child)
         self.prometheus_url = args.get("prometheus_url") or PROMETHEUS_URL
         self.prometheus_adapter = None
         if args.get("install_adapter", True):
@@ -269,7 +268,7 @@ class MetricsPipeline(pulumi.ComponentResource):
                                                        values, child)
         self.autoscaler = self.prometheus_adapter
         self.kube_state_metrics_allowlist = kube_state_metrics_allowlist()
-        self.gpu_operator_values = gpu_operator_dcgm_values()
+        self.gpu_operator_values = gpu_operator_dcgm_values(selector_labels=selector_labels)
         self.register_outputs({"prometheusUrl": self.prometheus_url})
 
 

@@ -568,8 +568,9 @@ def vllm_pod_monitor(namespace: str = DEFAULT_SERVING_NAMESPACE, *, monitor_name
     }
 
 
-def gpu_operator_dcgm_values() -> dict:
-    """Values to merge into the NVIDIA GPU operator release: its dcgm-exporter ServiceMonitor.
+def gpu_operator_dcgm_values(*, selector_labels: Optional[dict[str, str]] = None) -> dict:
+    """Values to merge into the NVIDIA GPU operator release: its dcgm-exporter ServiceMonitor,
+    labelled with ``selector_labels`` (default :data:`PROMETHEUS_SELECTOR_LABELS`).
 
     Keys from ``deployments/gpu-operator/values.yaml`` (``dcgmExporter.serviceMonitor``:
     enabled, interval, honorLabels, additionalLabels, relabelings). ``honorLabels: false``
@@ -582,7 +583,7 @@ def gpu_operator_dcgm_values() -> dict:
                 "enabled": True,
                 "interval": SCRAPE_INTERVAL_FAST,
                 "honorLabels": False,
-                "additionalLabels": {"release": KUBE_PROMETHEUS_STACK_RELEASE},
+                "additionalLabels": dict(PROMETHEUS_SELECTOR_LABELS if selector_labels is None else selector_labels),
                 "relabelings": [
                     {
                         "action": "replace",

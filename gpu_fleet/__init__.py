@@ -34,6 +34,12 @@ _EXPORTS: dict[str, str] = {
     "GlobalRouting": "components.global_routing",
     "GlobalRoutingArgs": "components.global_routing",
     "load_stack_file": "components.config",
+    "ModelConfig": "components.config",
+    "GpuPoolConfig": "components.config",
+    "RegionConfig": "components.config",
+    "GlobalConfig": "components.config",
+    "ModelRef": "components.monitoring_rules",
+    "AlertSettings": "components.monitoring_rules",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -41,12 +47,13 @@ __all__ = sorted(_EXPORTS)
 if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ loads them
     from components.aws_cluster import AwsCluster, AwsClusterArgs
     from components.cache import AwsCache, AwsCacheArgs, GcpCache, GcpCacheArgs
-    from components.config import load_stack_file
+    from components.config import GlobalConfig, GpuPoolConfig, ModelConfig, RegionConfig, load_stack_file
     from components.entrypoint import Entrypoint, EntrypointArgs
     from components.gke_cluster import GkeCluster, GkeClusterArgs
     from components.global_routing import GlobalRouting, GlobalRoutingArgs
     from components.model_deployment import ModelDeployment, ModelDeploymentArgs
     from components.monitoring import MetricsPipeline, MetricsPipelineArgs, Monitoring, MonitoringArgs
+    from components.monitoring_rules import AlertSettings, ModelRef
     from components.region import Region, RegionArgs
 
 
