@@ -92,7 +92,8 @@ from .sizing import (
     startup_budget_seconds,
 )
 
-__all__ = ["ModelDeployment", "ModelDeploymentArgs", "Placement", "cluster_shape", "startup_budget_seconds"]
+__all__ = ["ModelDeployment", "ModelDeploymentArgs", "Placement", "cluster_shape", "gpu_host_share",
+           "startup_budget_seconds"]
 
 VLLM_PORT = 8000
 #: The container port's name: the Service targets it and the PodMonitor scrapes it.
@@ -443,7 +444,7 @@ def cluster_shape(gpu: GpuKind, gpus_per_node: int, cloud: Cloud) -> GpuShape:
                     gpus=gpus_per_node, gpu_memory_gb=memory.pop(), vcpus=0, memory_gb=0)
 
 
-def byo_placement(args: "ModelDeploymentArgs", gpus: int) -> Placement:
+def placement_of(args: "ModelDeploymentArgs", gpus: int) -> Placement:
     """The placement ``args`` asks for: a pool's defaults overridden by the
     bring-your-own-cluster arguments (see :class:`ModelDeploymentArgs`)."""
     pool = args.get("pool")
@@ -663,7 +664,7 @@ class ModelDeployment(pulumi.ComponentResource):
         self.service_port = VLLM_PORT
         namespace = args["namespace"]
         budget = startup_budget_seconds(self.sizing)
-        placement = byo_placement(args, self.sizing.gpus)
+        placement = placement_of(args, self.sizing.gpus)
         timeout = rollout_timeout_seconds(self.sizing, initial_replicas(model), placement.provisioning_seconds)
         # Both: custom timeouts are what the provider honours first; the annotation keeps
         # the wait with the object for tools that read it.
