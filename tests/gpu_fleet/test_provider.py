@@ -134,3 +134,27 @@ def test_region_constructs_from_a_stack_files_settings(fleet):
     assert rec.stack_outputs["region"]["clusterName"]
     assert len(rec.of_type("aws:eks/cluster:Cluster")) == 1
     assert len(rec.of_type("kubernetes:apps/v1:Deployment")) >= len(raw["models"])
+
+
+def test_global_routing_constructs_in_front_of_the_planned_region_stacks(reference_plan):
+    from components.global_routing import stack_reference_name
+    from gpu_fleet import engine
+
+    raw = yaml.safe_load((REPO / "stacks" / "Pulumi.global.yaml").read_text())["config"]["gpu-fleet:fleet"]
+    regions = {name: reference_plan(name).recording for name in raw["regions"]}
+    outputs = {stack_reference_name(raw["organization"], name): (rec.stack_outputs, rec.secret_outputs)
+               for name, rec in regions.items()}
+    provider = ComponentProvider(COMPONENTS, PACKAGE)
+    rec = engine.Recording(stack="global")
+    engine.install(rec, {}, (), outputs)
+    try:
+        engine.run(lambda: pulumi.export("routing", provider.construct(
+            "global", "gpufleet:index:GlobalRouting", {"config": raw, "stacksDir": str(REPO / "stacks")},
+            pulumi.ResourceOptions()).state), rec)
+    finally:
+        pulumi.runtime.settings.set_root_resource(None)
+    state = rec.stack_outputs["routing"]
+    assert state["routingMode"] == raw.get("routing", {}).get("mode", "dns")
+    assert state["failoverBudgetSeconds"] > 0
+    assert set(state["endpoints"]) == {m["name"] for r in regions.values()
+                                       for m in r.stack_outputs["models"]}
