@@ -63,6 +63,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from dataclasses import dataclass
 from typing import Any, Optional, TypedDict
 from urllib.parse import urlencode
 
@@ -74,7 +75,7 @@ from . import pins
 from .cache import CACHE_CLIENT_LABELS, VLLM_POD_LABELS
 from .capacity_tiers import compute_class_tolerations, pool_node_selector
 from .config import GatewayConfig, GpuPoolConfig, ModelConfig
-from .gpu_catalog import GpuShape
+from .gpu_catalog import Cloud, GpuKind, GpuShape, load_catalog
 from .hpa import hpa_spec
 from .keda import SCALED_OBJECT_API_VERSION, SCALED_OBJECT_KIND, scaled_object
 from .labels import ENVIRONMENT_LABEL, FLEET_LABELS, GPU_TAINT
@@ -85,6 +86,7 @@ from .sizing import (
     IMAGE_PULL_SECONDS,
     STARTUP_MARGIN,
     ColdStart,
+    HostShare,
     Sizing,
     cold_start,
     host_share,
@@ -93,7 +95,8 @@ from .sizing import (
     startup_budget_seconds,
 )
 
-__all__ = ["ModelDeployment", "ModelDeploymentArgs", "startup_budget_seconds"]
+__all__ = ["ModelDeployment", "ModelDeploymentArgs", "Placement", "cluster_shape", "gpu_host_share",
+           "startup_budget_seconds"]
 
 VLLM_PORT = 8000
 #: The container port's name: the Service targets it and the PodMonitor scrapes it.
@@ -195,8 +198,6 @@ SKIP_AWAIT_ANNOTATION = "pulumi.com/skipAwait"
 
 class _ModelDeploymentArgsRequired(TypedDict):
     model: ModelConfig
-    pool: GpuPoolConfig
-    shape: GpuShape
     namespace: pulumi.Input[str]
     secret_name: pulumi.Input[str]
     cache_secret_name: Optional[pulumi.Input[str]]
@@ -207,9 +208,10 @@ class ModelDeploymentArgs(_ModelDeploymentArgsRequired, total=False):
     """Arguments of :class:`ModelDeployment`.
 
     model: the model's validated config (``components.config.ModelConfig``).
-    pool: the GPU pool it runs on (``GpuPoolConfig``); its name is the node selector.
+    pool: the fleet's GPU pool it runs on (``GpuPoolConfig``); its name is the node
+        selector. Without it (a cluster of your own), the pods select ``node_selector``.
     shape: the pool's machine shape (``GpuShape``): GPU memory for sizing, vCPUs and
-        memory for the container's share.
+        memory for the container's share. Without it, give ``gpu`` (and ``cloud``).
     namespace: the serving namespace.
     secret_name: the Secret with ``HF_TOKEN`` and ``VLLM_API_KEY``.
     cache_secret_name: the cache connection Secret (``REDIS_URL`` ...), or None when the
@@ -225,12 +227,43 @@ class ModelDeploymentArgs(_ModelDeploymentArgsRequired, total=False):
     gateway: the region's ``gateway`` section when it is enabled (a LiteLLM container
         beside vLLM, :mod:`components.gateway`, with the cache as its response cache when
         ``cache_secret_name`` is given), or None (default): clients reach vLLM directly.
+
+    Bring your own cluster (every one optional; the defaults are the fleet's own pools):
+
+    gpu: the nodes' GPU kind (``h100``, ``a100-80gb``, ``a100-40gb``) when there is no
+        ``shape``: its memory sizes the model (:func:`cluster_shape`).
+    gpus_per_node: GPUs of such a node; default the model's tensor parallel size.
+    cloud: ``aws`` or ``gcp`` when there is no ``shape``: ``aws`` adds Karpenter's
+        do-not-disrupt annotation (inert without Karpenter), ``gcp`` mounts Memorystore's
+        CA for LMCache.
+    node_selector: the pods' ``nodeSelector``; default ``{gpu-fleet/pool: <pool>}``, or
+        none without a pool (the GPU request alone then places the pods).
+    tolerations: the pods' tolerations; default the ``nvidia.com/gpu`` NoSchedule taint.
+    priority_class_name: the pods' PriorityClass; default none.
+    image_pull_secrets: names of Secrets in the namespace to pull the image with.
+    cpu_per_gpu_millis / memory_gib_per_gpu: the container's CPU and memory per GPU when
+        there is no ``shape``; default the smallest share of any catalog machine with
+        that GPU (:func:`gpu_host_share`), so the pods fit those machines.
+    provisioning_seconds: how long a new GPU node may take to arrive, when there is no
+        pool (rollout timeouts and cold starts); default the pools' default, 900.
     """
 
+    pool: GpuPoolConfig
+    shape: GpuShape
     service_annotations: Optional[dict[str, str]]
     environment: str
     pool_scales_to_zero: bool
     gateway: Optional[GatewayConfig]
+    gpu: GpuKind
+    gpus_per_node: int
+    cloud: Cloud
+    node_selector: dict[str, str]
+    tolerations: list[dict[str, Any]]
+    priority_class_name: str
+    image_pull_secrets: list[str]
+    cpu_per_gpu_millis: int
+    memory_gib_per_gpu: int
+    provisioning_seconds: int
 
 
 # --------------------------------------------------------------------------- names and labels
@@ -356,11 +389,12 @@ def container_env(model: ModelConfig, secret_name: Any, cache_secret_name: Any, 
     return env
 
 
-def container_resources(shape: GpuShape, gpus: int, with_gateway: bool = False) -> dict:
+def container_resources(shape: GpuShape, gpus: int, host: Optional[HostShare] = None,
+                        with_gateway: bool = False) -> dict:
     """Requests equal to limits (Guaranteed QoS: last to be evicted or OOM-killed): the
-    GPUs, and the node's CPU and memory in proportion (:func:`components.sizing.host_share`),
-    less the gateway container's when the pod has one."""
-    share = host_share(shape, gpus)
+    GPUs, and ``host`` or else the node's CPU and memory in proportion
+    (:func:`components.sizing.host_share`), less the gateway container's when the pod has one."""
+    share = host or host_share(shape, gpus)
     cpu, memory = share.cpu_millis, share.memory_gib
     if with_gateway:
         cpu, memory = cpu - gw.CPU_MILLIS, memory - gw.MEMORY_GIB
@@ -386,6 +420,83 @@ def probes(startup_budget: int) -> dict:
             "failureThreshold": 4,
         },
     }
+
+
+# --------------------------------------------------------------------------- placement
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where the pods go and what they ask of a node, on the fleet's pools or any cluster.
+
+    host: the container's CPU and memory; None: the shape's share of its node
+    (:func:`container_resources`).
+    provisioning_seconds: how long a new GPU node may take (rollout timeout, cold start).
+    """
+
+    node_selector: dict[str, str]
+    tolerations: tuple[dict[str, Any], ...]
+    provisioning_seconds: int
+    priority_class_name: Optional[str] = None
+    image_pull_secrets: tuple[str, ...] = ()
+    host: Optional[HostShare] = None
+
+
+#: A pool's default node provisioning allowance (``GpuPoolConfig.provisioningSeconds``).
+DEFAULT_PROVISIONING_SECONDS: int = GpuPoolConfig.model_fields["provisioning_seconds"].default
+
+
+def pool_placement(pool: GpuPoolConfig, cloud: str) -> Placement:
+    """The fleet's own pools: the pool's label (and on a tiered GKE pool its ComputeClass,
+    :mod:`components.capacity_tiers`), the GPU taint, the shape's host share."""
+    return Placement(node_selector=pool_node_selector(cloud, pool),
+                     tolerations=(dict(GPU_TOLERATION), *compute_class_tolerations(cloud, pool)),
+                     provisioning_seconds=pool.provisioning_seconds)
+
+
+def gpu_host_share(gpu: GpuKind, gpus: int) -> HostShare:
+    """CPU and memory for ``gpus`` GPUs of kind ``gpu`` on an unknown machine: per GPU the
+    smallest share (:func:`components.sizing.host_share`) of any catalog machine with that
+    GPU, so the pods fit each of those machines."""
+    shares = [host_share(shape, 1) for shapes in load_catalog().shapes.values()
+              for shape in shapes.values() if shape.gpu == gpu]
+    if not shares:
+        raise ValueError(f"gpu {gpu!r}: no catalog machine has it")
+    return HostShare(cpu_millis=min(s.cpu_millis for s in shares) * gpus,
+                     memory_gib=min(s.memory_gib for s in shares) * gpus)
+
+
+def cluster_shape(gpu: GpuKind, gpus_per_node: int, cloud: Cloud) -> GpuShape:
+    """A node of an existing cluster known only by its GPUs, for sizing: the GPU memory of
+    the catalog's machines with that GPU. Its host CPU and memory are not known (0): the
+    container's come from :func:`gpu_host_share` or the caller."""
+    memory = {shape.gpu_memory_gb for shapes in load_catalog().shapes.values()
+              for shape in shapes.values() if shape.gpu == gpu}
+    if len(memory) != 1:
+        raise ValueError(f"gpu {gpu!r}: expected one GPU memory size in the catalog, found {sorted(memory)}")
+    return GpuShape(cloud=cloud, machine_type=f"a node with {gpus_per_node} {gpu} GPUs", gpu=gpu,
+                    gpus=gpus_per_node, gpu_memory_gb=memory.pop(), vcpus=0, memory_gb=0)
+
+
+def placement_of(args: "ModelDeploymentArgs", gpus: int, cloud: str) -> Placement:
+    """The placement ``args`` asks for: a pool's defaults overridden by the
+    bring-your-own-cluster arguments (see :class:`ModelDeploymentArgs`)."""
+    pool = args.get("pool")
+    base = pool_placement(pool, cloud) if pool is not None else Placement(
+        node_selector={}, tolerations=(dict(GPU_TOLERATION),), provisioning_seconds=DEFAULT_PROVISIONING_SECONDS)
+    host = None
+    if args.get("shape") is None:
+        per_gpu = gpu_host_share(args["gpu"], 1)
+        host = HostShare(cpu_millis=args.get("cpu_per_gpu_millis", per_gpu.cpu_millis) * gpus,
+                         memory_gib=args.get("memory_gib_per_gpu", per_gpu.memory_gib) * gpus)
+    return Placement(
+        node_selector=dict(args.get("node_selector", base.node_selector)),
+        tolerations=tuple(args.get("tolerations", base.tolerations)),
+        provisioning_seconds=args.get("provisioning_seconds", base.provisioning_seconds),
+        priority_class_name=args.get("priority_class_name"),
+        image_pull_secrets=tuple(args.get("image_pull_secrets", ())),
+        host=host,
+    )
 
 
 def rollout_timeout_seconds(sizing: Sizing, replicas: int, provisioning_seconds: int) -> int:
@@ -450,9 +561,12 @@ def security_contexts(model: ModelConfig, cloud: str) -> tuple[dict, dict]:
     return pod, container
 
 
-def pod_spec(model: ModelConfig, pool: GpuPoolConfig, shape: GpuShape, sizing: Sizing, *,
-             secret_name: Any, cache_secret_name: Any = None, gateway: Optional[GatewayConfig] = None) -> dict:
-    """The pod template's spec. Secret names may be plain strings or Pulumi Inputs."""
+def pod_spec(model: ModelConfig, pool: Optional[GpuPoolConfig], shape: GpuShape, sizing: Sizing, *,
+             secret_name: Any, cache_secret_name: Any = None, gateway: Optional[GatewayConfig] = None,
+             placement: Optional[Placement] = None) -> dict:
+    """The pod template's spec. Secret names may be plain strings or Pulumi Inputs.
+    ``placement`` defaults to the pool's (:func:`pool_placement`)."""
+    placement = placement or pool_placement(pool, shape.cloud)
     ca_file = uses_cache(model, gateway, cache_secret_name) and shape.cloud == "gcp"
     pod_security, container_security = security_contexts(model, shape.cloud)
     mounts = [{"name": "weights", "mountPath": CACHE_MOUNT}, {"name": "dshm", "mountPath": "/dev/shm"}]
@@ -473,7 +587,7 @@ def pod_spec(model: ModelConfig, pool: GpuPoolConfig, shape: GpuShape, sizing: S
         "args": vllm_args(model),
         "ports": [{"name": PORT_NAME, "containerPort": VLLM_PORT, "protocol": "TCP"}],
         "env": container_env(model, secret_name, cache_secret_name, shape.cloud),
-        "resources": container_resources(shape, sizing.gpus, with_gateway=gateway is not None),
+        "resources": container_resources(shape, sizing.gpus, placement.host, with_gateway=gateway is not None),
         "volumeMounts": mounts,
         **probes(startup_budget_seconds(sizing)),
         "lifecycle": {"preStop": {"sleep": {"seconds": PRE_STOP_SECONDS}}},
@@ -498,12 +612,17 @@ def pod_spec(model: ModelConfig, pool: GpuPoolConfig, shape: GpuShape, sizing: S
          "labelSelector": {"matchLabels": selector_labels(model)}, "matchLabelKeys": ["pod-template-hash"]}
         for key in (ZONE_KEY, HOSTNAME_KEY)
     ]
+    extra: dict[str, Any] = {}
+    if placement.priority_class_name:
+        extra["priorityClassName"] = placement.priority_class_name
+    if placement.image_pull_secrets:
+        extra["imagePullSecrets"] = [{"name": n} for n in placement.image_pull_secrets]
     return {
         "containers": containers,
         "volumes": volumes,
-        # The pool, and on a tiered GKE pool its ComputeClass (components.capacity_tiers).
-        "nodeSelector": pool_node_selector(shape.cloud, pool),
-        "tolerations": [dict(GPU_TOLERATION), *compute_class_tolerations(shape.cloud, pool)],
+        **({"nodeSelector": dict(placement.node_selector)} if placement.node_selector else {}),
+        "tolerations": [dict(t) for t in placement.tolerations],
+        **extra,
         "topologySpreadConstraints": spread,
         "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
         "securityContext": pod_security,
@@ -528,20 +647,21 @@ def pod_annotations(shape: GpuShape, sizing: Sizing) -> dict:
     return {"annotations": {DO_NOT_DISRUPT_ANNOTATION: f"{startup_budget_seconds(sizing)}s"}}
 
 
-def deployment_spec(model: ModelConfig, pool: GpuPoolConfig, shape: GpuShape, sizing: Sizing, *,
-                    secret_name: Any, cache_secret_name: Any = None,
-                    gateway: Optional[GatewayConfig] = None) -> dict:
+def deployment_spec(model: ModelConfig, pool: Optional[GpuPoolConfig], shape: GpuShape, sizing: Sizing, *,
+                    secret_name: Any, cache_secret_name: Any = None, gateway: Optional[GatewayConfig] = None,
+                    placement: Optional[Placement] = None) -> dict:
     """The Deployment's spec (initial replicas: :func:`initial_replicas`)."""
+    placement = placement or pool_placement(pool, shape.cloud)
     return {
         "replicas": initial_replicas(model),
         "selector": {"matchLabels": selector_labels(model)},
         "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
-        "progressDeadlineSeconds": rollout_timeout_seconds(sizing, initial_replicas(model), pool.provisioning_seconds),
+        "progressDeadlineSeconds": rollout_timeout_seconds(sizing, initial_replicas(model), placement.provisioning_seconds),
         "template": {
             "metadata": {"labels": pod_labels(model, uses_cache(model, gateway, cache_secret_name)),
                          **pod_annotations(shape, sizing)},
             "spec": pod_spec(model, pool, shape, sizing, secret_name=secret_name, cache_secret_name=cache_secret_name,
-                             gateway=gateway),
+                             gateway=gateway, placement=placement),
         },
     }
 
@@ -614,7 +734,12 @@ class ModelDeployment(pulumi.ComponentResource):
     summary: dict[str, Any]
 
     def __init__(self, name: str, args: ModelDeploymentArgs, opts: Optional[pulumi.ResourceOptions] = None):
-        model, pool, shape = args["model"], args["pool"], args["shape"]
+        model, pool = args["model"], args.get("pool")
+        shape = args.get("shape")
+        if shape is None:
+            if "gpu" not in args or "cloud" not in args:
+                raise ValueError(f"model {model.name}: give shape, or gpu and cloud for a cluster of your own")
+            shape = cluster_shape(args["gpu"], args.get("gpus_per_node", model.tensor_parallel_size), args["cloud"])
         found = problems(model, shape)
         if model.lmcache.enabled and args.get("cache_secret_name") is None:
             found.append(("lmcache.enabled", "LMCache needs the regional cache (cache_secret_name)"))
@@ -631,7 +756,8 @@ class ModelDeployment(pulumi.ComponentResource):
         self.gateway_port = gw.GATEWAY_PORT if gateway is not None else None
         namespace = args["namespace"]
         budget = startup_budget_seconds(self.sizing)
-        timeout = rollout_timeout_seconds(self.sizing, initial_replicas(model), pool.provisioning_seconds)
+        placement = placement_of(args, self.sizing.gpus, shape.cloud)
+        timeout = rollout_timeout_seconds(self.sizing, initial_replicas(model), placement.provisioning_seconds)
         # Both: custom timeouts are what the provider honours first; the annotation keeps
         # the wait with the object for tools that read it.
         waits = pulumi.CustomTimeouts(create=f"{timeout}s", update=f"{timeout}s")
@@ -659,7 +785,8 @@ class ModelDeployment(pulumi.ComponentResource):
             f"{name}-deployment",
             metadata={**meta, "name": self.deployment_name, "annotations": wait_annotation},
             spec=deployment_spec(model, pool, shape, self.sizing, secret_name=args["secret_name"],
-                                 cache_secret_name=args.get("cache_secret_name"), gateway=gateway),
+                                 cache_secret_name=args.get("cache_secret_name"), gateway=gateway,
+                                 placement=placement),
             opts=pulumi.ResourceOptions(parent=self, depends_on=before, ignore_changes=["spec.replicas"],
                                         custom_timeouts=waits),
         )
@@ -709,7 +836,7 @@ class ModelDeployment(pulumi.ComponentResource):
             "name": model.name,
             "modelId": model.model_id,
             "revision": model.revision,
-            "pool": pool.name,
+            "pool": pool.name if pool is not None else None,
             "gpusPerReplica": self.sizing.gpus,
             "minReplicas": model.autoscaling.min_replicas,
             "maxReplicas": model.autoscaling.max_replicas,
@@ -719,7 +846,7 @@ class ModelDeployment(pulumi.ComponentResource):
             "service": self.deployment_name,
         }
         if autoscaling.min_replicas == 0:
-            node = pool.provisioning_seconds if args.get("pool_scales_to_zero", True) else 0
+            node = placement.provisioning_seconds if args.get("pool_scales_to_zero", True) else 0
             wait = cold_start(self.sizing, node_seconds=node)
             self.summary["scaleToZero"] = {
                 "idleSeconds": autoscaling.scale_to_zero.idle_seconds,

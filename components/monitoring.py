@@ -1,5 +1,6 @@
 """Monitoring: kube-prometheus-stack, prometheus-adapter, the vLLM PodMonitor and the
-fleet's PrometheusRule (``gpufleet:index:Monitoring``).
+fleet's PrometheusRule (``gpufleet:index:Monitoring``); or, for a cluster that already runs
+a Prometheus, only the fleet's pieces on top of it (``gpufleet:index:MetricsPipeline``).
 
 A thin component: every value, rule and manifest comes from the pure module
 :mod:`components.monitoring_rules`, which documents the metrics pipeline and is tested
@@ -31,19 +32,21 @@ from .monitoring_rules import (
     PROMETHEUS_ADAPTER_CHART_VERSION,
     PROMETHEUS_ADAPTER_RELEASE,
     PROMETHEUS_COMMUNITY_REPO,
+    PROMETHEUS_SELECTOR_LABELS,
     PROMETHEUS_URL,
     SYSTEM_NODE_SELECTOR,
     AlertSettings,
     ModelRef,
     gpu_operator_dcgm_values,
     kube_prometheus_stack_values,
+    kube_state_metrics_allowlist,
     prometheus_adapter_values,
     prometheus_rule,
     serving_namespaces,
     vllm_pod_monitor,
 )
 
-__all__ = ["AlertSettings", "ModelRef", "Monitoring", "MonitoringArgs"]
+__all__ = ["AlertSettings", "MetricsPipeline", "MetricsPipelineArgs", "ModelRef", "Monitoring", "MonitoringArgs"]
 
 #: Helm waits for every workload of the release; kube-prometheus-stack also installs its
 #: CRDs and an admission-webhook job, which takes a few minutes on a fresh cluster.
@@ -161,20 +164,8 @@ class Monitoring(pulumi.ComponentResource):
         self.prometheus_adapter = None
         self.keda = None
         if self.engine == "hpa":
-            self.prometheus_adapter = k8s.helm.v3.Release(
-                f"{name}-prometheus-adapter",
-                name=PROMETHEUS_ADAPTER_RELEASE,
-                chart="prometheus-adapter",
-                version=args.get("prometheus_adapter_version") or PROMETHEUS_ADAPTER_CHART_VERSION,
-                repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=PROMETHEUS_COMMUNITY_REPO),
-                namespace=namespace,
-                values=prometheus_adapter_values(PROMETHEUS_URL),
-                atomic=True,
-                cleanup_on_fail=True,
-                timeout=PROMETHEUS_ADAPTER_TIMEOUT_SECONDS,
-                max_history=10,
-                opts=child,
-            )
+            self.prometheus_adapter = _adapter_release(
+                name, namespace, args.get("prometheus_adapter_version"), prometheus_adapter_values(PROMETHEUS_URL), child)
         else:
             keda_ns = k8s.core.v1.Namespace(
                 f"{name}-keda-ns", metadata={"name": KEDA_NAMESPACE, "labels": {**FLEET_LABELS}}, opts=child)
@@ -198,11 +189,8 @@ class Monitoring(pulumi.ComponentResource):
 
         # Custom resources need the CRDs the kube-prometheus-stack release installs.
         after_stack = pulumi.ResourceOptions(parent=self, depends_on=[self.kube_prometheus_stack])
-        self.pod_monitors = [
-            _custom_resource(f"{name}-vllm-{ns}", vllm_pod_monitor(ns), after_stack)
-            for ns in serving_namespaces(models)
-        ]
-        self.prometheus_rule = _custom_resource(f"{name}-rules", prometheus_rule(models, alerts), after_stack)
+        self.pod_monitors, self.prometheus_rule = _monitors_and_rules(
+            name, models, alerts, MONITORING_NAMESPACE, PROMETHEUS_SELECTOR_LABELS, after_stack)
         self.dashboards = [
             k8s.core.v1.ConfigMap(f"{name}-{cm['metadata']['name']}", metadata={**cm["metadata"], "namespace": namespace},
                                   data=cm["data"], opts=child)
@@ -219,6 +207,101 @@ class Monitoring(pulumi.ComponentResource):
                 "autoscalerStatus": self.autoscaler.status,
             }
         )
+
+
+class _MetricsPipelineArgsRequired(TypedDict):
+    models: list[ModelRef]
+
+
+class MetricsPipelineArgs(_MetricsPipelineArgsRequired, total=False):
+    """Arguments of :class:`MetricsPipeline`.
+
+    models: the served models (``ModelRef(name, namespace)``), as for :class:`Monitoring`.
+    namespace: an existing namespace for the PodMonitors, the PrometheusRule and the
+        adapter; default ``monitoring``.
+    selector_labels: labels your Prometheus selects PodMonitors and PrometheusRules by
+        (its ``podMonitorSelector`` / ``ruleSelector``); default
+        ``{"release": "kube-prometheus-stack"}``.
+    alerts: alert thresholds (``AlertSettings``); default ``AlertSettings()``.
+    prometheus_url: your Prometheus' URL, which prometheus-adapter queries; default the
+        kube-prometheus-stack one Monitoring installs.
+    install_adapter: install prometheus-adapter with the fleet's External metrics rules;
+        default True. False when the cluster already serves ``external.metrics.k8s.io``:
+        add :func:`components.monitoring_rules.adapter_rules` to that adapter instead.
+    adapter_node_selector: nodeSelector of the adapter's pods; default none.
+    prometheus_adapter_version: chart version; default ``PROMETHEUS_ADAPTER_CHART_VERSION``.
+    """
+
+    namespace: str
+    selector_labels: dict[str, str]
+    alerts: AlertSettings
+    prometheus_url: str
+    install_adapter: bool
+    adapter_node_selector: dict[str, str]
+    prometheus_adapter_version: pulumi.Input[str]
+
+
+class MetricsPipeline(pulumi.ComponentResource):
+    """The fleet's metrics pipeline on a Prometheus you already run (``gpufleet:index:MetricsPipeline``).
+
+    Creates the vLLM PodMonitors (one per serving namespace), the PrometheusRule with the
+    recording and alert rules the models' HPAs and alerts read, and (``install_adapter``)
+    prometheus-adapter serving them as External metrics. Nothing else: no Prometheus, no
+    namespace. Your cluster must provide what the rules join on, exposed here as plain values:
+    ``kube_state_metrics_allowlist`` (kube-state-metrics' ``--metric-labels-allowlist``
+    entries) and ``gpu_operator_values`` (the GPU operator's dcgm-exporter ServiceMonitor,
+    labelled with ``selector_labels``). ``autoscaler`` is what the models' HPAs need first (the adapter, or None).
+    """
+
+    def __init__(self, name: str, args: MetricsPipelineArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("gpufleet:index:MetricsPipeline", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        namespace = args.get("namespace") or MONITORING_NAMESPACE
+        selector_labels = args.get("selector_labels", PROMETHEUS_SELECTOR_LABELS)
+        self.pod_monitors, self.prometheus_rule = _monitors_and_rules(
+            name, list(args["models"]), args.get("alerts") or AlertSettings(), namespace, selector_labels, child)
+        self.prometheus_url = args.get("prometheus_url") or PROMETHEUS_URL
+        self.prometheus_adapter = None
+        if args.get("install_adapter", True):
+            values = prometheus_adapter_values(self.prometheus_url, node_selector=args.get("adapter_node_selector", {}))
+            self.prometheus_adapter = _adapter_release(name, namespace, args.get("prometheus_adapter_version"),
+                                                       values, child)
+        self.autoscaler = self.prometheus_adapter
+        self.kube_state_metrics_allowlist = kube_state_metrics_allowlist()
+        self.gpu_operator_values = gpu_operator_dcgm_values(selector_labels=selector_labels)
+        self.register_outputs({"prometheusUrl": self.prometheus_url})
+
+
+def _monitors_and_rules(name: str, models: list[ModelRef], alerts: AlertSettings, namespace: str,
+                        selector_labels: dict[str, str], opts: pulumi.ResourceOptions,
+                        ) -> tuple[list[k8s.apiextensions.CustomResource], k8s.apiextensions.CustomResource]:
+    """One vLLM PodMonitor per serving namespace and the fleet's PrometheusRule, in ``namespace``."""
+    monitors = [
+        _custom_resource(f"{name}-vllm-{ns}", vllm_pod_monitor(ns, monitor_namespace=namespace,
+                                                               selector_labels=selector_labels), opts)
+        for ns in serving_namespaces(models)
+    ]
+    rule = _custom_resource(f"{name}-rules", prometheus_rule(models, alerts, namespace=namespace,
+                                                              selector_labels=selector_labels), opts)
+    return monitors, rule
+
+
+def _adapter_release(name: str, namespace: pulumi.Input[str], version: Optional[pulumi.Input[str]], values: dict,
+                     opts: pulumi.ResourceOptions) -> k8s.helm.v3.Release:
+    return k8s.helm.v3.Release(
+        f"{name}-prometheus-adapter",
+        name=PROMETHEUS_ADAPTER_RELEASE,
+        chart="prometheus-adapter",
+        version=version or PROMETHEUS_ADAPTER_CHART_VERSION,
+        repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=PROMETHEUS_COMMUNITY_REPO),
+        namespace=namespace,
+        values=values,
+        atomic=True,
+        cleanup_on_fail=True,
+        timeout=PROMETHEUS_ADAPTER_TIMEOUT_SECONDS,
+        max_history=10,
+        opts=opts,
+    )
 
 
 def _custom_resource(resource_name: str, manifest: dict, opts: pulumi.ResourceOptions) -> k8s.apiextensions.CustomResource:

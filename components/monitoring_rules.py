@@ -69,6 +69,9 @@ PROMETHEUS_URL = f"http://{KUBE_PROMETHEUS_STACK_RELEASE}-prometheus.{MONITORING
 
 #: The CPU system nodes every monitoring component runs on.
 SYSTEM_NODE_SELECTOR = {"gpu-fleet/pool": "system"}
+#: Labels on the fleet's PodMonitors and PrometheusRule that a Prometheus selects them by
+#: (kube-prometheus-stack's own Prometheus selects every one; another may select these).
+PROMETHEUS_SELECTOR_LABELS = {"release": KUBE_PROMETHEUS_STACK_RELEASE}
 
 #: External metric names (the HPA in components/hpa.py selects these).
 GPU_UTILIZATION_METRIC = "dcgm_gpu_utilization"
@@ -394,8 +397,10 @@ def _split_url(url: str) -> tuple[str, int, str]:
     return f"{parts.scheme}://{parts.hostname}", port, parts.path.rstrip("/")
 
 
-def prometheus_adapter_values(prometheus_url: str = PROMETHEUS_URL) -> dict:
-    """Helm values of the prometheus-adapter chart (keys as in its 5.x ``values.yaml``)."""
+def prometheus_adapter_values(prometheus_url: str = PROMETHEUS_URL, *,
+                              node_selector: Optional[dict[str, str]] = None) -> dict:
+    """Helm values of the prometheus-adapter chart (keys as in its 5.x ``values.yaml``).
+    ``node_selector``: where its pods run; default the fleet's system pool."""
     url, port, path = _split_url(prometheus_url)
     return {
         "fullnameOverride": PROMETHEUS_ADAPTER_RELEASE,
@@ -408,7 +413,7 @@ def prometheus_adapter_values(prometheus_url: str = PROMETHEUS_URL) -> dict:
         # reach nodes only on 443 and 10250, so the default 6443 would leave the External
         # metrics API unavailable and every HPA without metrics (prometheus-adapter#534).
         "listenPort": 10250,
-        "nodeSelector": dict(SYSTEM_NODE_SELECTOR),
+        "nodeSelector": dict(SYSTEM_NODE_SELECTOR if node_selector is None else node_selector),
         "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "512Mi"}},
         # Must be >= the scrape interval (the adapter lists series seen since the last relist).
         "metricsRelistInterval": "1m",
@@ -521,8 +526,12 @@ def kube_prometheus_stack_values(
 # --------------------------------------------------------------------------- scrape objects
 
 
-def vllm_pod_monitor(namespace: str = DEFAULT_SERVING_NAMESPACE, *, monitor_namespace: str = MONITORING_NAMESPACE) -> dict:
+def vllm_pod_monitor(namespace: str = DEFAULT_SERVING_NAMESPACE, *, monitor_namespace: str = MONITORING_NAMESPACE,
+                     selector_labels: Optional[dict[str, str]] = None) -> dict:
     """PodMonitor scraping every vLLM pod of ``namespace`` on port ``http`` at ``/metrics``.
+
+    ``selector_labels``: labels a Prometheus selects it by; default
+    :data:`PROMETHEUS_SELECTOR_LABELS`.
 
     It lives in ``monitor_namespace`` (which exists before the serving namespace does) and
     selects ``namespace`` through ``namespaceSelector``. The relabeling copies the pod label
@@ -536,7 +545,7 @@ def vllm_pod_monitor(namespace: str = DEFAULT_SERVING_NAMESPACE, *, monitor_name
         "metadata": {
             "name": f"vllm-{namespace}",
             "namespace": monitor_namespace,
-            "labels": {**FLEET_LABELS, "release": KUBE_PROMETHEUS_STACK_RELEASE},
+            "labels": {**FLEET_LABELS, **(PROMETHEUS_SELECTOR_LABELS if selector_labels is None else selector_labels)},
         },
         "spec": {
             "selector": {"matchLabels": {VLLM_NAME_LABEL: VLLM_NAME}},
@@ -559,8 +568,9 @@ def vllm_pod_monitor(namespace: str = DEFAULT_SERVING_NAMESPACE, *, monitor_name
     }
 
 
-def gpu_operator_dcgm_values() -> dict:
-    """Values to merge into the NVIDIA GPU operator release: its dcgm-exporter ServiceMonitor.
+def gpu_operator_dcgm_values(*, selector_labels: Optional[dict[str, str]] = None) -> dict:
+    """Values to merge into the NVIDIA GPU operator release: its dcgm-exporter ServiceMonitor,
+    labelled with ``selector_labels`` (default :data:`PROMETHEUS_SELECTOR_LABELS`).
 
     Keys from ``deployments/gpu-operator/values.yaml`` (``dcgmExporter.serviceMonitor``:
     enabled, interval, honorLabels, additionalLabels, relabelings). ``honorLabels: false``
@@ -573,7 +583,7 @@ def gpu_operator_dcgm_values() -> dict:
                 "enabled": True,
                 "interval": SCRAPE_INTERVAL_FAST,
                 "honorLabels": False,
-                "additionalLabels": {"release": KUBE_PROMETHEUS_STACK_RELEASE},
+                "additionalLabels": dict(PROMETHEUS_SELECTOR_LABELS if selector_labels is None else selector_labels),
                 "relabelings": [
                     {
                         "action": "replace",
@@ -587,15 +597,17 @@ def gpu_operator_dcgm_values() -> dict:
 
 
 def prometheus_rule(models: Sequence[ModelRef], alerts: Optional[AlertSettings] = None,
-                    *, name: str = "gpu-fleet", namespace: str = MONITORING_NAMESPACE) -> dict:
-    """The PrometheusRule manifest holding :func:`prometheus_rule_groups`."""
+                    *, name: str = "gpu-fleet", namespace: str = MONITORING_NAMESPACE,
+                    selector_labels: Optional[dict[str, str]] = None) -> dict:
+    """The PrometheusRule manifest holding :func:`prometheus_rule_groups`; ``selector_labels``
+    as for :func:`vllm_pod_monitor`."""
     return {
         "apiVersion": "monitoring.coreos.com/v1",
         "kind": "PrometheusRule",
         "metadata": {
             "name": name,
             "namespace": namespace,
-            "labels": {**FLEET_LABELS, "release": KUBE_PROMETHEUS_STACK_RELEASE},
+            "labels": {**FLEET_LABELS, **(PROMETHEUS_SELECTOR_LABELS if selector_labels is None else selector_labels)},
         },
         "spec": {"groups": prometheus_rule_groups(models, alerts)},
     }

@@ -2,7 +2,8 @@
 
 ``gpu-fleet plan [STACK ...] [--config FILE] [--out DIR] [--format table|json] [--deployer-cidr CIDR]``
 runs the real program for each stack under Pulumi's mock engine and shows what ``pulumi up``
-would create. ``gpu-fleet cost-diff BASE.json HEAD.json`` turns two such JSON plans into a
+would create; ``gpu-fleet plan --program DIR --stack NAME`` does the same for a Pulumi Python
+program of your own. ``gpu-fleet cost-diff BASE.json HEAD.json`` turns two such JSON plans into a
 markdown table of the hourly cost change. Exit status: 0 clean, 2 configuration error, 1 any
 other failure, 130 interrupted.
 """
@@ -21,16 +22,19 @@ import time
 from collections import Counter
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Optional, Sequence
 
-from components.capacity import PoolCapacity, capacity_json, cost_json, fleet_json, region_capacity
-from components.config import ConfigError, GlobalConfig, Problem, RegionConfig, load_stack_file, reading_once
+# Each command imports what it needs when it runs (Pulumi, the clouds' SDKs, the validators,
+# numba): ``gpu-fleet --help`` and ``--version`` import none of it.
+if TYPE_CHECKING:
+    from components.capacity import PoolCapacity
 
-from . import cost_diff, engine, manifests, policy_check
-from .plan import StackPlan, plan_stack, project_dir, stack_files
-from .readiness import DEPLOYER_CIDRS_ENV, parse_cidrs
+    from . import engine, manifests, policy_check
+    from .plan import StackPlan
 
 EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
+#: The source checkout this module runs from (its policies/ pack), if it is one.
+CHECKOUT = Path(__file__).resolve().parents[1]
 #: Where plans go by default: a folder of their own (``build/`` also holds setuptools' output).
 DEFAULT_OUT = Path("build") / "plan"
 #: Interrupted (Ctrl-C), as shells report a process ended by SIGINT (128 + 2).
@@ -47,6 +51,10 @@ def one_line(error: BaseException) -> str:
 
 def _selected(args: argparse.Namespace, project: Path) -> tuple[list[Path], set[str]]:
     """Stack files to plan (regions a global stack needs first) and the names to show."""
+    from components.config import ConfigError, GlobalConfig, Problem, load_stack_file
+
+    from .plan import stack_files
+
     if args.config:
         wanted = [Path(args.config).absolute()]
     elif args.stacks:
@@ -74,6 +82,10 @@ def _selected(args: argparse.Namespace, project: Path) -> tuple[list[Path], set[
 
 def _project(args: argparse.Namespace) -> Path:
     """The project to plan: the one holding the working directory, else the ``--config`` file's."""
+    from components.config import ConfigError, Problem
+
+    from .plan import project_dir
+
     starts = [Path.cwd()] + ([Path(args.config).absolute().parent] if args.config else [])
     for start in starts:
         try:
@@ -123,6 +135,8 @@ def _tree(rec: engine.Recording) -> list[str]:
 
 
 def _resource_json(rec: engine.Recording, r: engine.ResourceRecord) -> dict:
+    from . import engine
+
     provider = rec.provider_of(r)
     return {
         "type": r.type,
@@ -142,16 +156,23 @@ def _resource_json(rec: engine.Recording, r: engine.ResourceRecord) -> dict:
 
 
 def _outputs(plan: StackPlan) -> dict[str, Any]:
+    from . import engine
+
     rec = plan.recording
     return {k: engine.SECRET_MARK if k in rec.secret_outputs else engine.masked(v) for k, v in rec.stack_outputs.items()}
 
 
 def _capacity(plan: StackPlan) -> Optional[list[PoolCapacity]]:
     """A region stack's GPU capacity and cost per pool (None for a global stack)."""
+    from components.capacity import region_capacity
+    from components.config import RegionConfig
+
     return region_capacity(plan.config) if isinstance(plan.config, RegionConfig) else None
 
 
 def _print_capacity(pools: list[PoolCapacity]) -> None:
+    from components.capacity import cost_json
+
     print("\n  GPU capacity and cost (models at min / max replicas; on-demand list prices):")
     for p in pools:
         print(f"    {p.name}: {p.machine_type} x {p.min_nodes}-{p.max_nodes} nodes ({', '.join(p.capacity)}), "
@@ -165,6 +186,8 @@ def _print_capacity(pools: list[PoolCapacity]) -> None:
 
 def _print_table(plan: StackPlan, report: manifests.ManifestReport, out_dir: Path,
                  violations: Optional[list[policy_check.Violation]]) -> None:
+    from . import manifests
+
     rec = plan.recording
     print(f"\n=== stack {plan.stack} ({plan.path}) — {len(rec.resources)} resources")
     for line in _tree(rec):
@@ -200,16 +223,33 @@ def _print_table(plan: StackPlan, report: manifests.ManifestReport, out_dir: Pat
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
+    from components.config import reading_once
+
     # Each stack file is read once per plan (ordering, planning, a global stack's regions).
     with reading_once():
         return _plan(args)
 
 
 def _plan(args: argparse.Namespace) -> int:
+    from components.capacity import capacity_json, cost_json, fleet_json
+    from components.config import ConfigError
+
+    from . import manifests, policy_check
+    from .plan import plan_program, plan_stack
+    from .readiness import DEPLOYER_CIDRS_ENV, parse_cidrs
+
     started = time.perf_counter()
+    if bool(args.program) != bool(args.stack) or (args.program and (args.stacks or args.config)):
+        print("gpu-fleet plan: --program DIR and --stack NAME go together, without STACK names or --config",
+              file=sys.stderr)
+        return EXIT_CONFIG
     try:
-        project = _project(args)
-        files, shown = _selected(args, project)
+        if args.program:
+            project = Path(args.program).absolute()
+            files, shown = [project / f"Pulumi.{args.stack}.yaml"], {args.stack}
+        else:
+            project = _project(args)
+            files, shown = _selected(args, project)
     except ConfigError as e:
         print(e, file=sys.stderr)
         return EXIT_CONFIG
@@ -231,11 +271,14 @@ def _plan(args: argparse.Namespace) -> int:
     plans: dict[str, StackPlan] = {}
     results = []
     failed = False
-    # A project without a policies/ pack (one importing our components) is planned without one.
-    policies = policy_check.load_policies(project) if (project / policy_check.RULES).exists() else None
+    # A project without a policies/ pack (one importing our components) is planned without one;
+    # a program of your own gets gpu-fleet's pack when it has none (from a source checkout).
+    pack = next((p for p in (project, *([CHECKOUT] if args.program else []))
+                 if (p / policy_check.RULES).exists()), None)
+    policies = policy_check.load_policies(pack) if pack is not None else None
     for path in files:
         try:
-            plan = plan_stack(path, program, plans, deployer)
+            plan = plan_program(project, args.stack) if args.program else plan_stack(path, program, plans, deployer)
         except ConfigError as e:
             print(e, file=sys.stderr)
             return EXIT_CONFIG
@@ -304,6 +347,8 @@ def _plan(args: argparse.Namespace) -> int:
 
 
 def cmd_cost_diff(args: argparse.Namespace) -> int:
+    from . import cost_diff
+
     try:
         base, head = cost_diff.read_plan(Path(args.base)), cost_diff.read_plan(Path(args.head))
     except cost_diff.PlanFileError as e:
@@ -313,37 +358,58 @@ def cmd_cost_diff(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("gpu-fleet")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "(not installed)"
+
+
 def build_parser(argv: Optional[Sequence[str]] = None) -> argparse.ArgumentParser:
-    """The parser; ``argv``, when given, names the command, and only that command's module is
-    imported (the simulator's numba import costs a plan 0.6 s of CPU)."""
-    words = [a for a in (sys.argv[1:] if argv is None else argv) if not a.startswith("-")]
-    command = words[0] if words else None
+    """The CLI's parser. Given ``argv``, only the subcommand it names gets its arguments
+    (the others' would import their modules for nothing); without, every one does."""
+    command = None if argv is None else next((a for a in argv if not a.startswith("-")), "")
+
+    def full(name: str) -> bool:
+        return command is None or command == name
+
     parser = argparse.ArgumentParser(prog="gpu-fleet", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     plan = sub.add_parser("plan", help="show what pulumi up would create, offline")
-    plan.add_argument("stacks", nargs="*", metavar="STACK", help="stack names (default: every stack in stacks/)")
-    plan.add_argument("--config", metavar="FILE", help="plan this stack file instead (Pulumi.<stack>.yaml); "
-                      "a global stack's file plans and shows its region stacks too")
-    plan.add_argument("--out", metavar="DIR", help=f"where to write Kubernetes YAML, one folder per stack (default {DEFAULT_OUT}/); "
-                      "a folder with other content is refused")
-    plan.add_argument("--format", choices=("table", "json"), default="table")
-    plan.add_argument("--deployer-cidr", action="append", metavar="CIDR",
-                      help=f"network pulumi runs from (repeatable; default ${DEPLOYER_CIDRS_ENV}): "
-                           "the plan says when it cannot reach a cluster's API endpoint")
-    plan.set_defaults(func=cmd_plan)
+    if full("plan"):
+        from .readiness import DEPLOYER_CIDRS_ENV
+
+        plan.add_argument("stacks", nargs="*", metavar="STACK", help="stack names (default: every stack in stacks/)")
+        plan.add_argument("--config", metavar="FILE", help="plan this stack file instead (Pulumi.<stack>.yaml); "
+                          "a global stack's file plans and shows its region stacks too")
+        plan.add_argument("--program", metavar="DIR", help="plan a Pulumi Python program of your own (its folder, "
+                          "with Pulumi.yaml) instead of gpu-fleet's; needs --stack")
+        plan.add_argument("--stack", metavar="NAME", help="with --program: the stack (config from Pulumi.NAME.yaml "
+                          "beside Pulumi.yaml, if any)")
+        plan.add_argument("--out", metavar="DIR", help=f"where to write Kubernetes YAML, one folder per stack (default {DEFAULT_OUT}/); "
+                          "a folder with other content is refused")
+        plan.add_argument("--format", choices=("table", "json"), default="table")
+        plan.add_argument("--deployer-cidr", action="append", metavar="CIDR",
+                          help=f"network pulumi runs from (repeatable; default ${DEPLOYER_CIDRS_ENV}): "
+                               "the plan says when it cannot reach a cluster's API endpoint")
+        plan.set_defaults(func=cmd_plan)
     cost = sub.add_parser("cost-diff", help="markdown table of the hourly cost change between two plan JSONs")
-    cost.add_argument("base", metavar="BASE.json", help="gpu-fleet plan --format json of the base branch")
-    cost.add_argument("head", metavar="HEAD.json", help="the same for the change")
-    cost.add_argument("--stack", action="append", metavar="STACK", help="only these stacks (repeatable)")
-    cost.set_defaults(func=cmd_cost_diff)
+    if full("cost-diff"):
+        cost.add_argument("base", metavar="BASE.json", help="gpu-fleet plan --format json of the base branch")
+        cost.add_argument("head", metavar="HEAD.json", help="the same for the change")
+        cost.add_argument("--stack", action="append", metavar="STACK", help="only these stacks (repeatable)")
+        cost.set_defaults(func=cmd_cost_diff)
     simulate = sub.add_parser("simulate", help="replay traffic against a stack's HPA settings")
-    if command in (None, "simulate"):
+    if full("simulate"):
         from .simulate import cli as simulate_cli
 
         simulate_cli.add_arguments(simulate)
         simulate.set_defaults(func=simulate_cli.main)
     tune = sub.add_parser("tune", help="search HPA settings against the oracle with the simulator")
-    if command in (None, "tune"):
+    if full("tune"):
         from . import tune as tune_module
 
         tune_module.add_arguments(tune)
@@ -401,6 +467,7 @@ def _gc_tuned() -> Iterator[None]:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser(argv).parse_args(argv)
     with _gc_tuned(), _interrupts() as state:
         try:

@@ -25,7 +25,11 @@ from pulumi.runtime.settings import SETTINGS, set_root_resource
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
-from . import mock_outputs
+from . import mock_outputs, sdk_imports
+
+# The offline engine only (never a real `pulumi up`): before a program imports the provider
+# SDKs, make their subpackages load just the resource modules it uses.
+sdk_imports.install()
 
 SECRET_MARK = "[secret]"
 STACK_REFERENCE = "pulumi:pulumi:StackReference"

@@ -55,7 +55,7 @@ def test_lazy_subpackages_bind_what_the_eager_import_binds():
     # A fresh interpreter: this one may have imported the SDKs before gpu_fleet.
     script = textwrap.dedent("""
         import sys
-        import gpu_fleet
+        import gpu_fleet.engine
         import pulumi_aws as aws
         import pulumi_kubernetes as k8s
         names = {aws.ec2: ["Vpc", "VpcArgs", "get_vpc", "get_vpc_output", "GetVpcResult",
@@ -77,7 +77,7 @@ def test_lazy_subpackages_bind_what_the_eager_import_binds():
 
 def test_an_unknown_name_is_an_attribute_error_after_the_real_init():
     script = textwrap.dedent("""
-        import gpu_fleet
+        import gpu_fleet.engine
         import pulumi_aws as aws
         try:
             aws.ec2.NoSuchThing
