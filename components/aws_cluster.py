@@ -45,7 +45,7 @@ from . import pins
 from .config import RegionConfig
 from .karpenter import Karpenter
 from .kubeconfig import exec_kubeconfig
-from .labels import POOL_LABEL, SYSTEM_POOL
+from .contract import POOL_LABEL, SYSTEM_POOL
 from .network import AwsNetwork
 
 DEFAULT_SYSTEM_INSTANCE_TYPE = "m7i.2xlarge"

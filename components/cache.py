@@ -39,7 +39,7 @@ import pulumi_random as random
 
 from .cache_sizing import CachePlan, ModelKv, plan_cache, usable_bytes
 from .config import CacheConfig, RegionConfig
-from .labels import FLEET_LABELS
+from .contract import CACHE_CLIENT_LABELS, CONNECTION_SECRET, FLEET_LABELS, VLLM_POD_LABELS
 from .network import AwsNetwork, GcpNetwork
 
 # --------------------------------------------------------------------------- engines and sizes
@@ -83,15 +83,10 @@ MEMORYSTORE_SNAPSHOT_PERIOD = "SIX_HOURS"
 PSA_PREFIX_LENGTH = 24
 
 REDIS_PORT = 6379
-#: The labels of the vLLM serving pods (set by components.model_deployment).
-VLLM_POD_LABELS = {"app.kubernetes.io/name": "vllm"}
-#: Only pods that use the cache (LMCache on) carry this label and get its credentials.
-CACHE_CLIENT_LABELS = {"gpu-fleet/cache-client": "true"}
-CONNECTION_SECRET = "redis-connection"
 EGRESS_POLICY = "vllm-egress"
 CACHE_EGRESS_POLICY = "vllm-cache-egress"
 _LABELS = {
-    "app.kubernetes.io/name": "redis-connection",
+    "app.kubernetes.io/name": CONNECTION_SECRET,
     "app.kubernetes.io/component": "cache",
     **FLEET_LABELS,
     "app.kubernetes.io/managed-by": "pulumi",

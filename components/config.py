@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic.alias_generators import to_camel
 
 from . import cache_sizing, pins, yaml_reader
+from .contract import NON_PRODUCTION
 from .gpu_catalog import CatalogError, Cloud, GpuKind, Offering, load_catalog
 
 PROJECT = "gpu-fleet"
@@ -737,7 +738,7 @@ def _check_models(cfg: RegionConfig) -> list[Problem]:
             problems.append(Problem(f"{at}.autoscaling.minReplicas", f"{a.min_replicas} is above maxReplicas {a.max_replicas}"))
         if a.min_replicas == 0 and a.engine != "keda":
             problems.append(Problem(f"{at}.autoscaling.minReplicas", "0 needs engine: keda (an HPA cannot scale to zero)"))
-        elif a.min_replicas == 0 and cfg.environment != "non-production":
+        elif a.min_replicas == 0 and cfg.environment != NON_PRODUCTION:
             problems.append(Problem(f"{at}.autoscaling.minReplicas", "0 is for non-production stacks only (set "
                                     "environment: non-production); a production model keeps at least one replica"))
         if model.pool not in pools:

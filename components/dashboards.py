@@ -39,14 +39,11 @@ import json
 import re
 from typing import Iterable, Optional, Sequence
 
-from .labels import FLEET_LABELS
+from .contract import DEPLOYMENT_PREFIX, FLEET_LABELS, GPU_UTILIZATION_METRIC, PENDING_REQUESTS_METRIC
 from .monitoring_rules import (
     DEPLOYMENT_GPU_UTILIZATION_AVG,
-    DEPLOYMENT_PREFIX,
-    GPU_UTILIZATION_METRIC,
     HPA_TARGET_INFO,
     MONITORING_NAMESPACE,
-    PENDING_REQUESTS_METRIC,
     ModelRef,
 )
 

@@ -28,7 +28,7 @@ import pulumi_kubernetes as k8s
 from . import pins
 from .config import GpuPoolConfig, RegionConfig, pool_offering
 from .kubeconfig import exec_kubeconfig
-from .labels import FLEET_LABELS, GPU_LABEL, GPU_TAINT, POOL_LABEL, SYSTEM_POOL
+from .contract import FLEET_LABELS, GPU_LABEL, GPU_TAINT, POOL_LABEL, SYSTEM_POOL
 from .network import GcpNetwork
 
 DEFAULT_SYSTEM_MACHINE_TYPE = "n2-standard-8"

@@ -69,13 +69,24 @@ from urllib.parse import urlencode
 import pulumi
 import pulumi_kubernetes as k8s
 
-from .cache import CACHE_CLIENT_LABELS, VLLM_POD_LABELS
 from .config import GpuPoolConfig, ModelConfig
 from .gpu_catalog import GpuShape
 from .hpa import hpa_spec
 from .keda import SCALED_OBJECT_API_VERSION, SCALED_OBJECT_KIND, scaled_object
-from .labels import ENVIRONMENT_LABEL, FLEET_LABELS, GPU_TAINT, POOL_LABEL
-from .monitoring_rules import MODEL_LABEL, PROMETHEUS_URL, VLLM_METRICS_PORT, ModelRef
+from .contract import (
+    API_KEY_KEY,
+    CACHE_CLIENT_LABELS,
+    ENVIRONMENT_LABEL,
+    FLEET_LABELS,
+    GPU_RESOURCE,
+    GPU_TOLERATION,
+    HF_TOKEN_KEY,
+    LMCACHE_URL_ENV,
+    MODEL_LABEL,
+    POOL_LABEL,
+    VLLM_POD_LABELS,
+)
+from .monitoring_rules import PROMETHEUS_URL, VLLM_METRICS_PORT, ModelRef
 from .sizing import (
     GB,
     GIB,
@@ -107,14 +118,6 @@ SHM_SIZE = "16Gi"
 #: The Memorystore server CA (Google's private CA, unlike ElastiCache's public one).
 REDIS_CA_MOUNT = "/etc/redis-tls"
 REDIS_CA_KEY = "REDIS_CA_CERT"
-#: Keys of the serving Secret (``components.region.SERVING_SECRET``).
-HF_TOKEN_KEY = "HF_TOKEN"
-API_KEY_KEY = "VLLM_API_KEY"
-
-GPU_RESOURCE = "nvidia.com/gpu"
-#: GPU nodes carry :data:`components.labels.GPU_TAINT` (``nvidia.com/gpu=present``,
-#: NoSchedule); any value of the key is tolerated.
-GPU_TOLERATION = {"key": GPU_TAINT["key"], "operator": "Exists", "effect": "NoSchedule"}
 ZONE_KEY = "topology.kubernetes.io/zone"
 HOSTNAME_KEY = "kubernetes.io/hostname"
 
@@ -166,9 +169,6 @@ LMCACHE_TRANSFER_CONFIG = {"kv_connector": "LMCacheConnectorV1", "kv_role": "kv_
 #: against the system CAs (ElastiCache) or ``ssl_ca_certs`` (Memorystore); redis 5.2.1 does not
 #: check the host name by default (Memorystore answers on an IP). The redis-py version inside
 #: the LMCache image is unverified (LMCache pins ``redis`` without a version).
-#: The variable LMCache reads its remote storage URL from (lmcache 0.3.5 lmcache/v1/config.py:
-#: ``LMCACHE_`` + the setting's name, ``remote_url``).
-LMCACHE_URL_ENV = "LMCACHE_REMOTE_URL"
 REDIS_TIMEOUTS = {"socket_connect_timeout": "1", "socket_timeout": "2"}
 
 #: prometheus_client's multiprocess directory: it must exist before vLLM starts (neither

@@ -21,8 +21,8 @@ import pulumi_kubernetes as k8s
 
 from . import pins
 from .config import GpuPoolConfig
-from .labels import FLEET_LABELS, POOL_LABEL
-from .model_deployment import GPU_TOLERATION, SKIP_AWAIT_ANNOTATION
+from .contract import FLEET_LABELS, GPU_TOLERATION, POOL_LABEL
+from .model_deployment import SKIP_AWAIT_ANNOTATION
 
 #: Below every workload's priority (0), so any model pod preempts them.
 WARM_PRIORITY_CLASS = "gpu-fleet-warm-capacity"

@@ -16,10 +16,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from components import aws_cluster as eks
-from components import gke_cluster, karpenter, labels
+from components import contract, gke_cluster, karpenter
 from components.config import ConfigError, load_stack_file, parse_fleet
 from components.gpu_catalog import load_catalog
-from components.monitoring_rules import SYSTEM_NODE_SELECTOR
+from components.contract import SYSTEM_NODE_SELECTOR
 from gpu_fleet import mock_outputs
 from gpu_fleet.engine import Recording, ResourceRecord, is_secret
 from gpu_fleet.manifests import validate
@@ -696,8 +696,8 @@ def test_kubernetes_provider_waits_for_nodes_and_addons(us_east):
 
 
 def test_labels_are_shared_with_gke():
-    assert eks.POOL_LABEL is labels.POOL_LABEL is gke_cluster.POOL_LABEL
-    assert karpenter.GPU_LABEL is labels.GPU_LABEL is gke_cluster.GPU_LABEL
+    assert eks.POOL_LABEL is contract.POOL_LABEL is gke_cluster.POOL_LABEL
+    assert karpenter.GPU_LABEL is contract.GPU_LABEL is gke_cluster.GPU_LABEL
 
 
 # --------------------------------------------------------------------------- pure functions

@@ -16,7 +16,8 @@ from components import model_deployment as md
 from components import sizing
 from components.cache import VLLM_POD_LABELS
 from components.config import parse_fleet, pool_offering
-from components.monitoring_rules import MODEL_LABEL, ModelRef
+from components.contract import MODEL_LABEL
+from components.monitoring_rules import ModelRef
 from gpu_fleet import manifests
 from gpu_fleet.engine import Recording, is_secret, reveal
 

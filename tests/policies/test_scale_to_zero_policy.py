@@ -9,7 +9,7 @@ import pytest
 
 from components.config import AutoscalingConfig, ScalingRules
 from components.keda import scaled_object
-from components.labels import ENVIRONMENT_LABEL
+from components.contract import ENVIRONMENT_LABEL
 from components.monitoring_rules import PROMETHEUS_URL
 
 # The pack's harness (real ResourceValidationArgs behind pulumi_policy's proxy).
