@@ -14,9 +14,8 @@ import yaml
 
 from components import model_deployment as md
 from components import sizing
-from components.cache import VLLM_POD_LABELS
 from components.config import parse_fleet, pool_offering
-from components.contract import MODEL_LABEL
+from components.contract import MODEL_LABEL, VLLM_POD_LABELS
 from components.monitoring_rules import ModelRef
 from gpu_fleet import manifests
 from gpu_fleet.engine import Recording, is_secret, reveal
