@@ -29,6 +29,7 @@ from .contract import NON_PRODUCTION
 from .gpu_catalog import CatalogError, Cloud, GpuKind, Offering, load_catalog
 from .latency_regions import latency_region
 from .problem import Problem
+from .subnets import subnet_layout
 
 PROJECT = "gpu-fleet"
 CONFIG_KEY = "fleet"
@@ -623,9 +624,6 @@ def _check_network(cfg: RegionConfig) -> list[Problem]:
     ex = cfg.network.existing
     if ex is None:
         if cfg.cloud == "aws":
-            # Imported here: components.aws_cluster imports this module for its types.
-            from .aws_cluster import subnet_layout
-
             try:
                 subnet_layout(cfg.network.cidr, cfg.network.zone_count)
             except ValueError as e:

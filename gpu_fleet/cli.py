@@ -27,22 +27,16 @@ from components.capacity import PoolCapacity, capacity_json, cost_json, fleet_js
 from components.config import ConfigError, GlobalConfig, Problem, RegionConfig, load_stack_file, reading_once
 
 from . import cost_diff, engine, manifests, policy_check
+from .exits import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, one_line
 from .plan import StackPlan, plan_stack, project_dir, stack_files
 from .readiness import DEPLOYER_CIDRS_ENV, parse_cidrs
 
-EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
 #: Where plans go by default: a folder of their own (``build/`` also holds setuptools' output).
 DEFAULT_OUT = Path("build") / "plan"
 #: Interrupted (Ctrl-C), as shells report a process ended by SIGINT (128 + 2).
 EXIT_INTERRUPTED = 130
 #: After Ctrl-C, how long cleanup (removing a half-written stack folder) may take.
 INTERRUPT_GRACE_SECONDS = 10
-
-
-def one_line(error: BaseException) -> str:
-    """An unexpected error as one line: its type and the first line of its message."""
-    text = str(error)
-    return f"{type(error).__name__}: {text.splitlines()[0] if text else ''}"
 
 
 def _selected(args: argparse.Namespace, project: Path) -> tuple[list[Path], set[str]]:

@@ -38,7 +38,7 @@ from components.contract import deployment_name
 from components.hpa import hpa_spec
 
 from . import engine, policy_check
-from .cli import EXIT_OK
+from .exits import EXIT_OK
 from .plan import project_dir
 from .simulate import serving, traces
 from .simulate.cli import UsageError, _model, _resolve_stack, autoscaling_with, deployed_baseline_rps, exit_status

@@ -35,7 +35,7 @@ from components.contract import deployment_name
 from components.hpa import hpa_spec
 
 from .. import plan
-from ..cli import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, one_line
+from ..exits import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, one_line
 from . import report, serving, traces
 from .controller import (
     DEFAULT_SYNC_PERIOD_SECONDS,
