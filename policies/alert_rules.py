@@ -1,8 +1,4 @@
-"""The queue-depth alert policy, with the small PromQL reader it needs.
-
-Part of the gpu-fleet policy pack (see ``rules.py``): ``pulumi_policy``, the standard
-library and the pack's own modules only.
-"""
+"""The queue-depth alert policy, with the small PromQL reader it needs."""
 
 from __future__ import annotations
 

@@ -1,8 +1,4 @@
-"""HPA and KEDA ScaledObject policies: replicas, scale-up and scale-down behaviour, the GPU and queue metrics.
-
-Part of the gpu-fleet policy pack (see ``rules.py``): ``pulumi_policy``, the standard
-library and the pack's own modules only.
-"""
+"""HPA and KEDA ScaledObject policies: replicas, scale-up and scale-down behaviour, the GPU and queue metrics."""
 
 from __future__ import annotations
 

@@ -1,8 +1,4 @@
-"""Policies of the regional Redis caches: encryption and AUTH, high availability, client wiring.
-
-Part of the gpu-fleet policy pack (see ``rules.py``): ``pulumi_policy``, the standard
-library and the pack's own modules only.
-"""
+"""Policies of the regional Redis caches: encryption and AUTH, high availability, client wiring."""
 
 from __future__ import annotations
 

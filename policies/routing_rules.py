@@ -1,8 +1,4 @@
-"""Global routing policies: Route 53 health checks and the failover budget.
-
-Part of the gpu-fleet policy pack (see ``rules.py``): ``pulumi_policy``, the standard
-library and the pack's own modules only.
-"""
+"""Global routing policies: Route 53 health checks and the failover budget."""
 
 from __future__ import annotations
 

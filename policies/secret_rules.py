@@ -1,8 +1,4 @@
-"""No plaintext credentials: in pod specs and ConfigMaps, and in every other resource's inputs.
-
-Part of the gpu-fleet policy pack (see ``rules.py``): ``pulumi_policy``, the standard
-library and the pack's own modules only.
-"""
+"""No plaintext credentials: in pod specs and ConfigMaps, and in every other resource's inputs."""
 
 from __future__ import annotations
 

@@ -1,8 +1,4 @@
-"""Pod and node pool policies: model pre-warming probes, the GPU taint, GPU requests and tolerations.
-
-Part of the gpu-fleet policy pack (see ``rules.py``): ``pulumi_policy``, the standard
-library and the pack's own modules only.
-"""
+"""Pod and node pool policies: model pre-warming probes, the GPU taint, GPU requests and tolerations."""
 
 from __future__ import annotations
 
