@@ -356,7 +356,7 @@ def probes(startup_budget: int) -> dict:
     }
 
 
-def rollout_timeout_seconds(sizing: Sizing, replicas: int, provisioning_seconds: int) -> int:
+def rollout_timeout_seconds(sizing: Sizing, replicas: int, provisioning_seconds: int, startup_budget: int) -> int:
     """How long Pulumi waits for the Deployment (and its ``progressDeadlineSeconds``).
 
     The pool's provisioning allowance (a new GPU node, or a new Filestore volume, in
@@ -368,7 +368,7 @@ def rollout_timeout_seconds(sizing: Sizing, replicas: int, provisioning_seconds:
     image block a deployment for hours.
     """
     later = TERMINATION_GRACE_SECONDS + IMAGE_PULL_SECONDS + math.ceil(sizing.load_seconds_estimate * STARTUP_MARGIN)
-    return provisioning_seconds + IMAGE_PULL_SECONDS + startup_budget_seconds(sizing) + (replicas - 1) * later
+    return provisioning_seconds + IMAGE_PULL_SECONDS + startup_budget + (replicas - 1) * later
 
 
 def weight_cache_size_gi(sizing: Sizing, storage_class: str) -> int:
@@ -379,7 +379,7 @@ def weight_cache_size_gi(sizing: Sizing, storage_class: str) -> int:
     return max(needed, WEIGHT_CACHE_MIN_GI.get(storage_class, 0))
 
 
-def pod_spec(model: ModelConfig, pool: GpuPoolConfig, shape: GpuShape, sizing: Sizing, *,
+def pod_spec(model: ModelConfig, pool: GpuPoolConfig, shape: GpuShape, sizing: Sizing, *, startup_budget: int,
              secret_name: Any, cache_secret_name: Any = None) -> dict:
     """The pod template's spec. Secret names may be plain strings or Pulumi Inputs."""
     ca_file = model.lmcache.enabled and shape.cloud == "gcp"
@@ -400,7 +400,7 @@ def pod_spec(model: ModelConfig, pool: GpuPoolConfig, shape: GpuShape, sizing: S
         "env": container_env(model, secret_name, cache_secret_name, shape.cloud),
         "resources": container_resources(shape, sizing.gpus),
         "volumeMounts": mounts,
-        **probes(startup_budget_seconds(sizing)),
+        **probes(startup_budget),
         "lifecycle": {"preStop": {"sleep": {"seconds": PRE_STOP_SECONDS}}},
         # No Linux capabilities or privilege escalation: vLLM and NCCL need neither. It still runs
         # as root with a writable root filesystem: the image writes compile caches under /root.
@@ -438,24 +438,27 @@ def initial_replicas(model: ModelConfig) -> int:
     return max(model.autoscaling.min_replicas, 1)
 
 
-def pod_annotations(shape: GpuShape, sizing: Sizing) -> dict:
+def pod_annotations(shape: GpuShape, startup_budget: int) -> dict:
     """On EKS, Karpenter leaves a loading replica's node alone for its start-up budget."""
     if shape.cloud != "aws":
         return {}
-    return {"annotations": {DO_NOT_DISRUPT_ANNOTATION: f"{startup_budget_seconds(sizing)}s"}}
+    return {"annotations": {DO_NOT_DISRUPT_ANNOTATION: f"{startup_budget}s"}}
 
 
 def deployment_spec(model: ModelConfig, pool: GpuPoolConfig, shape: GpuShape, sizing: Sizing, *,
-                    secret_name: Any, cache_secret_name: Any = None) -> dict:
-    """The Deployment's spec (initial replicas: :func:`initial_replicas`)."""
+                    startup_budget: int, rollout_timeout: int, secret_name: Any, cache_secret_name: Any = None) -> dict:
+    """The Deployment's spec (initial replicas: :func:`initial_replicas`); ``startup_budget``
+    and ``rollout_timeout`` as :func:`startup_budget_seconds` and
+    :func:`rollout_timeout_seconds` give them, computed once per model."""
     return {
         "replicas": initial_replicas(model),
         "selector": {"matchLabels": selector_labels(model)},
         "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
-        "progressDeadlineSeconds": rollout_timeout_seconds(sizing, initial_replicas(model), pool.provisioning_seconds),
+        "progressDeadlineSeconds": rollout_timeout,
         "template": {
-            "metadata": {"labels": labels(model), **pod_annotations(shape, sizing)},
-            "spec": pod_spec(model, pool, shape, sizing, secret_name=secret_name, cache_secret_name=cache_secret_name),
+            "metadata": {"labels": labels(model), **pod_annotations(shape, startup_budget)},
+            "spec": pod_spec(model, pool, shape, sizing, startup_budget=startup_budget, secret_name=secret_name,
+                             cache_secret_name=cache_secret_name),
         },
     }
 
@@ -540,7 +543,7 @@ class ModelDeployment(pulumi.ComponentResource):
         self.service_port = VLLM_PORT
         namespace = args["namespace"]
         budget = startup_budget_seconds(self.sizing)
-        timeout = rollout_timeout_seconds(self.sizing, initial_replicas(model), pool.provisioning_seconds)
+        timeout = rollout_timeout_seconds(self.sizing, initial_replicas(model), pool.provisioning_seconds, budget)
         # Both: custom timeouts are what the provider honours first; the annotation keeps
         # the wait with the object for tools that read it.
         waits = pulumi.CustomTimeouts(create=f"{timeout}s", update=f"{timeout}s")
@@ -557,8 +560,8 @@ class ModelDeployment(pulumi.ComponentResource):
         k8s.apps.v1.Deployment(
             f"{name}-deployment",
             metadata={**meta, "name": self.deployment_name, "annotations": wait_annotation},
-            spec=deployment_spec(model, pool, shape, self.sizing, secret_name=args["secret_name"],
-                                 cache_secret_name=args.get("cache_secret_name")),
+            spec=deployment_spec(model, pool, shape, self.sizing, startup_budget=budget, rollout_timeout=timeout,
+                                 secret_name=args["secret_name"], cache_secret_name=args.get("cache_secret_name")),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[claim], ignore_changes=["spec.replicas"],
                                         custom_timeouts=waits),
         )
