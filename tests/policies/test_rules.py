@@ -267,7 +267,7 @@ def _gpu_stack(hpa_metrics, *, gpus: str = "8", hpa_namespace: str = "llm-servin
 
 
 SEED_METRICS = seed_hpa()["spec"]["metrics"]
-GPU_METRIC = [m for m in SEED_METRICS if m["external"]["metric"]["name"] == hpa_module.GPU_UTILIZATION_METRIC]
+GPU_METRIC = [m for m in SEED_METRICS if m["external"]["metric"]["name"] == contract.GPU_UTILIZATION_METRIC]
 CPU = {"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}}}
 MEMORY = {"type": "Resource", "resource": {"name": "memory", "target": {"type": "Utilization", "averageUtilization": 70}}}
 
