@@ -51,7 +51,7 @@ import pulumi_kubernetes as k8s
 
 from . import pins
 from .config import GpuPoolConfig, RegionConfig, pool_offering
-from .contract import FLEET_LABELS, GPU_LABEL, GPU_TAINT, POOL_LABEL, SYSTEM_POOL
+from .contract import FLEET_LABELS, GPU_LABEL, GPU_RESOURCE, GPU_TAINT, POOL_LABEL, SYSTEM_POOL
 
 #: The chart as the v1.14 getting-started guide installs it (components.pins.KARPENTER).
 KARPENTER_CHART = f"{pins.KARPENTER.repository}/{pins.KARPENTER.name}"
@@ -146,7 +146,7 @@ def node_pool_spec(cfg: RegionConfig, pool: GpuPoolConfig, node_class: str) -> d
                 "expireAfter": EXPIRE_AFTER,
             },
         },
-        "limits": {"nvidia.com/gpu": max_gpus(pool)},
+        "limits": {GPU_RESOURCE: max_gpus(pool)},
         "disruption": {
             # Only nodes without model pods (placeholders count as pods: warm nodes stay).
             "consolidationPolicy": "WhenEmpty",

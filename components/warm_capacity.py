@@ -21,7 +21,7 @@ import pulumi_kubernetes as k8s
 
 from . import pins
 from .config import GpuPoolConfig
-from .contract import FLEET_LABELS, GPU_TOLERATION, POOL_LABEL
+from .contract import FLEET_LABELS, GPU_RESOURCE, GPU_TOLERATION, POOL_LABEL
 from .model_deployment import SKIP_AWAIT_ANNOTATION
 
 #: Below every workload's priority (0), so any model pod preempts them.
@@ -56,8 +56,8 @@ def placeholder_deployment_spec(pool: GpuPoolConfig) -> dict:
                     "image": PAUSE_IMAGE,
                     # All the node's GPUs: one placeholder per node, so each is a whole warm node.
                     "resources": {
-                        "requests": {"nvidia.com/gpu": pool.gpus_per_node, "cpu": "10m", "memory": "16Mi"},
-                        "limits": {"nvidia.com/gpu": pool.gpus_per_node, "cpu": "10m", "memory": "16Mi"},
+                        "requests": {GPU_RESOURCE: pool.gpus_per_node, "cpu": "10m", "memory": "16Mi"},
+                        "limits": {GPU_RESOURCE: pool.gpus_per_node, "cpu": "10m", "memory": "16Mi"},
                     },
                     "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
                                         "runAsNonRoot": True, "runAsUser": PLACEHOLDER_UID,

@@ -7,7 +7,7 @@ from typing import Iterator, NamedTuple, Optional
 
 from pulumi_policy import PolicyResource, ReportViolation, StackValidationArgs
 
-from contract import MODEL_LABEL
+from contract import DEPLOYMENT_LABEL, MODEL_LABEL
 from hpa_rules import QUEUE_METRICS
 from resource_access import (
     PROMETHEUS_RULE,
@@ -296,7 +296,7 @@ def _queue_alerts(resources: list[PolicyResource], queue_metrics: set[str]) -> l
 
 def _excluding(path: tuple[Matcher, ...], model: ModelServer) -> Optional[Matcher]:
     """The first matcher on ``path`` that rejects ``model``'s series, if any."""
-    actual = {"model": model.name, "deployment": model.deployment, "namespace": model.namespace}
+    actual = {"model": model.name, DEPLOYMENT_LABEL: model.deployment, "namespace": model.namespace}
     return next((m for m in path if m.label in actual and not m.accepts(actual[m.label])), None)
 
 
