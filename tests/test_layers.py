@@ -13,6 +13,8 @@ byte-for-byte copy of the contract.
 from __future__ import annotations
 
 import ast
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -164,6 +166,16 @@ def test_pure_layers_import_no_pulumi():
     assert "components.config" in pure
     found = {n: sorted(i for i in _imports(n, MODULES[n]) if i.split(".")[0].startswith("pulumi")) for n in pure}
     assert {n: i for n, i in found.items() if i} == {}
+
+
+def test_validating_a_stack_file_loads_no_pulumi_module():
+    # The layer checks above read direct imports; this one runs them, transitively.
+    code = ("import sys; from components.config import load_stack_file; "
+            "load_stack_file('stacks/Pulumi.us-east.yaml'); load_stack_file('stacks/Pulumi.global.yaml'); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0].startswith('pulumi')))")
+    run = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert (run.returncode, run.stdout) == (0, "[]\n"), run.stderr
 
 
 def test_the_contract_uses_the_standard_library_only():
