@@ -34,9 +34,12 @@ per capacity type (a *tier*), tried in the listed order:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from .config import GpuPoolConfig
-from .labels import POOL_LABEL
+from .contract import POOL_LABEL
+
+if TYPE_CHECKING:  # config runs these checks: the types only, so config imports this module
+    from .config import GpuPoolConfig
 
 #: Karpenter's own preference among the capacity types one NodePool allows.
 KARPENTER_PREFERENCE = ("reserved", "spot", "on-demand")

@@ -17,9 +17,12 @@ import os
 import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
-from .config import GlobalConfig, Problem, RegionConfig
+from .problem import Problem
+
+if TYPE_CHECKING:  # types only: config runs these checks
+    from .config import GlobalConfig, RegionConfig
 
 DATA_FILE = Path(__file__).with_name("data") / "cloud_limits.json"
 

@@ -24,8 +24,13 @@ from typing import Annotated, Any, Callable, Iterator, Literal, Optional, Union
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
-from . import cache_sizing, pins, yaml_reader
+from . import cache_settings, cache_sizing, cloud_limits, pins, sizing, yaml_reader
+from .capacity_tiers import COMPUTE_CLASS_MIN_MINOR, LONGEST_TIER_SUFFIX, uses_compute_class
+from .contract import NON_PRODUCTION
 from .gpu_catalog import CatalogError, Cloud, GpuKind, Offering, load_catalog
+from .latency_regions import latency_region
+from .problem import Problem
+from .subnets import subnet_layout
 
 PROJECT = "gpu-fleet"
 CONFIG_KEY = "fleet"
@@ -555,14 +560,6 @@ FleetConfig = Union[RegionConfig, GlobalConfig]
 # --------------------------------------------------------------------------- errors
 
 
-@dataclass(frozen=True)
-class Problem:
-    """One thing wrong with a config: the field path (``gpuPools[0].gpu``) and why."""
-
-    path: str
-    message: str
-
-
 class ConfigError(Exception):
     """Invalid stack configuration; ``str()`` gives one line per problem."""
 
@@ -644,9 +641,6 @@ def _check_network(cfg: RegionConfig) -> list[Problem]:
     ex = cfg.network.existing
     if ex is None:
         if cfg.cloud == "aws":
-            # Imported here: components.aws_cluster imports this module for its types.
-            from .aws_cluster import subnet_layout
-
             try:
                 subnet_layout(cfg.network.cidr, cfg.network.zone_count)
             except ValueError as e:
@@ -717,9 +711,6 @@ def _capacity_problems(cfg: RegionConfig, pool: GpuPoolConfig) -> list[tuple[str
     Any order is accepted: an order one NodePool (EKS) or node pool (GKE) cannot honour
     becomes one per capacity type, tried in order (components.capacity_tiers).
     """
-    # Imported here: components.capacity_tiers imports this module for its types.
-    from .capacity_tiers import COMPUTE_CLASS_MIN_MINOR, LONGEST_TIER_SUFFIX, uses_compute_class
-
     cloud = cfg.cloud
     order = pool.capacity
     problems = []
@@ -767,7 +758,7 @@ def _check_models(cfg: RegionConfig) -> list[Problem]:
             problems.append(Problem(f"{at}.autoscaling.minReplicas", f"{a.min_replicas} is above maxReplicas {a.max_replicas}"))
         if a.min_replicas == 0 and a.engine != "keda":
             problems.append(Problem(f"{at}.autoscaling.minReplicas", "0 needs engine: keda (an HPA cannot scale to zero)"))
-        elif a.min_replicas == 0 and cfg.environment != "non-production":
+        elif a.min_replicas == 0 and cfg.environment != NON_PRODUCTION:
             problems.append(Problem(f"{at}.autoscaling.minReplicas", "0 is for non-production stacks only (set "
                                     "environment: non-production); a production model keeps at least one replica"))
         if model.pool not in pools:
@@ -791,9 +782,6 @@ def _check_autoscaling_engine(cfg: RegionConfig) -> list[Problem]:
 
 
 def _check_cache(cfg: RegionConfig) -> list[Problem]:
-    # Imported here: components.cache imports this module for its types.
-    from . import cache as rules
-
     c = cfg.cache
     problems: list[Problem] = []
     if not c.enabled:
@@ -809,21 +797,21 @@ def _check_cache(cfg: RegionConfig) -> list[Problem]:
     if cfg.cloud == "gcp" and "snapshot_window" in c.model_fields_set:
         problems.append(Problem("cache.snapshotWindow", "only used on aws (Memorystore snapshots every six hours)"))
 
-    engine = rules.effective_engine(cfg.cloud, c)
-    supported = rules.supported_versions(cfg.cloud, engine)
+    engine = cache_settings.effective_engine(cfg.cloud, c)
+    supported = cache_settings.supported_versions(cfg.cloud, engine)
     if c.engine_version is not None and c.engine_version not in supported:
         service = "ElastiCache" if cfg.cloud == "aws" else "Memorystore"
         problems.append(Problem("cache.engineVersion", f"{service} has no {engine} {c.engine_version} that this fleet "
                                 f"supports; use one of: {', '.join(supported)}"))
 
     if cfg.cloud == "aws" and c.node_type is not None:
-        reason = rules.node_type_problem(c.node_type)
+        reason = cache_settings.node_type_problem(c.node_type)
         if reason:
             problems.append(Problem("cache.nodeType", reason))
 
     if cfg.cloud == "gcp":
-        memory = rules.memory_size_gb(c)
-        floor = rules.MEMORYSTORE_READ_REPLICA_MIN_GB
+        memory = cache_settings.memory_size_gb(c)
+        floor = cache_settings.MEMORYSTORE_READ_REPLICA_MIN_GB
         if c.replicas > 0 and memory < floor:
             problems.append(Problem("cache.memorySizeGb", f"{memory} GB is too small: read replicas need nodes of at "
                                     f"least {floor} GB (replicas: {c.replicas}); set memorySizeGb: {floor} or more"))
@@ -836,7 +824,7 @@ def _check_cache(cfg: RegionConfig) -> list[Problem]:
                                     "fails over; remove automaticFailover: false"))
 
     try:
-        maintenance = rules.weekly_window(c.maintenance_window)
+        maintenance = cache_settings.weekly_window(c.maintenance_window)
     except ValueError as e:
         problems.append(Problem("cache.maintenanceWindow", str(e)))
         maintenance = None
@@ -848,14 +836,14 @@ def _check_cache(cfg: RegionConfig) -> list[Problem]:
                                 "at least 60"))
     if cfg.cloud == "aws":
         try:
-            snapshot = rules.daily_window(c.snapshot_window)
+            snapshot = cache_settings.daily_window(c.snapshot_window)
         except ValueError as e:
             problems.append(Problem("cache.snapshotWindow", str(e)))
         else:
             if snapshot.minutes < 60:
                 problems.append(Problem("cache.snapshotWindow", f"lasts {snapshot.minutes} minutes; ElastiCache "
                                         "needs at least 60"))
-            elif maintenance is not None and rules.overlaps(maintenance, snapshot):
+            elif maintenance is not None and cache_settings.overlaps(maintenance, snapshot):
                 problems.append(Problem("cache.snapshotWindow", f"overlaps maintenanceWindow "
                                         f"{c.maintenance_window}; ElastiCache rejects overlapping windows"))
     return problems
@@ -863,9 +851,6 @@ def _check_cache(cfg: RegionConfig) -> list[Problem]:
 
 def _check_sizing(cfg: RegionConfig) -> list[Problem]:
     """Every model fits the GPUs its pool gives it (see components.sizing)."""
-    # Imported here: components.sizing imports this module for its types.
-    from . import sizing
-
     pools = {p.name: p for p in cfg.gpu_pools}
     problems: list[Problem] = []
     for i, model in enumerate(cfg.models):
@@ -889,15 +874,10 @@ def _check_entrypoint(cfg: RegionConfig) -> list[Problem]:
 
 def _region_zones(cfg: RegionConfig) -> list[str]:
     """The region's zones we know (cloud_limits reports a zone that is not one of them)."""
-    from . import cloud_limits
-
     return cloud_limits.zones(cfg.cloud, cfg.location) or []
 
 
 def _check_cloud_limits(cfg: RegionConfig) -> list[Problem]:
-    # Imported here: components.cloud_limits imports this module for its types.
-    from . import cloud_limits
-
     return cloud_limits.region_problems(cfg)
 
 
@@ -940,11 +920,6 @@ def _global_regions(cfg: GlobalConfig, stacks_dir: Path) -> tuple[list[Problem],
 
 
 def _check_global(cfg: GlobalConfig, stacks_dir: Path) -> list[Problem]:
-    # Imported here: the latency table is plain data kept beside the routing code; cloud_limits
-    # imports this module for its types.
-    from . import cloud_limits
-    from .latency_regions import latency_region
-
     problems: list[Problem] = []
     if len(cfg.regions) < 2:
         problems.append(Problem("regions", "failover needs at least two region stacks"))

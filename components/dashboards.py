@@ -39,14 +39,11 @@ import json
 import re
 from typing import Iterable, Optional, Sequence
 
-from .labels import FLEET_LABELS
+from .contract import DEPLOYMENT_PREFIX, FLEET_LABELS, GPU_UTILIZATION_METRIC, PENDING_REQUESTS_METRIC
 from .monitoring_rules import (
     DEPLOYMENT_GPU_UTILIZATION_AVG,
-    DEPLOYMENT_PREFIX,
-    GPU_UTILIZATION_METRIC,
     HPA_TARGET_INFO,
     MONITORING_NAMESPACE,
-    PENDING_REQUESTS_METRIC,
     ModelRef,
 )
 
@@ -289,13 +286,13 @@ def model_dashboard(models: Sequence[ModelRef], lmcache_models: Iterable[str] = 
             (f"max({KSM_HPA_MAX}{{namespace=\"$namespace\"}} * {hpa_of})", "max"),
         ], description="With KEDA and minReplicas 0 the HPA's min reads 1: KEDA itself moves the model between 0 and 1."),
         _row("Autoscaling signals, as the HPA sees them"),
-        _panel("dcgm_gpu_utilization", [
+        _panel(GPU_UTILIZATION_METRIC, [
             (f"max({GPU_UTILIZATION_METRIC}{{{dep}}})", "Deployment total (External metric)"),
             (f"max({GPU_UTILIZATION_METRIC}{{{dep}}}) / {replicas}", "per replica (compared with the target)"),
         ], unit="percent",
             description="Sum over pods of each pod's mean GPU utilisation, and that sum over the replicas: the "
                         "AverageValue the HPA compares with its target."),
-        _panel("llm_pending_requests", [
+        _panel(PENDING_REQUESTS_METRIC, [
             (f"max({PENDING_REQUESTS_METRIC}{{{dep}}})", "Deployment total (External metric)"),
             (f"max({PENDING_REQUESTS_METRIC}{{{dep}}}) / {replicas}", "per replica (compared with the target)"),
         ]),

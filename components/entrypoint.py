@@ -135,9 +135,8 @@ import pulumi_gcp as gcp
 import pulumi_kubernetes as k8s
 
 from .aws_cluster import INGRESS_CLASS as ALB_INGRESS_CLASS
-from .cache import VLLM_POD_LABELS
 from .config import EntrypointConfig, ModelConfig, RegionConfig
-from .labels import FLEET_LABELS
+from .contract import FLEET_LABELS, VLLM_POD_LABELS
 from .monitoring_rules import MONITORING_NAMESPACE
 from .network import AwsNetwork, GcpNetwork
 

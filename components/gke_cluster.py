@@ -30,7 +30,7 @@ from . import pins
 from .capacity_tiers import COMPUTE_CLASS_KEY, Tier, compute_class_name, is_tiered, tiers, uses_compute_class
 from .config import GpuPoolConfig, RegionConfig, pool_offering
 from .kubeconfig import exec_kubeconfig
-from .labels import FLEET_LABELS, GPU_LABEL, GPU_TAINT, POOL_LABEL, SYSTEM_POOL
+from .contract import FLEET_LABELS, GPU_LABEL, GPU_TAINT, POOL_LABEL, SYSTEM_POOL
 from .network import GcpNetwork
 
 DEFAULT_SYSTEM_MACHINE_TYPE = "n2-standard-8"

@@ -90,7 +90,7 @@ from .config import (
 )
 from .entrypoint import HTTPS_PORT, LB_CHECK_INTERVAL_SECONDS, LB_UNHEALTHY_THRESHOLD
 from .failover import FailoverBudget, anycast_budget, dns_budget
-from .labels import FLEET_LABELS
+from .contract import FLEET_LABELS
 from .latency_regions import latency_region
 
 #: Route 53 and Global Accelerator are global services whose APIs live in us-east-1.

@@ -26,8 +26,8 @@ import pulumi_kubernetes as k8s
 
 from . import pins
 from .capacity_tiers import COMPUTE_CLASS_KEY
-from .labels import FLEET_LABELS
-from .monitoring_rules import GPU_OPERATOR_NAMESPACE, SYSTEM_NODE_SELECTOR, gpu_operator_dcgm_values
+from .contract import FLEET_LABELS, GPU_TOLERATION, SYSTEM_NODE_SELECTOR
+from .monitoring_rules import GPU_OPERATOR_NAMESPACE, gpu_operator_dcgm_values
 
 #: The chart pin and its source: :data:`components.pins.GPU_OPERATOR`. The value keys
 #: below are checked against that version's values.yaml and templates by
@@ -49,7 +49,6 @@ CRITICAL_PODS_QUOTA = "1000"
 #: Seconds: the release waits for the operator and the feature-discovery DaemonSet, whose
 #: pods land on GPU nodes that may still be booting.
 RELEASE_TIMEOUT_SECONDS = 1800
-GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
 LABELS = {
     "app.kubernetes.io/name": "gpu-operator",
     **FLEET_LABELS,

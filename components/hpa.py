@@ -10,12 +10,7 @@ scale on each other's queue.
 from __future__ import annotations
 
 from .config import AutoscalingConfig, ScalingRules
-
-#: External metric names served by prometheus-adapter (see components/monitoring_rules.py).
-GPU_UTILIZATION_METRIC = "dcgm_gpu_utilization"
-PENDING_REQUESTS_METRIC = "llm_pending_requests"
-#: The label the recording rules put on both metrics and the HPA selects on.
-DEPLOYMENT_LABEL = "deployment"
+from .contract import DEPLOYMENT_LABEL, GPU_UTILIZATION_METRIC, PENDING_REQUESTS_METRIC
 
 
 def _external(metric: str, deployment_name: str, average_value: int) -> dict:

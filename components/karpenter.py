@@ -56,7 +56,7 @@ import pulumi_kubernetes as k8s
 from . import pins
 from .capacity_tiers import Tier, tiers
 from .config import GpuPoolConfig, RegionConfig, pool_offering
-from .labels import FLEET_LABELS, GPU_LABEL, GPU_TAINT, POOL_LABEL, SYSTEM_POOL
+from .contract import FLEET_LABELS, GPU_LABEL, GPU_RESOURCE, GPU_TAINT, POOL_LABEL, SYSTEM_POOL
 
 #: The chart as the v1.14 getting-started guide installs it (components.pins.KARPENTER).
 KARPENTER_CHART = f"{pins.KARPENTER.repository}/{pins.KARPENTER.name}"
@@ -73,7 +73,7 @@ NODE_CLASS_GROUP = "karpenter.k8s.aws"
 #: Karpenter's own labels (concepts/scheduling.md, well-known labels).
 CAPACITY_TYPE_KEY = "karpenter.sh/capacity-type"
 INSTANCE_TYPE_KEY = "node.kubernetes.io/instance-type"
-#: The GPU taint as a Kubernetes node taint (labels.GPU_TAINT spells the effect the cloud APIs' way).
+#: The GPU taint as a Kubernetes node taint (contract.GPU_TAINT spells the effect the cloud APIs' way).
 NODE_GPU_TAINT = {"key": GPU_TAINT["key"], "value": GPU_TAINT["value"], "effect": "NoSchedule"}
 #: An empty GPU node (a replica scaled in, no placeholder) goes after this long: longer
 #: than the HPA's 300 s scale-down window, so a flapping model does not pay a new node.
@@ -157,7 +157,7 @@ def node_pool_spec(cfg: RegionConfig, pool: GpuPoolConfig, node_class: str, tier
                 "expireAfter": EXPIRE_AFTER,
             },
         },
-        "limits": {"nvidia.com/gpu": max_gpus(pool)},
+        "limits": {GPU_RESOURCE: max_gpus(pool)},
         "disruption": {
             # Only nodes without model pods (placeholders count as pods: warm nodes stay).
             "consolidationPolicy": "WhenEmpty",

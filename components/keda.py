@@ -46,8 +46,8 @@ from typing import Mapping
 
 from . import pins
 from .config import AutoscalingConfig
-from .hpa import DEPLOYMENT_LABEL, GPU_UTILIZATION_METRIC, PENDING_REQUESTS_METRIC, behavior
-from .labels import FLEET_LABELS, POOL_LABEL, SYSTEM_POOL
+from .contract import DEPLOYMENT_LABEL, FLEET_LABELS, GPU_UTILIZATION_METRIC, PENDING_REQUESTS_METRIC, POOL_LABEL, SYSTEM_POOL
+from .hpa import behavior
 
 #: The KEDA Helm chart (components.pins.KEDA; KEDA 2.20 supports the clusters' Kubernetes 1.33).
 KEDA_CHART_VERSION = pins.KEDA.version

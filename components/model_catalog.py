@@ -20,9 +20,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Mapping, Optional
 
-from .config import ModelConfig
+if TYPE_CHECKING:  # a type only: config sizes models with this catalog
+    from .config import ModelConfig
 
 #: Quantization methods that need a checkpoint published in that format.
 PREQUANTIZED = ("awq", "gptq")

@@ -72,14 +72,25 @@ import pulumi_kubernetes as k8s
 
 from . import gateway as gw
 from . import pins
-from .cache import CACHE_CLIENT_LABELS, VLLM_POD_LABELS
 from .capacity_tiers import compute_class_tolerations, pool_node_selector
 from .config import GatewayConfig, GpuPoolConfig, ModelConfig
+from .contract import (
+    API_KEY_KEY,
+    CACHE_CLIENT_LABELS,
+    ENVIRONMENT_LABEL,
+    FLEET_LABELS,
+    GPU_RESOURCE,
+    GPU_TOLERATION,
+    HF_TOKEN_KEY,
+    LMCACHE_URL_ENV,
+    MODEL_LABEL,
+    POOL_LABEL,
+    VLLM_POD_LABELS,
+)
 from .gpu_catalog import Cloud, GpuKind, GpuShape, load_catalog
 from .hpa import hpa_spec
 from .keda import SCALED_OBJECT_API_VERSION, SCALED_OBJECT_KIND, scaled_object
-from .labels import ENVIRONMENT_LABEL, FLEET_LABELS, GPU_TAINT
-from .monitoring_rules import MODEL_LABEL, PROMETHEUS_URL, VLLM_METRICS_PORT, ModelRef
+from .monitoring_rules import PROMETHEUS_URL, VLLM_METRICS_PORT, ModelRef
 from .sizing import (
     GB,
     GIB,
@@ -113,16 +124,8 @@ SHM_SIZE = "16Gi"
 #: The Memorystore server CA (Google's private CA, unlike ElastiCache's public one).
 REDIS_CA_MOUNT = "/etc/redis-tls"
 REDIS_CA_KEY = "REDIS_CA_CERT"
-#: Keys of the serving Secret (``components.region.SERVING_SECRET``).
-HF_TOKEN_KEY = "HF_TOKEN"
-API_KEY_KEY = "VLLM_API_KEY"
 #: The variable vLLM reads its API key from (the gateway sends the same key to vLLM).
 API_KEY_ENV = "VLLM_API_KEY"
-
-GPU_RESOURCE = "nvidia.com/gpu"
-#: GPU nodes carry :data:`components.labels.GPU_TAINT` (``nvidia.com/gpu=present``,
-#: NoSchedule); any value of the key is tolerated.
-GPU_TOLERATION = {"key": GPU_TAINT["key"], "operator": "Exists", "effect": "NoSchedule"}
 ZONE_KEY = "topology.kubernetes.io/zone"
 HOSTNAME_KEY = "kubernetes.io/hostname"
 
@@ -174,9 +177,6 @@ LMCACHE_TRANSFER_CONFIG = {"kv_connector": "LMCacheConnectorV1", "kv_role": "kv_
 #: against the system CAs (ElastiCache) or ``ssl_ca_certs`` (Memorystore); redis 5.2.1 does not
 #: check the host name by default (Memorystore answers on an IP). The redis-py version inside
 #: the LMCache image is unverified (LMCache pins ``redis`` without a version).
-#: The variable LMCache reads its remote storage URL from (lmcache 0.3.5 lmcache/v1/config.py:
-#: ``LMCACHE_`` + the setting's name, ``remote_url``).
-LMCACHE_URL_ENV = "LMCACHE_REMOTE_URL"
 REDIS_TIMEOUTS = {"socket_connect_timeout": "1", "socket_timeout": "2"}
 
 #: prometheus_client's multiprocess directory: it must exist before vLLM starts (neither
@@ -499,7 +499,7 @@ def placement_of(args: "ModelDeploymentArgs", gpus: int, cloud: str) -> Placemen
     )
 
 
-def rollout_timeout_seconds(sizing: Sizing, replicas: int, provisioning_seconds: int) -> int:
+def rollout_timeout_seconds(sizing: Sizing, replicas: int, provisioning_seconds: int, startup_budget: int) -> int:
     """How long Pulumi waits for the Deployment (and its ``progressDeadlineSeconds``).
 
     The pool's provisioning allowance (a new GPU node, or a new Filestore volume, in
@@ -511,7 +511,7 @@ def rollout_timeout_seconds(sizing: Sizing, replicas: int, provisioning_seconds:
     image block a deployment for hours.
     """
     later = TERMINATION_GRACE_SECONDS + IMAGE_PULL_SECONDS + math.ceil(sizing.load_seconds_estimate * STARTUP_MARGIN)
-    return provisioning_seconds + IMAGE_PULL_SECONDS + startup_budget_seconds(sizing) + (replicas - 1) * later
+    return provisioning_seconds + IMAGE_PULL_SECONDS + startup_budget + (replicas - 1) * later
 
 
 def weight_cache_size_gi(sizing: Sizing, storage_class: str) -> int:
@@ -562,8 +562,8 @@ def security_contexts(model: ModelConfig, cloud: str) -> tuple[dict, dict]:
 
 
 def pod_spec(model: ModelConfig, pool: Optional[GpuPoolConfig], shape: GpuShape, sizing: Sizing, *,
-             secret_name: Any, cache_secret_name: Any = None, gateway: Optional[GatewayConfig] = None,
-             placement: Optional[Placement] = None) -> dict:
+             startup_budget: int, secret_name: Any, cache_secret_name: Any = None,
+             gateway: Optional[GatewayConfig] = None, placement: Optional[Placement] = None) -> dict:
     """The pod template's spec. Secret names may be plain strings or Pulumi Inputs.
     ``placement`` defaults to the pool's (:func:`pool_placement`)."""
     placement = placement or pool_placement(pool, shape.cloud)
@@ -589,7 +589,7 @@ def pod_spec(model: ModelConfig, pool: Optional[GpuPoolConfig], shape: GpuShape,
         "env": container_env(model, secret_name, cache_secret_name, shape.cloud),
         "resources": container_resources(shape, sizing.gpus, placement.host, with_gateway=gateway is not None),
         "volumeMounts": mounts,
-        **probes(startup_budget_seconds(sizing)),
+        **probes(startup_budget),
         "lifecycle": {"preStop": {"sleep": {"seconds": PRE_STOP_SECONDS}}},
         "securityContext": container_security,
     }
@@ -640,28 +640,29 @@ def initial_replicas(model: ModelConfig) -> int:
     return max(model.autoscaling.min_replicas, 1)
 
 
-def pod_annotations(shape: GpuShape, sizing: Sizing) -> dict:
+def pod_annotations(shape: GpuShape, startup_budget: int) -> dict:
     """On EKS, Karpenter leaves a loading replica's node alone for its start-up budget."""
     if shape.cloud != "aws":
         return {}
-    return {"annotations": {DO_NOT_DISRUPT_ANNOTATION: f"{startup_budget_seconds(sizing)}s"}}
+    return {"annotations": {DO_NOT_DISRUPT_ANNOTATION: f"{startup_budget}s"}}
 
 
 def deployment_spec(model: ModelConfig, pool: Optional[GpuPoolConfig], shape: GpuShape, sizing: Sizing, *,
-                    secret_name: Any, cache_secret_name: Any = None, gateway: Optional[GatewayConfig] = None,
-                    placement: Optional[Placement] = None) -> dict:
-    """The Deployment's spec (initial replicas: :func:`initial_replicas`)."""
-    placement = placement or pool_placement(pool, shape.cloud)
+                    startup_budget: int, rollout_timeout: int, secret_name: Any, cache_secret_name: Any = None,
+                    gateway: Optional[GatewayConfig] = None, placement: Optional[Placement] = None) -> dict:
+    """The Deployment's spec (initial replicas: :func:`initial_replicas`); ``startup_budget``
+    and ``rollout_timeout`` as :func:`startup_budget_seconds` and
+    :func:`rollout_timeout_seconds` give them, computed once per model."""
     return {
         "replicas": initial_replicas(model),
         "selector": {"matchLabels": selector_labels(model)},
         "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
-        "progressDeadlineSeconds": rollout_timeout_seconds(sizing, initial_replicas(model), placement.provisioning_seconds),
+        "progressDeadlineSeconds": rollout_timeout,
         "template": {
             "metadata": {"labels": pod_labels(model, uses_cache(model, gateway, cache_secret_name)),
-                         **pod_annotations(shape, sizing)},
-            "spec": pod_spec(model, pool, shape, sizing, secret_name=secret_name, cache_secret_name=cache_secret_name,
-                             gateway=gateway, placement=placement),
+                         **pod_annotations(shape, startup_budget)},
+            "spec": pod_spec(model, pool, shape, sizing, startup_budget=startup_budget, secret_name=secret_name,
+                             cache_secret_name=cache_secret_name, gateway=gateway, placement=placement),
         },
     }
 
@@ -757,7 +758,7 @@ class ModelDeployment(pulumi.ComponentResource):
         namespace = args["namespace"]
         budget = startup_budget_seconds(self.sizing)
         placement = placement_of(args, self.sizing.gpus, shape.cloud)
-        timeout = rollout_timeout_seconds(self.sizing, initial_replicas(model), placement.provisioning_seconds)
+        timeout = rollout_timeout_seconds(self.sizing, initial_replicas(model), placement.provisioning_seconds, budget)
         # Both: custom timeouts are what the provider honours first; the annotation keeps
         # the wait with the object for tools that read it.
         waits = pulumi.CustomTimeouts(create=f"{timeout}s", update=f"{timeout}s")
@@ -784,9 +785,9 @@ class ModelDeployment(pulumi.ComponentResource):
         k8s.apps.v1.Deployment(
             f"{name}-deployment",
             metadata={**meta, "name": self.deployment_name, "annotations": wait_annotation},
-            spec=deployment_spec(model, pool, shape, self.sizing, secret_name=args["secret_name"],
-                                 cache_secret_name=args.get("cache_secret_name"), gateway=gateway,
-                                 placement=placement),
+            spec=deployment_spec(model, pool, shape, self.sizing, startup_budget=budget, rollout_timeout=timeout,
+                                 secret_name=args["secret_name"], cache_secret_name=args.get("cache_secret_name"),
+                                 gateway=gateway, placement=placement),
             opts=pulumi.ResourceOptions(parent=self, depends_on=before, ignore_changes=["spec.replicas"],
                                         custom_timeouts=waits),
         )

@@ -24,7 +24,7 @@ from .dashboards import (
     grafana_values,
 )
 from .keda import KEDA_CHART_VERSION, KEDA_NAMESPACE, KEDA_RELEASE, KEDA_REPO, keda_values
-from .labels import FLEET_LABELS
+from .contract import FLEET_LABELS, SYSTEM_NODE_SELECTOR
 from .monitoring_rules import (
     KUBE_PROMETHEUS_STACK_CHART_VERSION,
     KUBE_PROMETHEUS_STACK_RELEASE,
@@ -34,7 +34,6 @@ from .monitoring_rules import (
     PROMETHEUS_COMMUNITY_REPO,
     PROMETHEUS_SELECTOR_LABELS,
     PROMETHEUS_URL,
-    SYSTEM_NODE_SELECTOR,
     AlertSettings,
     ModelRef,
     gpu_operator_dcgm_values,

@@ -49,7 +49,18 @@ from typing import Any, Iterable, Optional, Sequence
 from urllib.parse import urlsplit
 
 from . import pins
-from .labels import FLEET_LABELS
+from .contract import (
+    DEPLOYMENT_LABEL,
+    DEPLOYMENT_PREFIX,
+    FLEET_LABELS,
+    GPU_UTILIZATION_METRIC,
+    MODEL_LABEL,
+    PENDING_REQUESTS_METRIC,
+    SYSTEM_NODE_SELECTOR,
+    VLLM_NAME,
+    VLLM_NAME_LABEL,
+    deployment_name,
+)
 
 # --------------------------------------------------------------------------- constants
 
@@ -66,23 +77,11 @@ KUBE_PROMETHEUS_STACK_RELEASE = "kube-prometheus-stack"
 PROMETHEUS_ADAPTER_RELEASE = "prometheus-adapter"
 #: The Prometheus Service kube-prometheus-stack creates (``<fullname>-prometheus``).
 PROMETHEUS_URL = f"http://{KUBE_PROMETHEUS_STACK_RELEASE}-prometheus.{MONITORING_NAMESPACE}.svc:9090"
-
-#: The CPU system nodes every monitoring component runs on.
-SYSTEM_NODE_SELECTOR = {"gpu-fleet/pool": "system"}
 #: Labels on the fleet's PodMonitors and PrometheusRule that a Prometheus selects them by
 #: (kube-prometheus-stack's own Prometheus selects every one; another may select these).
 PROMETHEUS_SELECTOR_LABELS = {"release": KUBE_PROMETHEUS_STACK_RELEASE}
 
-#: External metric names (the HPA in components/hpa.py selects these).
-GPU_UTILIZATION_METRIC = "dcgm_gpu_utilization"
-PENDING_REQUESTS_METRIC = "llm_pending_requests"
-DEPLOYMENT_LABEL = "deployment"
-DEPLOYMENT_PREFIX = "vllm-"
 
-#: Pod labels of every vLLM pod (lead's convention).
-VLLM_NAME_LABEL = "app.kubernetes.io/name"
-VLLM_NAME = "vllm"
-MODEL_LABEL = "gpu-fleet/model"
 VLLM_METRICS_PORT = "http"
 VLLM_METRICS_PATH = "/metrics"
 
@@ -128,7 +127,7 @@ class ModelRef:
 
     @property
     def deployment(self) -> str:
-        return f"{DEPLOYMENT_PREFIX}{self.name}"
+        return deployment_name(self.name)
 
 
 @dataclass(frozen=True)

@@ -24,13 +24,11 @@ from .config import RegionConfig, pool_offering
 from .entrypoint import Entrypoint, service_annotations
 from .gpu_software import GpuSoftware
 from .keda import uses_keda
-from .labels import ENVIRONMENT_LABEL, FLEET_LABELS
+from .contract import API_KEY_KEY, ENVIRONMENT_LABEL, FLEET_LABELS, HF_TOKEN_KEY, SERVING_SECRET
 from .model_deployment import ModelDeployment
 from .warm_capacity import WarmCapacity
 from .monitoring import AlertSettings, ModelRef, Monitoring
 
-#: The Kubernetes Secret in the serving namespace holding ``HF_TOKEN`` and ``VLLM_API_KEY``.
-SERVING_SECRET = "vllm-secrets"
 
 
 class RegionArgs(TypedDict):
@@ -111,8 +109,8 @@ class Region(pulumi.ComponentResource):
             metadata={"name": SERVING_SECRET, "namespace": self.namespace.metadata["name"]},
             type="Opaque",
             string_data={
-                "HF_TOKEN": pulumi.Output.secret(args["hugging_face_token"]),
-                "VLLM_API_KEY": pulumi.Output.secret(args["api_key"]),
+                HF_TOKEN_KEY: pulumi.Output.secret(args["hugging_face_token"]),
+                API_KEY_KEY: pulumi.Output.secret(args["api_key"]),
             },
             opts=pulumi.ResourceOptions(parent=self, provider=self.cluster.k8s_provider),
         )

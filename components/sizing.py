@@ -32,11 +32,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
-from .config import ModelConfig
 from .gpu_catalog import GpuShape
 from .model_catalog import PREQUANTIZED, Architecture, UnknownModelError, architecture_of, lookup
+
+if TYPE_CHECKING:  # a type only: config runs these checks
+    from .config import ModelConfig
 
 GIB = 1024**3
 GB = 10**9

@@ -22,8 +22,8 @@ import pulumi_kubernetes as k8s
 from . import pins
 from .capacity_tiers import compute_class_tolerations, pool_node_selector
 from .config import GpuPoolConfig
-from .labels import FLEET_LABELS, POOL_LABEL
-from .model_deployment import GPU_TOLERATION, SKIP_AWAIT_ANNOTATION
+from .contract import FLEET_LABELS, GPU_RESOURCE, GPU_TOLERATION, POOL_LABEL
+from .model_deployment import SKIP_AWAIT_ANNOTATION
 
 #: Below every workload's priority (0), so any model pod preempts them.
 WARM_PRIORITY_CLASS = "gpu-fleet-warm-capacity"
@@ -65,8 +65,8 @@ def placeholder_deployment_spec(cloud: str, pool: GpuPoolConfig) -> dict:
                     "image": PAUSE_IMAGE,
                     # All the node's GPUs: one placeholder per node, so each is a whole warm node.
                     "resources": {
-                        "requests": {"nvidia.com/gpu": pool.gpus_per_node, "cpu": "10m", "memory": "16Mi"},
-                        "limits": {"nvidia.com/gpu": pool.gpus_per_node, "cpu": "10m", "memory": "16Mi"},
+                        "requests": {GPU_RESOURCE: pool.gpus_per_node, "cpu": "10m", "memory": "16Mi"},
+                        "limits": {GPU_RESOURCE: pool.gpus_per_node, "cpu": "10m", "memory": "16Mi"},
                     },
                     "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
                                         "runAsNonRoot": True, "runAsUser": PLACEHOLDER_UID,

@@ -32,7 +32,8 @@ if TYPE_CHECKING:
     from . import engine, manifests, policy_check
     from .plan import StackPlan
 
-EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
+from .exits import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, one_line
+
 #: The source checkout this module runs from (its policies/ pack), if it is one.
 CHECKOUT = Path(__file__).resolve().parents[1]
 #: Where plans go by default: a folder of their own (``build/`` also holds setuptools' output).
@@ -41,12 +42,6 @@ DEFAULT_OUT = Path("build") / "plan"
 EXIT_INTERRUPTED = 130
 #: After Ctrl-C, how long cleanup (removing a half-written stack folder) may take.
 INTERRUPT_GRACE_SECONDS = 10
-
-
-def one_line(error: BaseException) -> str:
-    """An unexpected error as one line: its type and the first line of its message."""
-    text = str(error)
-    return f"{type(error).__name__}: {text.splitlines()[0] if text else ''}"
 
 
 def _selected(args: argparse.Namespace, project: Path) -> tuple[list[Path], set[str]]:

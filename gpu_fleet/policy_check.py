@@ -33,6 +33,8 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import re
+import sys
+from types import ModuleType
 from dataclasses import dataclass
 from inspect import isawaitable
 from pathlib import Path
@@ -104,13 +106,37 @@ class Violation:
         return f"[{self.enforcement_level.value}] {self.policy}: {where}: {self.message}"
 
 
-def load_policies(project: Path) -> list[Policy]:
-    """The policies of ``<project>/policies/rules.py`` (its ``POLICIES``), imported by path."""
+def load_pack(project: Path) -> dict[str, ModuleType]:
+    """The modules of ``<project>/policies/`` by file name (``rules``: ``rules.py``, imported
+    by path).
+
+    The pack's modules import each other by bare name (``contract``, ``hpa_rules``...), as
+    Pulumi runs them with their folder first on ``sys.path``; here the folder is on the path
+    only while loading, and those names are forgotten afterwards (the rules keep their
+    references), so neither another project's pack nor a same-named module of the caller's
+    is shadowed.
+    """
     path = Path(project) / RULES
-    spec = importlib.util.spec_from_file_location(RULES_MODULE, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return list(module.POLICIES)
+    folder = str(path.parent)
+    siblings = {p.stem for p in path.parent.glob("*.py") if not p.stem.startswith("__")}
+    saved = {name: sys.modules.pop(name) for name in siblings if name in sys.modules}
+    sys.path.insert(0, folder)
+    try:
+        spec = importlib.util.spec_from_file_location(RULES_MODULE, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        modules = {name: sys.modules.pop(name) for name in siblings if name in sys.modules}
+    finally:
+        sys.path.remove(folder)
+        for name in siblings:
+            sys.modules.pop(name, None)
+        sys.modules.update(saved)
+    return {**modules, "rules": module}
+
+
+def load_policies(project: Path) -> list[Policy]:
+    """The policies of ``<project>/policies/rules.py`` (its ``POLICIES``)."""
+    return list(load_pack(project)["rules"].POLICIES)
 
 
 def _level(policy: str, value: Any) -> EnforcementLevel:

@@ -34,10 +34,11 @@ from typing import Any, Optional
 import yaml
 
 from components.config import AutoscalingConfig, ModelConfig, pool_offering
+from components.contract import deployment_name
 from components.hpa import hpa_spec
 
 from . import engine, policy_check
-from .cli import EXIT_OK
+from .exits import EXIT_OK
 from .plan import project_dir
 from .simulate import serving, traces
 from .simulate.cli import UsageError, _model, _resolve_stack, autoscaling_with, deployed_baseline_rps, exit_status
@@ -156,7 +157,7 @@ def score(overrides: dict[str, str], ctx: Optional[Context] = None) -> tuple[flo
     ctx = ctx or _CONTEXT
     assert ctx is not None
     autoscaling = autoscaling_with(ctx.model.autoscaling, overrides)
-    hpa = settings_from_spec(hpa_spec(autoscaling, f"vllm-{ctx.model.name}"))
+    hpa = settings_from_spec(hpa_spec(autoscaling, deployment_name(ctx.model.name)))
     loop = ControlLoop(ctx.startup, warm_replicas=int(overrides["warmNodes"]) * ctx.replicas_per_node)
     per_trace = []
     for trace, reference in zip(ctx.traces, ctx.references):
@@ -233,7 +234,7 @@ def _run(args: argparse.Namespace) -> int:
                                    serving.model_load_seconds(model, shape))
     per_node = serving.replicas_per_node(shape, capacity.gpus)
     default_warm = serving.default_warm_nodes(cfg, pool, shape)
-    deployed = settings_from_spec(hpa_spec(model.autoscaling, f"vllm-{model.name}"))
+    deployed = settings_from_spec(hpa_spec(model.autoscaling, deployment_name(model.name)))
     baseline = deployed_baseline_rps(model, model_serving)
     names = _trace_names(args.trace)
     trace_list = tuple(traces.builtin_trace(n, baseline) for n in names)
@@ -255,7 +256,7 @@ def _run(args: argparse.Namespace) -> int:
                          f"{min(p[1] for p in points):.1f} min)")
     best = allowed[0]
     chosen = settings[best]
-    spec = hpa_spec(autoscaling_with(model.autoscaling, chosen), f"vllm-{model.name}")
+    spec = hpa_spec(autoscaling_with(model.autoscaling, chosen), deployment_name(model.name))
     violations = hpa_violations(spec, project)
     elapsed = time.perf_counter() - started
 

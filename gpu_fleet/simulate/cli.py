@@ -31,10 +31,11 @@ from components.config import (
     load_stack_file,
     pool_offering,
 )
+from components.contract import deployment_name
 from components.hpa import hpa_spec
 
 from .. import plan
-from ..cli import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, one_line
+from ..exits import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, one_line
 from . import report, serving, traces
 from .controller import (
     DEFAULT_SYNC_PERIOD_SECONDS,
@@ -222,7 +223,7 @@ def deployed_baseline_rps(model: ModelConfig, model_serving: serving.ServingMode
     """The built-in traces' baseline: ``fraction`` of what the stack's own HPA serves at
     ``minReplicas`` and its utilisation target, whatever ``--set`` changes, so runs of one
     model compare on the same traffic."""
-    deployed = settings_from_spec(hpa_spec(model.autoscaling, f"vllm-{model.name}"))
+    deployed = settings_from_spec(hpa_spec(model.autoscaling, deployment_name(model.name)))
     return fraction * deployed.min_replicas * model_serving.rps_at(utilization_target(deployed))
 
 
@@ -257,7 +258,7 @@ def _run(args: argparse.Namespace) -> int:
     shape = pool_offering(cfg, pool).shape
 
     autoscaling = autoscaling_with(model.autoscaling, overrides)
-    spec = hpa_spec(autoscaling, f"vllm-{model.name}")
+    spec = hpa_spec(autoscaling, deployment_name(model.name))
     hpa = settings_from_spec(spec)
 
     if "startupSeconds" in numbers and any(k in numbers for k in STARTUP_PHASES):

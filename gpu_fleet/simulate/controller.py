@@ -41,15 +41,18 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
-from decimal import ROUND_CEILING, Decimal, InvalidOperation
+from decimal import ROUND_CEILING, Decimal
 from typing import Any, Literal, Optional, Sequence
+
+from components.contract import HPA_DEFAULT_SCALE_DOWN, HPA_DEFAULT_SCALE_UP
+from components.contract import parse_quantity as parse_kubernetes_quantity
 
 KUBERNETES_RELEASE = "v1.33"
 
 #: kube-controller-manager defaults (``pkg/controller/podautoscaler/config/v1alpha1/defaults.go``).
 DEFAULT_TOLERANCE = 0.1
 DEFAULT_SYNC_PERIOD_SECONDS = 15
-DEFAULT_DOWNSCALE_STABILIZATION_SECONDS = 300
+DEFAULT_DOWNSCALE_STABILIZATION_SECONDS = HPA_DEFAULT_SCALE_DOWN["stabilizationWindowSeconds"]
 #: ``HPAConfigurableTolerance`` (KEP-4951): alpha and off by default in v1.33, per the
 #: versioned gate spec in ``pkg/features/kube_features.go`` (``{Version: 1.33, Default:
 #: false, PreRelease: Alpha}``; Beta and on from 1.35). Read in a post-1.35 copy of that
@@ -125,15 +128,19 @@ class HpaSettings:
 
 #: ``pkg/apis/autoscaling/v2/defaults.go``: scale up by 100 % or 4 pods (the larger) per
 #: 15 s with no window; scale down by 100 % per 15 s, window from the controller flag.
+def _policies(rules: dict) -> tuple[ScalingPolicy, ...]:
+    return tuple(ScalingPolicy(p["type"], p["value"], p["periodSeconds"]) for p in rules["policies"])
+
+
 DEFAULT_SCALE_UP_RULES = ScalingRules(
-    stabilization_window_seconds=0,
-    select_policy="Max",
-    policies=(ScalingPolicy("Pods", 4, 15), ScalingPolicy("Percent", 100, 15)),
+    stabilization_window_seconds=HPA_DEFAULT_SCALE_UP["stabilizationWindowSeconds"],
+    select_policy=HPA_DEFAULT_SCALE_UP["selectPolicy"],
+    policies=_policies(HPA_DEFAULT_SCALE_UP),
 )
 DEFAULT_SCALE_DOWN_RULES = ScalingRules(
     stabilization_window_seconds=None,
-    select_policy="Max",
-    policies=(ScalingPolicy("Percent", 100, 15),),
+    select_policy=HPA_DEFAULT_SCALE_DOWN["selectPolicy"],
+    policies=_policies(HPA_DEFAULT_SCALE_DOWN),
 )
 
 
@@ -161,16 +168,10 @@ def generate_hpa_scale_down_rules(rules: Optional[ScalingRules]) -> ScalingRules
 
 
 def parse_quantity(value: Any) -> Decimal:
-    """A Kubernetes quantity (``"75"``, ``"500m"``, ``"0.025"``, ``"1.5k"``, ``10``), exactly.
-
-    Only the decimal suffixes an HPA plausibly uses.
-    """
-    text = str(value).strip()
-    suffixes = {"m": Decimal("0.001"), "": Decimal(1), "k": Decimal(10**3), "M": Decimal(10**6), "G": Decimal(10**9)}
-    unit = text[-1] if text and text[-1] in "mkMG" else ""
+    """A Kubernetes quantity (``"75"``, ``"500m"``, ``"0.025"``, ``"1.5k"``, ``10``), exactly."""
     try:
-        exact = Decimal(text[: len(text) - len(unit)]) * suffixes[unit]
-    except InvalidOperation:
+        exact = parse_kubernetes_quantity(value)
+    except ValueError:
         raise SpecError(f"{value!r} is not a quantity") from None
     if not exact.is_finite():
         raise SpecError(f"{value!r} is not a quantity")

@@ -21,7 +21,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from components.hpa import GPU_UTILIZATION_METRIC, PENDING_REQUESTS_METRIC
+from components.contract import GPU_UTILIZATION_METRIC, PENDING_REQUESTS_METRIC
 
 from .controller import DEFAULT_DOWNSCALE_STABILIZATION_SECONDS, DEFAULT_SYNC_PERIOD_SECONDS, DEFAULT_TOLERANCE
 from . import kernels

@@ -16,10 +16,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from components import aws_cluster as eks
-from components import gke_cluster, karpenter, labels, pins
+from components import contract, gke_cluster, karpenter, pins
 from components.config import ConfigError, load_stack_file, parse_fleet
+from components.subnets import subnet_layout
 from components.gpu_catalog import load_catalog
-from components.monitoring_rules import SYSTEM_NODE_SELECTOR
+from components.contract import SYSTEM_NODE_SELECTOR
 from gpu_fleet import mock_outputs
 from gpu_fleet.engine import Recording, ResourceRecord, is_secret
 from gpu_fleet.manifests import validate
@@ -705,15 +706,15 @@ def test_kubernetes_provider_waits_for_nodes_and_addons(us_east):
 
 
 def test_labels_are_shared_with_gke():
-    assert eks.POOL_LABEL is labels.POOL_LABEL is gke_cluster.POOL_LABEL
-    assert karpenter.GPU_LABEL is labels.GPU_LABEL is gke_cluster.GPU_LABEL
+    assert eks.POOL_LABEL is contract.POOL_LABEL is gke_cluster.POOL_LABEL
+    assert karpenter.GPU_LABEL is contract.GPU_LABEL is gke_cluster.GPU_LABEL
 
 
 # --------------------------------------------------------------------------- pure functions
 
 
 def test_subnet_layout_of_the_reference_vpc():
-    assert [(str(pub), str(priv)) for pub, priv in eks.subnet_layout("10.40.0.0/16", 2)] == [
+    assert [(str(pub), str(priv)) for pub, priv in subnet_layout("10.40.0.0/16", 2)] == [
         ("10.40.128.0/21", "10.40.0.0/18"), ("10.40.136.0/21", "10.40.64.0/18")]
 
 
@@ -724,7 +725,7 @@ def test_subnet_layout_of_the_reference_vpc():
 ])
 def test_subnet_layout_rejects(cidr, zones, message):
     with pytest.raises(ValueError, match=message):
-        eks.subnet_layout(cidr, zones)
+        subnet_layout(cidr, zones)
 
 
 @given(
@@ -735,7 +736,7 @@ def test_subnet_layout_rejects(cidr, zones, message):
 def test_subnet_layout_properties(address, prefix, zones):
     vpc = ipaddress.IPv4Network((address, prefix), strict=False)
     try:
-        layout = eks.subnet_layout(vpc, zones)
+        layout = subnet_layout(vpc, zones)
     except ValueError:
         # Only when the public subnets would be smaller than AWS allows.
         assert prefix + 1 + (zones - 1).bit_length() + 3 > 28

@@ -15,21 +15,18 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from components import cache as cachemod
-from components.cache import (
-    AwsCache,
-    CacheConnection,
-    GcpCache,
-    connection_data,
+from components import cache_settings
+from components.cache import AwsCache, CacheConnection, GcpCache, connection_data, redis_url
+from components.cache_settings import (
     daily_window,
     memorystore_maintenance_policy,
     memorystore_persistence,
     memorystore_replication,
     node_type_problem,
     overlaps,
-    redis_url,
     weekly_window,
 )
+from components.contract import CACHE_CLIENT_LABELS
 from components.config import CacheConfig, RegionConfig, load_stack_file
 from components.network import AwsNetwork, GcpNetwork
 from gpu_fleet.engine import is_secret, reveal
@@ -324,7 +321,7 @@ def test_network_policies_give_the_cache_only_to_its_clients(fleet, stack, cidr,
     assert cache["egress"] == [{"to": [{"ipBlock": {"cidr": cidr}}], "ports": [{"protocol": "TCP", "port": port}]}]
     # A vLLM pod without LMCache reaches Hugging Face but not the cache; an LMCache pod both.
     cache_host = str(next(ipaddress.IPv4Network(cidr).hosts()))
-    plain_pod, client = {"app.kubernetes.io/name": "vllm"}, {"app.kubernetes.io/name": "vllm", **cachemod.CACHE_CLIENT_LABELS}
+    plain_pod, client = {"app.kubernetes.io/name": "vllm"}, {"app.kubernetes.io/name": "vllm", **CACHE_CLIENT_LABELS}
     all_policies = list(policies.values())
     assert not _egress_allows(all_policies, plain_pod, cache_host, port)
     assert _egress_allows(all_policies, client, cache_host, port)
@@ -397,14 +394,14 @@ def test_memorystore_replication_and_persistence():
 
 
 def test_engine_versions_default_per_engine_and_map_to_families():
-    assert cachemod.engine_version("aws", CacheConfig()) == "8.0"
-    assert cachemod.engine_version("aws", CacheConfig(engine="redis")) == "7.1"
-    assert cachemod.engine_version("gcp", CacheConfig()) == "7.2"  # valkey default does not apply on gcp
-    assert cachemod.engine_version("aws", CacheConfig(engine_version="7.2")) == "7.2"
-    assert cachemod.parameter_group_family("valkey", "7.2") == "valkey7"
-    assert cachemod.parameter_group_family("valkey", "8.2") == "valkey8"
-    assert cachemod.parameter_group_family("redis", "7.0") == "redis7"
-    assert cachemod.MEMORYSTORE_VERSIONS[cachemod.engine_version("gcp", CacheConfig())] == "REDIS_7_2"
+    assert cache_settings.engine_version("aws", CacheConfig()) == "8.0"
+    assert cache_settings.engine_version("aws", CacheConfig(engine="redis")) == "7.1"
+    assert cache_settings.engine_version("gcp", CacheConfig()) == "7.2"  # valkey default does not apply on gcp
+    assert cache_settings.engine_version("aws", CacheConfig(engine_version="7.2")) == "7.2"
+    assert cache_settings.parameter_group_family("valkey", "7.2") == "valkey7"
+    assert cache_settings.parameter_group_family("valkey", "8.2") == "valkey8"
+    assert cache_settings.parameter_group_family("redis", "7.0") == "redis7"
+    assert cache_settings.MEMORYSTORE_VERSIONS[cache_settings.engine_version("gcp", CacheConfig())] == "REDIS_7_2"
 
 
 @pytest.mark.parametrize("node_type,words", [

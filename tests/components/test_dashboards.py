@@ -15,9 +15,12 @@ import yaml
 from components import dashboards
 from components.monitoring_rules import ModelRef, prometheus_rule_groups
 from gpu_fleet.manifests import promtool_errors
-from policies.rules import promql_selectors, promql_tokens
+from gpu_fleet.policy_check import load_pack
 
 REPO = Path(__file__).resolve().parents[2]
+# The policy pack's PromQL reader, loaded as `gpu-fleet plan` loads the pack.
+_ALERT_RULES = load_pack(REPO)["alert_rules"]
+promql_selectors, promql_tokens = _ALERT_RULES.promql_selectors, _ALERT_RULES.promql_tokens
 REFERENCE = Path(os.environ.get("GPU_FLEET_REFERENCE_DIR", REPO.parent / "shared" / "reference"))
 KPS_VALUES = REFERENCE / "charts" / "kube-prometheus-stack-81.4.3-values.yaml"
 

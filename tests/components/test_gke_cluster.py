@@ -13,7 +13,7 @@ import yaml
 
 from components import gke_cluster as gke
 from components.config import ConfigError, load_stack_file, parse_fleet
-from components.monitoring_rules import SYSTEM_NODE_SELECTOR
+from components.contract import SYSTEM_NODE_SELECTOR
 from gpu_fleet import mock_outputs
 from gpu_fleet.engine import Recording, ResourceRecord, is_secret
 from gpu_fleet.manifests import validate

@@ -17,7 +17,7 @@ from components import keda, sizing
 from components.config import AutoscalingConfig, ConfigError, parse_fleet
 from components.gpu_catalog import load_catalog
 from components.hpa import hpa_spec
-from components.labels import ENVIRONMENT_LABEL
+from components.contract import ENVIRONMENT_LABEL
 from components.monitoring_rules import PROMETHEUS_URL
 from gpu_fleet import cli
 

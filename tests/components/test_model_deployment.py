@@ -14,9 +14,9 @@ import yaml
 
 from components import model_deployment as md
 from components import sizing
-from components.cache import VLLM_POD_LABELS
 from components.config import parse_fleet, pool_offering
-from components.monitoring_rules import MODEL_LABEL, ModelRef
+from components.contract import MODEL_LABEL, VLLM_POD_LABELS
+from components.monitoring_rules import ModelRef
 from gpu_fleet import manifests
 from gpu_fleet.engine import Recording, is_secret, reveal
 
@@ -198,8 +198,8 @@ def test_budgets_and_timeouts_grow_with_the_model():
     b70, b8 = md.startup_budget_seconds(s70), md.startup_budget_seconds(s8)
     assert b70 > b8
     for s, budget in ((s70, b70), (s8, b8)):
-        assert md.rollout_timeout_seconds(s, 1, 900) > budget
-        assert md.rollout_timeout_seconds(s, 2, 900) > md.rollout_timeout_seconds(s, 1, 900)
+        assert md.rollout_timeout_seconds(s, 1, 900, budget) > budget
+        assert md.rollout_timeout_seconds(s, 2, 900, budget) > md.rollout_timeout_seconds(s, 1, 900, budget)
 
 
 @pytest.mark.parametrize("storage_class,expected", [

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components import hpa
+from components import contract
 from components.config import AlertsConfig
 from components.monitoring_rules import (
     ALERT_GPU_SATURATED,
@@ -545,11 +545,11 @@ def test_adapter_exposes_exactly_the_two_external_metrics():
     assert rules.get("custom", []) == []
     assert "resource" not in rules and "existing" not in rules
     names = [r["name"]["as"] for r in rules["external"]]
-    assert names == [hpa.GPU_UTILIZATION_METRIC, hpa.PENDING_REQUESTS_METRIC]
+    assert names == [contract.GPU_UTILIZATION_METRIC, contract.PENDING_REQUESTS_METRIC]
     for rule in rules["external"]:
         metric = rule["name"]["as"]
         assert rule["seriesQuery"].startswith(metric + "{")
-        assert hpa.DEPLOYMENT_LABEL in rule["seriesQuery"]
+        assert contract.DEPLOYMENT_LABEL in rule["seriesQuery"]
         # Namespaced by the HPA's namespace, mapped onto the series' namespace label.
         assert rule["resources"] == {"overrides": {"namespace": {"resource": "namespace"}}}
         assert rule["resources"].get("namespaced", True) is True
@@ -628,7 +628,7 @@ def test_pod_monitor_manifest():
 def test_groups_shape_and_labels():
     groups = prometheus_rule_groups(MODELS)
     records = [r["record"] for g in groups for r in g["rules"] if "record" in r]
-    assert hpa.GPU_UTILIZATION_METRIC in records and hpa.PENDING_REQUESTS_METRIC in records
+    assert contract.GPU_UTILIZATION_METRIC in records and contract.PENDING_REQUESTS_METRIC in records
     alerts = [r for g in groups for r in g["rules"] if "alert" in r]
     assert {a["alert"] for a in alerts} == {ALERT_QUEUE, ALERT_GPU_SATURATED, ALERT_HPA_AT_MAX, ALERT_REPLICAS_UNAVAILABLE}
     for a in alerts:

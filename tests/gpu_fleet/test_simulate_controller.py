@@ -16,7 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from components.config import AutoscalingConfig
-from components.hpa import GPU_UTILIZATION_METRIC, PENDING_REQUESTS_METRIC, hpa_spec
+from components.contract import GPU_UTILIZATION_METRIC, PENDING_REQUESTS_METRIC
+from components.hpa import hpa_spec
 from gpu_fleet.simulate.controller import (
     ExternalMetric,
     HorizontalController,

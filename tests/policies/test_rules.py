@@ -9,7 +9,6 @@ and talks to it over the analyzer gRPC protocol.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import select
 import signal
@@ -37,26 +36,20 @@ from pulumi_policy import (
 from pulumi_policy.policy import _NotApplicableError
 from pulumi_policy.proxy import unknown_checking_proxy
 
-from components import cache as cache_module
+from components import contract
 from components import hpa as hpa_module
-from components import model_deployment as md_module
-from components import labels, monitoring_rules
 from components.config import AutoscalingConfig
 from components.model_deployment import PROBE_SCRIPT
 from components.monitoring_rules import AlertSettings, ModelRef, prometheus_rule
+from gpu_fleet.policy_check import load_pack
 
 REPO = Path(__file__).resolve().parents[2]
 PACK = REPO / "policies"
 
 
-def _load_rules():
-    spec = importlib.util.spec_from_file_location("policy_rules_under_test", PACK / "rules.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-rules = _load_rules()
+# The pack's modules, loaded as ``gpu-fleet plan`` loads them.
+pack = load_pack(REPO)
+rules, access, alerts, secrets = pack["rules"], pack["resource_access"], pack["alert_rules"], pack["secret_rules"]
 POLICIES = {p.name: p for p in rules.POLICIES}
 OPTS = PolicyResourceOptions(False, [], None, [], PolicyCustomTimeouts(0, 0, 0), [], None)
 
@@ -97,19 +90,12 @@ def test_every_policy_has_a_name_description_level_and_documented_config():
     assert all(isinstance(p, ResourceValidationPolicy) for p in rules.POLICIES if p.name not in stack)
 
 
-def test_fleet_names_match_the_components():
-    assert rules.VLLM_NAME_LABEL == monitoring_rules.VLLM_NAME_LABEL
-    assert rules.VLLM_NAME == monitoring_rules.VLLM_NAME
-    assert rules.MODEL_LABEL == monitoring_rules.MODEL_LABEL
-    assert rules.GPU_LABEL == labels.GPU_LABEL
-    assert rules.ENVIRONMENT_LABEL == labels.ENVIRONMENT_LABEL
-    assert {rules.CACHE_CLIENT_LABEL: "true"} == cache_module.CACHE_CLIENT_LABELS
-    assert rules.LMCACHE_URL_ENV == md_module.LMCACHE_URL_ENV
-    assert rules.GPU_RESOURCE == labels.GPU_TAINT["key"]
-    assert labels.GPU_TAINT["effect"] == "NO_SCHEDULE"
-    assert rules.GPU_TARGET_SCHEMA.properties["metricName"]["default"] == hpa_module.GPU_UTILIZATION_METRIC
+def test_the_schema_defaults_are_the_fleets_metrics():
+    # The names themselves are shared through policies/contract.py (tests/test_layers.py).
+    assert contract.GPU_TAINT["effect"] == "NO_SCHEDULE"
+    assert rules.GPU_TARGET_SCHEMA.properties["metricName"]["default"] == contract.GPU_UTILIZATION_METRIC
     queue = rules.QUEUE_ALERT_SCHEMA.properties["queueMetrics"]["default"]
-    assert hpa_module.PENDING_REQUESTS_METRIC in queue and "vllm:num_requests_waiting" in queue
+    assert contract.PENDING_REQUESTS_METRIC in queue and contract.VLLM_WAITING_METRIC in queue
     assert rules.QUEUE_METRIC_SCHEMA.properties["queueMetrics"]["default"] == queue
 
 
@@ -122,31 +108,31 @@ def test_fleet_names_match_the_components():
     (75, Decimal(75)), (75.0, Decimal(75)), ("+8", Decimal(8)), (".5", Decimal("0.5")),
 ])
 def test_quantities(text, value):
-    assert rules.parse_quantity(text) == value
+    assert access.parse_quantity(text) == value
 
 
 @pytest.mark.parametrize("text", ["", "75%", "1.2.3", "m", "7 5", "1KB", True, None])
 def test_not_quantities(text):
     with pytest.raises(ValueError):
-        rules.parse_quantity(text)
+        access.parse_quantity(text)
 
 
 @pytest.mark.parametrize("text, seconds", [
     ("2m", 120), ("90s", 90), ("1h30m", 5400), ("500ms", 0.5), ("1d", 86400), ("1w", 604800), ("0", 0), ("0s", 0),
 ])
 def test_durations(text, seconds):
-    assert rules.parse_duration(text) == seconds
+    assert access.parse_duration(text) == seconds
 
 
 @pytest.mark.parametrize("text", ["", "2", "m", "1.5m", "30m1h", "2m2m", "2 m", "-1m", 120])
 def test_not_durations(text):
     with pytest.raises(ValueError):
-        rules.parse_duration(text)
+        access.parse_duration(text)
 
 
 # --------------------------------------------------------------------------- HPA
 
-HPA = rules.HPA
+HPA = access.HPA
 
 
 def seed_hpa(**changes) -> dict:
@@ -171,7 +157,7 @@ def test_the_seed_hpa_passes_every_hpa_policy():
 
 def test_hpa_policies_ignore_other_resources():
     for policy in HPA_POLICIES:
-        assert check(policy, rules.DEPLOYMENT, seed_hpa(minReplicas=0)) == []
+        assert check(policy, access.DEPLOYMENT, seed_hpa(minReplicas=0)) == []
 
 
 def test_min_replicas():
@@ -277,11 +263,11 @@ def _gpu_stack(hpa_metrics, *, gpus: str = "8", hpa_namespace: str = "llm-servin
         del hpa["spec"]["metrics"]
     else:
         hpa["spec"]["metrics"] = hpa_metrics
-    return [(rules.DEPLOYMENT, "deployment", deployment), (HPA, "hpa", hpa)]
+    return [(access.DEPLOYMENT, "deployment", deployment), (HPA, "hpa", hpa)]
 
 
 SEED_METRICS = seed_hpa()["spec"]["metrics"]
-GPU_METRIC = [m for m in SEED_METRICS if m["external"]["metric"]["name"] == hpa_module.GPU_UTILIZATION_METRIC]
+GPU_METRIC = [m for m in SEED_METRICS if m["external"]["metric"]["name"] == contract.GPU_UTILIZATION_METRIC]
 CPU = {"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}}}
 MEMORY = {"type": "Resource", "resource": {"name": "memory", "target": {"type": "Utilization", "averageUtilization": 70}}}
 
@@ -347,39 +333,39 @@ def vllm_container(**changes) -> dict:
     return c
 
 
-def workload(containers: list, *, labels_=None, kind=rules.DEPLOYMENT, **pod) -> dict:
+def workload(containers: list, *, labels_=None, kind=access.DEPLOYMENT, **pod) -> dict:
     pod_spec = {"containers": containers, "tolerations": [GPU_TOLERATION], **pod}
     template = {"metadata": {"labels": dict(labels_ if labels_ is not None else VLLM_LABELS)}, "spec": pod_spec}
-    if kind == rules.POD:
+    if kind == access.POD:
         return {"metadata": {"name": "p", "labels": template["metadata"]["labels"]}, "spec": pod_spec}
-    if kind == rules.CRON_JOB:
+    if kind == access.CRON_JOB:
         return {"metadata": {"name": "c"}, "spec": {"schedule": "@daily", "jobTemplate": {"spec": {"template": template}}}}
     return {"metadata": {"name": "vllm-llama", "namespace": "llm-serving", "labels": dict(labels_ or {})},
             "spec": {"selector": {"matchLabels": {"a": "b"}}, "template": template}}
 
 
 def test_model_server_with_exec_or_http_probes_on_v1_models_passes():
-    assert check("model-prewarm-probes", rules.DEPLOYMENT, workload([vllm_container()])) == []
+    assert check("model-prewarm-probes", access.DEPLOYMENT, workload([vllm_container()])) == []
     http = {"httpGet": {"path": "/v1/models", "port": 8000}}
-    assert check("model-prewarm-probes", rules.DEPLOYMENT,
+    assert check("model-prewarm-probes", access.DEPLOYMENT,
                  workload([vllm_container(startupProbe=http, readinessProbe=http)])) == []
     # A sidecar without probes does not matter once the server container has them.
-    assert check("model-prewarm-probes", rules.DEPLOYMENT, workload([{"name": "log", "image": "x"}, vllm_container()])) == []
+    assert check("model-prewarm-probes", access.DEPLOYMENT, workload([{"name": "log", "image": "x"}, vllm_container()])) == []
 
 
 def test_model_server_probing_only_health_or_missing_a_probe_violates():
     health = {"httpGet": {"path": "/health", "port": 8000}}
-    [message] = check("model-prewarm-probes", rules.DEPLOYMENT, workload([vllm_container(readinessProbe=health)]))
+    [message] = check("model-prewarm-probes", access.DEPLOYMENT, workload([vllm_container(readinessProbe=health)]))
     assert "readinessProbe checks httpGet /health" in message
     c = vllm_container()
     del c["startupProbe"]
-    [message] = check("model-prewarm-probes", rules.DEPLOYMENT, workload([c]))
+    [message] = check("model-prewarm-probes", access.DEPLOYMENT, workload([c]))
     assert "no startupProbe" in message
     # Only vLLM Deployments are model servers.
-    assert check("model-prewarm-probes", rules.DEPLOYMENT, workload([c], labels_={"app.kubernetes.io/name": "router"})) == []
+    assert check("model-prewarm-probes", access.DEPLOYMENT, workload([c], labels_={"app.kubernetes.io/name": "router"})) == []
     only_health = workload([vllm_container(startupProbe=health, readinessProbe=health)])
-    assert check("model-prewarm-probes", rules.DEPLOYMENT, only_health)
-    assert check("model-prewarm-probes", rules.DEPLOYMENT, only_health, {"modelLoadedPaths": ["/health"]}) == []
+    assert check("model-prewarm-probes", access.DEPLOYMENT, only_health)
+    assert check("model-prewarm-probes", access.DEPLOYMENT, only_health, {"modelLoadedPaths": ["/health"]}) == []
 
 
 EKS_GPU = {"clusterName": "c", "amiType": "AL2023_x86_64_NVIDIA", "instanceTypes": ["p5.48xlarge"],
@@ -392,57 +378,57 @@ def eks(**changes) -> dict:
 
 
 def test_eks_gpu_node_groups_need_the_gpu_taint():
-    assert check("gpu-node-pool-taint", rules.EKS_NODE_GROUP, eks()) == []
-    assert "label gpu-fleet/gpu" in check("gpu-node-pool-taint", rules.EKS_NODE_GROUP, eks(taints=[]))[0]
+    assert check("gpu-node-pool-taint", access.EKS_NODE_GROUP, eks()) == []
+    assert "label gpu-fleet/gpu" in check("gpu-node-pool-taint", access.EKS_NODE_GROUP, eks(taints=[]))[0]
     no_label = eks(taints=[], labels={"gpu-fleet/pool": "h100"})
-    assert "AMI AL2023_x86_64_NVIDIA" in check("gpu-node-pool-taint", rules.EKS_NODE_GROUP, no_label)[0]
+    assert "AMI AL2023_x86_64_NVIDIA" in check("gpu-node-pool-taint", access.EKS_NODE_GROUP, no_label)[0]
     by_type = eks(taints=[], labels={}, amiType="CUSTOM")
-    assert "instance type p5.48xlarge" in check("gpu-node-pool-taint", rules.EKS_NODE_GROUP, by_type)[0]
+    assert "instance type p5.48xlarge" in check("gpu-node-pool-taint", access.EKS_NODE_GROUP, by_type)[0]
     wrong_effect = eks(taints=[{"key": "nvidia.com/gpu", "value": "present", "effect": "PREFER_NO_SCHEDULE"}])
-    assert check("gpu-node-pool-taint", rules.EKS_NODE_GROUP, wrong_effect)
+    assert check("gpu-node-pool-taint", access.EKS_NODE_GROUP, wrong_effect)
     cpu = {"amiType": "AL2023_x86_64_STANDARD", "instanceTypes": ["m7i.2xlarge"], "labels": {"gpu-fleet/pool": "system"}}
-    assert check("gpu-node-pool-taint", rules.EKS_NODE_GROUP, cpu) == []
+    assert check("gpu-node-pool-taint", access.EKS_NODE_GROUP, cpu) == []
 
 
 def test_gke_gpu_node_pools_need_the_gpu_taint():
     gpu = {"nodeConfig": {"machineType": "a3-highgpu-8g", "guestAccelerators": [{"type": "nvidia-h100-80gb", "count": 8.0}],
                           "labels": {"gpu-fleet/gpu": "h100"},
                           "taints": [{"key": "nvidia.com/gpu", "value": "present", "effect": "NO_SCHEDULE"}]}}
-    assert check("gpu-node-pool-taint", rules.GKE_NODE_POOL, gpu) == []
+    assert check("gpu-node-pool-taint", access.GKE_NODE_POOL, gpu) == []
     untainted = {"nodeConfig": {**gpu["nodeConfig"], "taints": []}}
-    assert "nodeConfig.taints" in check("gpu-node-pool-taint", rules.GKE_NODE_POOL, untainted)[0]
+    assert "nodeConfig.taints" in check("gpu-node-pool-taint", access.GKE_NODE_POOL, untainted)[0]
     cpu = {"nodeConfig": {"machineType": "n2-standard-8", "labels": {"gpu-fleet/pool": "system"}}}
-    assert check("gpu-node-pool-taint", rules.GKE_NODE_POOL, cpu) == []
+    assert check("gpu-node-pool-taint", access.GKE_NODE_POOL, cpu) == []
 
 
 def test_gpu_pods_request_gpus_in_limits_and_tolerate_the_taint():
     ok = workload([vllm_container()])
-    assert check("gpu-workload-scheduling", rules.DEPLOYMENT, ok) == []
+    assert check("gpu-workload-scheduling", access.DEPLOYMENT, ok) == []
     requests_only = workload([vllm_container(resources={"requests": {"nvidia.com/gpu": "8"}})])
-    assert "without a limit" in check("gpu-workload-scheduling", rules.DEPLOYMENT, requests_only)[0]
+    assert "without a limit" in check("gpu-workload-scheduling", access.DEPLOYMENT, requests_only)[0]
     unequal = workload([vllm_container(resources={"requests": {"nvidia.com/gpu": 4}, "limits": {"nvidia.com/gpu": 8}})])
-    assert "differs from its limit" in check("gpu-workload-scheduling", rules.DEPLOYMENT, unequal)[0]
+    assert "differs from its limit" in check("gpu-workload-scheduling", access.DEPLOYMENT, unequal)[0]
     untolerated = workload([vllm_container()], tolerations=[])
-    assert "does not tolerate" in check("gpu-workload-scheduling", rules.DEPLOYMENT, untolerated)[0]
+    assert "does not tolerate" in check("gpu-workload-scheduling", access.DEPLOYMENT, untolerated)[0]
     wrong_effect = workload([vllm_container()], tolerations=[{**GPU_TOLERATION, "effect": "NoExecute"}])
-    assert check("gpu-workload-scheduling", rules.STATEFUL_SET, wrong_effect)
+    assert check("gpu-workload-scheduling", access.STATEFUL_SET, wrong_effect)
     everything = workload([vllm_container()], tolerations=[{"operator": "Exists"}])
-    assert check("gpu-workload-scheduling", rules.DEPLOYMENT, everything) == []
-    cron = workload([vllm_container()], kind=rules.CRON_JOB, tolerations=[])
-    assert check("gpu-workload-scheduling", rules.CRON_JOB, cron)
+    assert check("gpu-workload-scheduling", access.DEPLOYMENT, everything) == []
+    cron = workload([vllm_container()], kind=access.CRON_JOB, tolerations=[])
+    assert check("gpu-workload-scheduling", access.CRON_JOB, cron)
 
 
 def test_pods_on_gpu_nodes_must_request_a_gpu():
     cpu = {"name": "app", "image": "x"}
     selector = workload([cpu], nodeSelector={"gpu-fleet/gpu": "h100"})
-    [message] = check("gpu-workload-scheduling", rules.DEPLOYMENT, selector)
+    [message] = check("gpu-workload-scheduling", access.DEPLOYMENT, selector)
     assert "selects GPU nodes (gpu-fleet/gpu)" in message
     affinity = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
         {"matchExpressions": [{"key": "cloud.google.com/gke-accelerator", "operator": "Exists"}]}]}}}
-    assert check("gpu-workload-scheduling", rules.POD, workload([cpu], kind=rules.POD, affinity=affinity))
+    assert check("gpu-workload-scheduling", access.POD, workload([cpu], kind=access.POD, affinity=affinity))
     # Node agents run on GPU nodes without GPUs by design.
-    assert check("gpu-workload-scheduling", rules.DAEMON_SET, workload([cpu], nodeSelector={"gpu-fleet/gpu": "h100"})) == []
-    assert check("gpu-workload-scheduling", rules.DEPLOYMENT, workload([cpu], nodeSelector={"gpu-fleet/pool": "system"})) == []
+    assert check("gpu-workload-scheduling", access.DAEMON_SET, workload([cpu], nodeSelector={"gpu-fleet/gpu": "h100"})) == []
+    assert check("gpu-workload-scheduling", access.DEPLOYMENT, workload([cpu], nodeSelector={"gpu-fleet/pool": "system"})) == []
 
 
 # --------------------------------------------------------------------------- caches
@@ -458,13 +444,13 @@ MEMORYSTORE = {"tier": "STANDARD_HA", "replicaCount": 1.0, "authEnabled": True,
 
 def test_caches_with_tls_encryption_auth_and_failover_pass():
     for policy in ("cache-encryption-and-auth", "cache-high-availability"):
-        assert check(policy, rules.ELASTICACHE, ELASTICACHE) == []
-        assert check(policy, rules.MEMORYSTORE, MEMORYSTORE) == []
+        assert check(policy, access.ELASTICACHE, ELASTICACHE) == []
+        assert check(policy, access.MEMORYSTORE, MEMORYSTORE) == []
 
 
 def test_elasticache_security():
     def problems(**changes):
-        return check("cache-encryption-and-auth", rules.ELASTICACHE, {**ELASTICACHE, **changes})
+        return check("cache-encryption-and-auth", access.ELASTICACHE, {**ELASTICACHE, **changes})
 
     assert "transitEncryptionEnabled" in problems(transitEncryptionEnabled=False)[0]
     assert "preferred" in problems(transitEncryptionMode="preferred")[0]
@@ -475,7 +461,7 @@ def test_elasticache_security():
 
 def test_elasticache_high_availability():
     def problems(config=None, **changes):
-        return check("cache-high-availability", rules.ELASTICACHE, {**ELASTICACHE, **changes}, config)
+        return check("cache-high-availability", access.ELASTICACHE, {**ELASTICACHE, **changes}, config)
 
     assert [m.split(" is")[0] for m in problems(automaticFailoverEnabled=False, multiAzEnabled=False)] == [
         "automaticFailoverEnabled", "multiAzEnabled"]
@@ -486,13 +472,13 @@ def test_elasticache_high_availability():
 
 
 def test_memorystore():
-    assert "authEnabled" in check("cache-encryption-and-auth", rules.MEMORYSTORE, {**MEMORYSTORE, "authEnabled": False})[0]
+    assert "authEnabled" in check("cache-encryption-and-auth", access.MEMORYSTORE, {**MEMORYSTORE, "authEnabled": False})[0]
     no_tls = {k: v for k, v in MEMORYSTORE.items() if k != "transitEncryptionMode"}
-    assert "unset (DISABLED)" in check("cache-encryption-and-auth", rules.MEMORYSTORE, no_tls)[0]
+    assert "unset (DISABLED)" in check("cache-encryption-and-auth", access.MEMORYSTORE, no_tls)[0]
     basic = {**MEMORYSTORE, "tier": "BASIC", "replicaCount": None}
-    assert "tier is BASIC" in check("cache-high-availability", rules.MEMORYSTORE, basic)[0]
-    assert check("cache-high-availability", rules.MEMORYSTORE, basic, {"minReplicas": 0}) == []
-    assert check("cache-high-availability", rules.MEMORYSTORE, MEMORYSTORE, {"minReplicas": 2})
+    assert "tier is BASIC" in check("cache-high-availability", access.MEMORYSTORE, basic)[0]
+    assert check("cache-high-availability", access.MEMORYSTORE, basic, {"minReplicas": 0}) == []
+    assert check("cache-high-availability", access.MEMORYSTORE, MEMORYSTORE, {"minReplicas": 2})
 
 
 # --------------------------------------------------------------------------- global routing
@@ -501,39 +487,39 @@ def test_memorystore():
 def test_latency_and_failover_records_need_health_checks():
     latency = {"name": "llm.example.com", "type": "A", "setIdentifier": "us-east", "aliases": [],
                "latencyRoutingPolicies": [{"region": "us-east-1"}], "healthCheckId": "abc"}
-    assert check("route53-routing-health-checked", rules.ROUTE53_RECORD, latency) == []
-    [message] = check("route53-routing-health-checked", rules.ROUTE53_RECORD, {**latency, "healthCheckId": None})
+    assert check("route53-routing-health-checked", access.ROUTE53_RECORD, latency) == []
+    [message] = check("route53-routing-health-checked", access.ROUTE53_RECORD, {**latency, "healthCheckId": None})
     assert "latency record llm.example.com (us-east)" in message
     primary = {"name": "llm", "failoverRoutingPolicies": [{"type": "PRIMARY"}]}
-    assert "PRIMARY" in check("route53-routing-health-checked", rules.ROUTE53_RECORD, primary)[0]
+    assert "PRIMARY" in check("route53-routing-health-checked", access.ROUTE53_RECORD, primary)[0]
     secondary = {"name": "llm", "failoverRoutingPolicies": [{"type": "SECONDARY"}]}
-    assert check("route53-routing-health-checked", rules.ROUTE53_RECORD, secondary) == []
-    assert check("route53-routing-health-checked", rules.ROUTE53_RECORD, {"name": "x", "records": ["1.2.3.4"]}) == []
+    assert check("route53-routing-health-checked", access.ROUTE53_RECORD, secondary) == []
+    assert check("route53-routing-health-checked", access.ROUTE53_RECORD, {"name": "x", "records": ["1.2.3.4"]}) == []
 
 
 def test_shared_latency_labels_are_checked_through_alias_and_weighted_records():
     alias = {"name": "llm.example.com", "type": "CNAME", "setIdentifier": "use1",
              "latencyRoutingPolicies": [{"region": "us-east-1"}],
              "aliases": [{"name": "llm.us-east-1.latency.example.com", "zoneId": "Z", "evaluateTargetHealth": True}]}
-    assert check("route53-routing-health-checked", rules.ROUTE53_RECORD, alias) == []
+    assert check("route53-routing-health-checked", access.ROUTE53_RECORD, alias) == []
     blind = {**alias, "aliases": [{**alias["aliases"][0], "evaluateTargetHealth": False}]}
-    assert "evaluates no target health" in check("route53-routing-health-checked", rules.ROUTE53_RECORD, blind)[0]
+    assert "evaluates no target health" in check("route53-routing-health-checked", access.ROUTE53_RECORD, blind)[0]
     weighted = {"name": "llm.us-east-1.latency.example.com", "setIdentifier": "use4",
                 "weightedRoutingPolicies": [{"weight": 1}], "records": ["llm.use4.example.com"], "healthCheckId": "abc"}
-    assert check("route53-routing-health-checked", rules.ROUTE53_RECORD, weighted) == []
-    [message] = check("route53-routing-health-checked", rules.ROUTE53_RECORD, {**weighted, "healthCheckId": None})
+    assert check("route53-routing-health-checked", access.ROUTE53_RECORD, weighted) == []
+    [message] = check("route53-routing-health-checked", access.ROUTE53_RECORD, {**weighted, "healthCheckId": None})
     assert message.startswith("weighted record llm.us-east-1.latency.example.com (use4) has no healthCheckId")
 
 
 def test_health_checks_are_https_on_a_path():
     good = {"type": "HTTPS", "fqdn": "us-east.llm.example.com", "port": 443.0, "resourcePath": "/health",
             "requestInterval": 10.0, "failureThreshold": 2.0}
-    assert check("route53-health-check-https", rules.ROUTE53_HEALTH_CHECK, good) == []
-    assert "type HTTP;" in check("route53-health-check-https", rules.ROUTE53_HEALTH_CHECK, {**good, "type": "HTTP"})[0]
-    assert "no resourcePath" in check("route53-health-check-https", rules.ROUTE53_HEALTH_CHECK, {**good, "resourcePath": ""})[0]
+    assert check("route53-health-check-https", access.ROUTE53_HEALTH_CHECK, good) == []
+    assert "type HTTP;" in check("route53-health-check-https", access.ROUTE53_HEALTH_CHECK, {**good, "type": "HTTP"})[0]
+    assert "no resourcePath" in check("route53-health-check-https", access.ROUTE53_HEALTH_CHECK, {**good, "resourcePath": ""})[0]
     calculated = {"type": "CALCULATED", "childHealthchecks": ["a"]}
-    assert check("route53-health-check-https", rules.ROUTE53_HEALTH_CHECK, calculated) == []
-    assert check("route53-health-check-https", rules.ROUTE53_HEALTH_CHECK, {**good, "type": "HTTP"},
+    assert check("route53-health-check-https", access.ROUTE53_HEALTH_CHECK, calculated) == []
+    assert check("route53-health-check-https", access.ROUTE53_HEALTH_CHECK, {**good, "type": "HTTP"},
                  {"allowedTypes": ["HTTP", "HTTPS"]}) == []
 
 
@@ -541,7 +527,7 @@ def routing(budget, target=30, message="dns failover budget ..."):
     props = {"routingMode": "dns", "failoverTargetSeconds": target, "failoverBudget": {"message": message}}
     if budget is not None:
         props["failoverBudgetSeconds"] = budget
-    return [(rules.GLOBAL_ROUTING, "global", props)]
+    return [(access.GLOBAL_ROUTING, "global", props)]
 
 
 def test_failover_budget_under_the_target_passes():
@@ -562,14 +548,14 @@ def test_failover_budget_missing_the_target_reports_budget_target_and_fix():
 
 # --------------------------------------------------------------------------- queue-depth alert
 
-PROMETHEUS_RULE = rules.PROMETHEUS_RULE
+PROMETHEUS_RULE = access.PROMETHEUS_RULE
 
 
 def model_deployment(model: str, namespace: str = "llm-serving") -> tuple[str, str, dict]:
     labels_ = {"app.kubernetes.io/name": "vllm", "gpu-fleet/model": model}
     props = workload([vllm_container()], labels_=labels_)
     props["metadata"].update(name=f"vllm-{model}", namespace=namespace)
-    return rules.DEPLOYMENT, f"vllm-{model}", props
+    return access.DEPLOYMENT, f"vllm-{model}", props
 
 
 def rule_resource(models, alerts=None) -> tuple[str, str, dict]:
@@ -655,11 +641,11 @@ def test_recording_rules_are_followed_and_cycles_end():
 def test_promql_selectors_skip_functions_label_lists_and_strings():
     expr = ('label_replace(sum by (namespace, model) (rate(vllm:num_requests_waiting{model=~"a|b", ns!="x"}[5m])), '
             '"deployment", "vllm-$1", "model", "(.+)") * on (namespace) group_left (pod) {__name__="kube_info", a="1"}')
-    selectors = rules.promql_selectors(rules.promql_tokens(expr))
+    selectors = alerts.promql_selectors(alerts.promql_tokens(expr))
     assert [(s.metric, [str(m) for m in s.matchers]) for s in selectors] == [
         ("vllm:num_requests_waiting", ['model=~"a|b"', 'ns!="x"']), ("kube_info", ['a="1"'])]
     with pytest.raises(ValueError):
-        rules.promql_tokens("up > 1 #")
+        alerts.promql_tokens("up > 1 #")
 
 
 # --------------------------------------------------------------------------- secrets
@@ -670,17 +656,17 @@ CFG = {k: v["default"] for k, v in rules.K8S_SECRETS_SCHEMA.properties.items()}
 @pytest.mark.parametrize("name", ["HF_TOKEN", "VLLM_API_KEY", "REDIS_PASSWORD", "AWS_SECRET_ACCESS_KEY", "clientSecret",
                                   "authToken", "adminPassword", "GOOGLE_APPLICATION_CREDENTIALS", "privateKey", "HFToken"])
 def test_credential_names(name):
-    assert rules.secret_name(name, CFG)
+    assert secrets.secret_name(name, CFG)
 
 
 @pytest.mark.parametrize("name", ["HF_TOKEN_PATH", "PASSWORD_FILE", "SECRET_NAME", "AWS_ACCESS_KEY_ID", "key",
                                   "MAX_TOKENS", "tokenizer", "existingSecret", "publicKey", "API_KEY_HEADER", "HF_HOME",
                                   "authTokenUpdateStrategy"])
 def test_not_credential_names(name):
-    assert not rules.secret_name(name, CFG)
+    assert not secrets.secret_name(name, CFG)
 
 
-def secrets_in(container: dict, kind=rules.DEPLOYMENT) -> list[str]:
+def secrets_in(container: dict, kind=access.DEPLOYMENT) -> list[str]:
     return check("kubernetes-no-plaintext-secrets", kind, workload([container]))
 
 
@@ -723,22 +709,22 @@ def test_urls_without_a_written_password_pass():
     for value in ("$(REDIS_URL)", "$(REDIS_URL)?ssl_ca_certs=/etc/redis-tls/ca.crt", "rediss://:$(REDIS_PASSWORD)@h:6379",
                   "https://huggingface.co/meta-llama", "redis://default@cache:6379", "http://user:@h/"):
         assert secrets_in(vllm_container(env=[{"name": "LMCACHE_REMOTE_URL", "value": value}])) == [], value
-    assert rules.url_credential("rediss://:p%40ss@h:6379") and not rules.url_credential("not a url @ all")
+    assert secrets.url_credential("rediss://:p%40ss@h:6379") and not secrets.url_credential("not a url @ all")
 
 
 def test_init_containers_and_pods_are_checked_too():
     init = {"name": "fetch", "image": "x", "env": [{"name": "HF_TOKEN", "value": "hf_abc"}]}
-    assert check("kubernetes-no-plaintext-secrets", rules.POD,
-                 workload([vllm_container()], kind=rules.POD, initContainers=[init])) == [
+    assert check("kubernetes-no-plaintext-secrets", access.POD,
+                 workload([vllm_container()], kind=access.POD, initContainers=[init])) == [
         "container fetch: env HF_TOKEN has a literal value; use valueFrom.secretKeyRef."]
 
 
 def test_configmaps_must_not_hold_credentials():
     settings = {"data": {"LOG_LEVEL": "info", "HF_TOKEN_PATH": "/s"}}
-    assert check("kubernetes-no-plaintext-secrets", rules.CONFIG_MAP, settings) == []
-    [message] = check("kubernetes-no-plaintext-secrets", rules.CONFIG_MAP, {"data": {"REDIS_PASSWORD": "p"}})
+    assert check("kubernetes-no-plaintext-secrets", access.CONFIG_MAP, settings) == []
+    [message] = check("kubernetes-no-plaintext-secrets", access.CONFIG_MAP, {"data": {"REDIS_PASSWORD": "p"}})
     assert "data.REDIS_PASSWORD looks like a credential" in message
-    [message] = check("kubernetes-no-plaintext-secrets", rules.CONFIG_MAP, {"data": {"CACHE": "redis://:p@h:6379"}})
+    [message] = check("kubernetes-no-plaintext-secrets", access.CONFIG_MAP, {"data": {"CACHE": "redis://:p@h:6379"}})
     assert "data.CACHE looks like a credential" in message
 
 
@@ -754,11 +740,11 @@ def test_credential_inputs_must_be_pulumi_secrets():
     secret = {"grafana": {"adminPassword": Secret("prom-operator")}, "env": Secret([{"name": "HF_TOKEN", "value": "hf"}])}
     assert check("secret-inputs-encrypted", RELEASE, {"chart": "c", "values": secret}, INPUT_CFG) == []
     plain_token = {**ELASTICACHE, "authToken": "x" * 64}
-    assert "authToken" in check("secret-inputs-encrypted", rules.ELASTICACHE, plain_token, INPUT_CFG)[0]
-    assert check("secret-inputs-encrypted", rules.ELASTICACHE, ELASTICACHE, INPUT_CFG) == []
+    assert "authToken" in check("secret-inputs-encrypted", access.ELASTICACHE, plain_token, INPUT_CFG)[0]
+    assert check("secret-inputs-encrypted", access.ELASTICACHE, ELASTICACHE, INPUT_CFG) == []
     # Pod specs are the Kubernetes policy's: a Pulumi secret does not make them safe.
     literal_env = workload([vllm_container(env=[{"name": "HF_TOKEN", "value": "x"}])])
-    assert check("secret-inputs-encrypted", rules.DEPLOYMENT, literal_env, INPUT_CFG) == []
+    assert check("secret-inputs-encrypted", access.DEPLOYMENT, literal_env, INPUT_CFG) == []
 
 
 def test_without_secret_markers_the_check_is_not_applicable():
@@ -818,13 +804,13 @@ def test_pulumi_runs_the_pack_from_its_folder(served_pack):
     assert not resp.diagnostics
     assert [n.policy_name for n in resp.not_applicable] == ["secret-inputs-encrypted"]
     deployment = workload([vllm_container(env=[{"name": "HF_TOKEN", **{"value": {**SECRET_SIG, "value": "hf_abc"}}}])])
-    resp = served_pack.Analyze(analyzer_pb2.AnalyzeRequest(type=rules.DEPLOYMENT, properties=_struct(deployment),
+    resp = served_pack.Analyze(analyzer_pb2.AnalyzeRequest(type=access.DEPLOYMENT, properties=_struct(deployment),
                                                            urn="urn:d", name="d"))
     assert [d.policyName for d in resp.diagnostics] == ["kubernetes-no-plaintext-secrets"]
 
     llama = model_deployment("llama")[2]
     stack = analyzer_pb2.AnalyzeStackRequest(resources=[
-        analyzer_pb2.AnalyzerResource(type=rules.DEPLOYMENT, properties=_struct(llama), urn="urn:llama", name="llama")])
+        analyzer_pb2.AnalyzerResource(type=access.DEPLOYMENT, properties=_struct(llama), urn="urn:llama", name="llama")])
     resp = served_pack.AnalyzeStack(stack)
     assert [(d.policyName, d.urn) for d in resp.diagnostics] == [("model-queue-depth-alert", "urn:llama")]
     assert time.perf_counter() - started < 10
@@ -841,11 +827,11 @@ def _cache_client(url: str, labels: dict) -> dict:
 
 def test_cache_clients_use_tls_and_carry_the_network_policy_label():
     ok = _cache_client("$(REDIS_URL)?socket_timeout=2", {"gpu-fleet/cache-client": "true"})
-    assert check("cache-client-wiring", rules.DEPLOYMENT, ok) == []
-    unlabelled = check("cache-client-wiring", rules.DEPLOYMENT, _cache_client("$(REDIS_URL)", {}))
+    assert check("cache-client-wiring", access.DEPLOYMENT, ok) == []
+    unlabelled = check("cache-client-wiring", access.DEPLOYMENT, _cache_client("$(REDIS_URL)", {}))
     assert len(unlabelled) == 1 and "NetworkPolicy admits only labelled pods" in unlabelled[0]
-    plaintext = check("cache-client-wiring", rules.DEPLOYMENT,
+    plaintext = check("cache-client-wiring", access.DEPLOYMENT,
                       _cache_client("redis://cache.internal:6379", {"gpu-fleet/cache-client": "true"}))
     assert len(plaintext) == 1 and "plaintext" in plaintext[0]
-    assert check("cache-client-wiring", rules.DEPLOYMENT, {"spec": {"template": {"spec": {"containers": [
+    assert check("cache-client-wiring", access.DEPLOYMENT, {"spec": {"template": {"spec": {"containers": [
         {"name": "app", "env": [{"name": "OTHER", "value": "redis://x"}]}]}}}}) == []
