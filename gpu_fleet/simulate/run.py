@@ -186,8 +186,10 @@ def simulate(hpa: HpaSettings, serving: ServingModel, trace: Trace, loop: Contro
                   else [int(gpu_metric[seen] if kind == 0 else queue_metric[seen])] for kind in kinds]
         # The controller's list gets the recommendations the kernel stored since its last
         # call; entries older than both windows never count again and are dropped.
+        # Those the kernel stored before ``t - longest`` are skipped at once (rec_t ascends).
         recs = controller.recommendations
-        recs.extend(TimestampedRecommendation(int(rec_v[j]), float(rec_t[j])) for j in range(synced, n_rec))
+        first = synced + int(np.searchsorted(rec_t[synced:n_rec], t - longest))
+        recs.extend(TimestampedRecommendation(int(rec_v[j]), float(rec_t[j])) for j in range(first, n_rec))
         if len(recs) > keep:
             recs[:] = [r for r in recs if r.timestamp >= t - longest]
         decision = controller.reconcile(float(t), spec, ready + count, ready, values)
