@@ -131,18 +131,108 @@ def _proposal(usage, target_milli, status, tol_down, tol_up):
 
 
 @njit(cache=True)
+def _change_per_period(period, ev_change, ev_t, n_ev, now):
+    """``getReplicasChangePerPeriod``: the change of events strictly after ``now - period``."""
+    total = 0
+    for i in range(n_ev):
+        if ev_t[i] > now - period:
+            total += ev_change[i]
+    return total
+
+
+@njit(cache=True)
+def _rate_limit(up, current, rules, up_events, down_events, n_up, n_down, now):
+    """``calculateScaleUpLimitWithScalingRules`` (``up``) or ``calculateScaleDownLimitWithBehaviors``.
+
+    ``rules``: row 0 ``(selectPolicy, policies)`` with 0 Max, 1 Min, 2 Disabled; then one
+    row per policy ``(type, value, periodSeconds)``, type 0 Pods, 1 Percent.
+    """
+    select = rules[0, 0]
+    if select == 2:
+        return current
+    # Min for scale-up, and Max for scale-down, keep the smallest change.
+    take_min = (select == 1) == up
+    result = MAX_INT32 if take_min else -MAX_INT32 - 1
+    for i in range(1, rules[0, 1] + 1):
+        kind, value, period = rules[i, 0], rules[i, 1], rules[i, 2]
+        added = _change_per_period(period, up_events[0], up_events[1], n_up, now)
+        deleted = _change_per_period(period, down_events[0], down_events[1], n_down, now)
+        period_start = current - added + deleted
+        if up:
+            if kind == 0:
+                proposed = period_start + value
+            else:
+                proposed = int(math.ceil(float(period_start) * (1 + float(value) / 100)))
+        else:
+            if kind == 0:
+                proposed = period_start - value
+            else:
+                proposed = int(float(period_start) * (1 - float(value) / 100))
+        result = min(result, proposed) if take_min else max(result, proposed)
+    return result
+
+
+@njit(cache=True)
+def _store_event(events, n_ev, change, rules, now):
+    """``storeScaleEvent``: mark events older than the rules' longest period outdated and
+    reuse the last outdated slot, else append. ``events`` rows: change, second, outdated.
+    Returns the new event count."""
+    longest = 0
+    for i in range(1, rules[0, 1] + 1):
+        longest = max(longest, rules[i, 2])
+    old = -1
+    for i in range(n_ev):
+        if events[1, i] < now - longest:
+            events[2, i] = 1
+        if events[2, i]:
+            old = i
+    slot = old if old >= 0 else n_ev
+    events[0, slot] = change
+    events[1, slot] = now
+    events[2, slot] = 0
+    return n_ev if old >= 0 else n_ev + 1
+
+
+@njit(cache=True)
+def _behavior_rate(current, desired, min_replicas, max_replicas, up_rules, down_rules,
+                   up_events, down_events, n_up, n_down, now):
+    """``convertDesiredReplicasWithBehaviorRate``: the policies, then min/max."""
+    if desired > current:
+        limit = max(_rate_limit(True, current, up_rules, up_events, down_events, n_up, n_down, now), current)
+        allowed = limit if max_replicas > limit else max_replicas
+        if desired > allowed:
+            return allowed
+    elif desired < current:
+        limit = min(_rate_limit(False, current, down_rules, up_events, down_events, n_up, n_down, now), current)
+        allowed = limit if min_replicas < limit else min_replicas
+        if desired < allowed:
+            return allowed
+    return desired
+
+
+@njit(cache=True)
 def advance(t, rps, state, starting_at, gpu_metric, queue_metric, has_metric,
             ready_tl, starting_tl, desired_tl, queue_tl, util_tl,
             concurrency, latency, k, period, lag,
-            metric_kind, target_milli, tol_down, tol_up, quiet_check,
-            up_window, down_window, rec_t, rec_v):
-    """Run from second ``t`` until a sync the controller must decide, or the end.
+            metric_kind, target_milli, tol_down, tol_up, decide,
+            up_window, down_window, rec_t, rec_v,
+            min_replicas, max_replicas, up_rules, down_rules, up_events, down_events,
+            scale_t, scale_before, scale_after, warm_up_to, startup, warm_startup):
+    """Run from second ``t`` until a sync the Python controller must decide, or the end.
 
     ``state`` (float64): ready, spec, starting pods, requests in the system,
-    recommendations stored. ``starting_at[:starting]`` holds the ready-at second of each
-    starting pod, oldest first. ``metric_kind[i]`` is 0 for the GPU metric and 1 for the
-    queue metric. Returns the second of the sync to hand over (its queue and utilisation
-    already recorded, its replica counts not), or ``len(rps)``.
+    recommendations stored, scale-up events, scale-down events, changes made.
+    ``starting_at[:starting]`` holds the ready-at second of each starting pod, oldest
+    first. ``metric_kind[i]`` is 0 for the GPU metric and 1 for the queue metric.
+
+    With ``decide`` (a ``behavior`` and ``AverageValue`` metrics only) the syncs whose
+    metrics exist are decided here, as :meth:`.controller.HorizontalController.reconcile`
+    does: the proposals, the stabilisation windows over ``rec_t``/``rec_v``, the rate
+    limits over the stored scale events (``up_events``/``down_events``, rows change,
+    second, outdated; the same slot reuse as upstream) and min/max; a change is recorded
+    in ``scale_*`` and its new pods start (``warm_startup`` for counts up to
+    ``warm_up_to``). Returns the second of the sync to hand over (its queue and
+    utilisation already recorded, its replica counts not), or ``len(rps)``.
     """
     n = rps.shape[0]
     ready = int(state[0])
@@ -150,6 +240,9 @@ def advance(t, rps, state, starting_at, gpu_metric, queue_metric, has_metric,
     count = int(state[2])
     in_system = state[3]
     n_rec = int(state[4])
+    n_up = int(state[5])
+    n_down = int(state[6])
+    n_scale = int(state[7])
     longest = max(up_window, down_window)
     stop = n
     while t < n:
@@ -176,11 +269,12 @@ def advance(t, rps, state, starting_at, gpu_metric, queue_metric, has_metric,
         else:
             has_metric[t] = False
         if t % period == 0:
-            if not quiet_check:
+            if not decide:
                 stop = t
                 break
             seen = max(0, t - lag)
-            if not has_metric[seen]:
+            # No metric, or a count outside [min, max] (reconcile clamps it first): Python decides.
+            if not has_metric[seen] or not min_replicas <= spec <= max_replicas:
                 stop = t
                 break
             status = ready + count
@@ -200,18 +294,42 @@ def advance(t, rps, state, starting_at, gpu_metric, queue_metric, has_metric,
                 if rec_t[j] > t - down_window:
                     down = max(down, rec_v[j])
                 j -= 1
-            if not (up <= spec <= down):
-                stop = t
-                break
             rec_t[n_rec] = t
             rec_v[n_rec] = desired
             n_rec += 1
+            # The current count brought inside [up, down]; unchanged, the rate limits keep it.
+            stabilized = min(max(spec, up), down)
+            if stabilized != spec:
+                new = _behavior_rate(spec, stabilized, min_replicas, max_replicas, up_rules, down_rules,
+                                     up_events, down_events, n_up, n_down, t)
+                if new > spec:
+                    n_up = _store_event(up_events, n_up, new - spec, up_rules, t)
+                elif new < spec:
+                    n_down = _store_event(down_events, n_down, spec - new, down_rules, t)
+                if new != spec:
+                    scale_t[n_scale] = t
+                    scale_before[n_scale] = spec
+                    scale_after[n_scale] = new
+                    n_scale += 1
+                    for replicas in range(spec + 1, new + 1):
+                        starting_at[count] = t + (warm_startup if replicas <= warm_up_to else startup)
+                        count += 1
+                    for _ in range(spec - new):
+                        if count:
+                            count -= 1  # newest starting pod first
+                        else:
+                            ready -= 1
+                    spec = new
         ready_tl[t] = ready
         starting_tl[t] = count
         desired_tl[t] = spec
         t += 1
     state[0] = ready
+    state[1] = spec
     state[2] = count
     state[3] = in_system
     state[4] = n_rec
+    state[5] = n_up
+    state[6] = n_down
+    state[7] = n_scale
     return stop

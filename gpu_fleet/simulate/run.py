@@ -25,11 +25,15 @@ from components.hpa import GPU_UTILIZATION_METRIC, PENDING_REQUESTS_METRIC
 
 from .controller import DEFAULT_DOWNSCALE_STABILIZATION_SECONDS, DEFAULT_SYNC_PERIOD_SECONDS, DEFAULT_TOLERANCE
 from . import kernels
-from .controller import HorizontalController, HpaSettings, SpecError, TimestampedRecommendation
+from .controller import (HorizontalController, HpaSettings, ScalingRules, SpecError, TimestampedRecommendation,
+                         TimestampedScaleEvent)
 from .serving import Deployment, ServingModel, StartupDelay
 from .traces import Trace
 
 DEFAULT_METRICS_LAG_SECONDS = 30
+#: Codes of ``selectPolicy`` and policy types in :func:`.kernels.advance`'s rule tables.
+SELECT_POLICIES = ("Max", "Min", "Disabled")
+POLICY_TYPES = ("Pods", "Percent")
 
 
 @dataclass(frozen=True)
@@ -137,47 +141,58 @@ def simulate(hpa: HpaSettings, serving: ServingModel, trace: Trace, loop: Contro
     tolerances = controller.tolerances()
     if hpa.has_behavior:
         args = controller.normalization_arg(hpa.min_replicas, hpa.min_replicas)
-        up_window = args.scale_up_behavior.stabilization_window_seconds
-        down_window = args.scale_down_behavior.stabilization_window_seconds
+        up_rules, down_rules = args.scale_up_behavior, args.scale_down_behavior
+        up_window, down_window = up_rules.stabilization_window_seconds, down_rules.stabilization_window_seconds
     else:
+        up_rules = down_rules = None
         up_window, down_window = 0, loop.downscale_stabilization_seconds
-    quiet_check = (skip_quiet_syncs and hpa.has_behavior
-                   and all(m.target_type == "AverageValue" for m in hpa.metrics))
+    decide = (skip_quiet_syncs and hpa.has_behavior
+              and all(m.target_type == "AverageValue" for m in hpa.metrics))
     cap = serving.capacity
     rps = np.asarray(trace.rps, dtype=np.float64)
     n = len(rps)
     tl = Timeline(rps, np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n, np.int64),
                   np.empty(n, np.float64), np.empty(n, np.float64))
-    gpu_metric = np.zeros(n, np.int64)
-    queue_metric = np.zeros(n, np.int64)
-    has_metric = np.zeros(n, np.bool_)
+    # Written every second before any sync reads them.
+    gpu_metric = np.empty(n, np.int64)
+    queue_metric = np.empty(n, np.int64)
+    has_metric = np.empty(n, np.bool_)
     starting_at = np.zeros(hpa.max_replicas + 1, np.int64)  # ready-at second of each starting pod, oldest first
+    syncs = n // loop.sync_period_seconds + 3
     # Every stored recommendation (second, replicas): the first sync records the initial count.
-    rec_t = np.zeros(n // loop.sync_period_seconds + 3, np.int64)
-    rec_v = np.zeros(len(rec_t), np.int64)
+    rec_t = np.zeros(syncs, np.int64)
+    rec_v = np.zeros(syncs, np.int64)
     rec_t[0], rec_v[0] = 0, hpa.min_replicas
+    # The controller's scale events (rows: change, second, outdated) and the changes made.
+    up_events = np.zeros((3, syncs), np.int64)
+    down_events = np.zeros((3, syncs), np.int64)
+    scale_t, scale_before, scale_after = (np.zeros(syncs, np.int64) for _ in range(3))
     deployment = Deployment(serving)
     deployment.settle(rps[0], hpa.min_replicas)
-    # ready, spec, starting pods, requests in the system, recommendations stored
-    state = np.array([hpa.min_replicas, hpa.min_replicas, 0, deployment.in_system, 1], np.float64)
+    # ready, spec, starting pods, requests in the system, recommendations stored,
+    # scale-up events, scale-down events, changes made
+    state = np.array([hpa.min_replicas, hpa.min_replicas, 0, deployment.in_system, 1, 0, 0, 0], np.float64)
     kinds = np.array([0 if name == GPU_UTILIZATION_METRIC else 1 for name in sources], np.int64)
     targets = np.array([m.target_milli for m in hpa.metrics], np.int64)
     longest = max(up_window, down_window)
     controller.recommendations = [TimestampedRecommendation(hpa.min_replicas, 0.0)]
     synced = 1
     keep = 2 * (longest // loop.sync_period_seconds + 2)
-    events: list[ScaleEvent] = []
     startup = loop.startup.total_seconds
+    warm_startup = startup - loop.startup.node_provision_seconds
     # Replicas up to this count start on warm spare nodes, without node provisioning.
     warm_up_to = hpa.min_replicas + loop.warm_replicas
+    up_table, down_table = _rules_table(up_rules), _rules_table(down_rules)
     t = 0
     while t < n:
         t = kernels.advance(t, rps, state, starting_at, gpu_metric, queue_metric, has_metric,
                             tl.ready, tl.starting, tl.desired, tl.queue, tl.utilization,
                             cap.concurrency, cap.mean_latency_seconds, serving.utilization_curve,
                             loop.sync_period_seconds, loop.metrics_lag_seconds, kinds, targets,
-                            tolerances.scale_down, tolerances.scale_up, quiet_check, up_window, down_window,
-                            rec_t, rec_v)
+                            tolerances.scale_down, tolerances.scale_up, decide, up_window, down_window,
+                            rec_t, rec_v, hpa.min_replicas, hpa.max_replicas, up_table, down_table,
+                            up_events, down_events, scale_t, scale_before, scale_after,
+                            warm_up_to, startup, warm_startup)
         if t >= n:
             break
         ready, spec, count, n_rec = int(state[0]), int(state[1]), int(state[2]), int(state[4])
@@ -192,7 +207,14 @@ def simulate(hpa: HpaSettings, serving: ServingModel, trace: Trace, loop: Contro
         recs.extend(TimestampedRecommendation(int(rec_v[j]), float(rec_t[j])) for j in range(first, n_rec))
         if len(recs) > keep:
             recs[:] = [r for r in recs if r.timestamp >= t - longest]
+        if decide:
+            # The kernel keeps the scale events when it decides; the controller gets them here.
+            controller.scale_up_events = _events_list(up_events, int(state[5]))
+            controller.scale_down_events = _events_list(down_events, int(state[6]))
         decision = controller.reconcile(float(t), spec, ready + count, ready, values)
+        if decide:
+            state[5] = _events_array(controller.scale_up_events, up_events)
+            state[6] = _events_array(controller.scale_down_events, down_events)
         if decision.metric_desired_replicas is not None and decision.reason != "FailedGetExternalMetric":
             # reconcile stored max(0, the metrics' proposal) as this sync's recommendation.
             rec_t[n_rec], rec_v[n_rec] = t, max(0, decision.metric_desired_replicas)
@@ -200,11 +222,12 @@ def simulate(hpa: HpaSettings, serving: ServingModel, trace: Trace, loop: Contro
             state[4] = n_rec
         synced = n_rec
         if decision.desired_replicas != spec:
-            events.append(ScaleEvent(t, spec, decision.desired_replicas))
+            changes = int(state[7])
+            scale_t[changes], scale_before[changes], scale_after[changes] = t, spec, decision.desired_replicas
+            state[7] = changes + 1
             change = decision.desired_replicas - spec
             for replicas in range(spec + 1, spec + change + 1):
-                warm = replicas <= warm_up_to
-                starting_at[count] = t + startup - (loop.startup.node_provision_seconds if warm else 0)
+                starting_at[count] = t + (warm_startup if replicas <= warm_up_to else startup)
                 count += 1
             for _ in range(-change):
                 if count:
@@ -215,6 +238,8 @@ def simulate(hpa: HpaSettings, serving: ServingModel, trace: Trace, loop: Contro
             state[0], state[1], state[2] = ready, spec, count
         tl.ready[t], tl.starting[t], tl.desired[t] = ready, count, spec
         t += 1
+    events = [ScaleEvent(int(a), int(b), int(c)) for a, b, c in
+              zip(scale_t[:int(state[7])], scale_before[:int(state[7])], scale_after[:int(state[7])])]
 
     if reference is not None:
         return Run(trace, hpa, serving, loop, tl, events, reference.needed, reference.oracle, target)
@@ -223,6 +248,27 @@ def simulate(hpa: HpaSettings, serving: ServingModel, trace: Trace, loop: Contro
                                                 startup - loop.startup.node_provision_seconds)
     oracle = _replay(serving, rps, oracle_ready, oracle_starting, oracle_utilization)
     return Run(trace, hpa, serving, loop, tl, events, needed, oracle, target)
+
+
+def _rules_table(rules: Optional[ScalingRules]) -> np.ndarray:
+    """Scaling rules as :func:`.kernels.advance` reads them: ``(selectPolicy, policies)``,
+    then ``(type, value, periodSeconds)`` per policy."""
+    if rules is None:
+        return np.zeros((1, 3), np.int64)
+    policies = rules.policies or ()
+    table = [(SELECT_POLICIES.index(rules.select_policy), len(policies), 0)]
+    table += [(POLICY_TYPES.index(p.type), p.value, p.period_seconds) for p in policies]
+    return np.array(table, np.int64)
+
+
+def _events_list(events: np.ndarray, count: int) -> list[TimestampedScaleEvent]:
+    return [TimestampedScaleEvent(int(events[0, i]), float(events[1, i]), bool(events[2, i])) for i in range(count)]
+
+
+def _events_array(events: list[TimestampedScaleEvent], out: np.ndarray) -> int:
+    for i, e in enumerate(events):
+        out[0, i], out[1, i], out[2, i] = e.replica_change, int(e.timestamp), e.outdated
+    return len(events)
 
 
 def needed_replicas(serving: ServingModel, rps: Sequence[float], utilization_target: float,
