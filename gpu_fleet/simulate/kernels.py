@@ -46,12 +46,25 @@ def flow(in_system: float, arrivals: float, slots: float, latency: float, dt: fl
 
 
 @njit(cache=True)
-def replay(rps, ready, concurrency, latency, k, in_system, queue_out, util_out):
+def replay(rps, ready, concurrency, latency, k, in_system, queue_out, util_out, track):
     """The serving model under a fixed replica profile; fills ``queue_out`` and, unless it
-    is empty, ``util_out``."""
+    is empty, ``util_out``.
+
+    ``track`` (may be empty): the requests in the system at the start of each second
+    when nothing ever waits (:func:`needed`'s). While the replay is on it and the
+    arrivals fit the slots, :func:`flow` would do the very same operations on the same
+    numbers, so the next value is taken from it instead of recomputed.
+    """
     with_util = util_out.shape[0] > 0
+    tracked = track.shape[0] > 0
     for t in range(rps.shape[0]):
         slots = ready[t] * concurrency
+        if tracked and in_system == track[t] and in_system + rps[t] <= slots:
+            queue_out[t] = 0.0
+            if with_util:
+                util_out[t] = utilization_of((in_system + rps[t]) / slots, k)
+            in_system = track[t + 1]
+            continue
         running, waiting, in_system = flow(in_system, rps[t], slots, latency, 1.0)
         queue_out[t] = waiting
         if with_util:
@@ -59,15 +72,23 @@ def replay(rps, ready, concurrency, latency, k, in_system, queue_out, util_out):
 
 
 @njit(cache=True)
-def needed(rps, per_replica, latency, low, high):
-    """Ready replicas per second that keep the in-flight requests at the target, within ``[low, high]``."""
+def needed(rps, per_replica, latency, low, high, track):
+    """Ready replicas per second that keep the in-flight requests at the target, within
+    ``[low, high]``. Unless ``track`` is empty, it gets the requests in the system at
+    the start of each second and after the last (for :func:`replay`)."""
     out = np.empty(rps.shape[0], dtype=np.int64)
+    tracked = track.shape[0] > 0
     in_system = max(0.0, rps[0] * latency - rps[0])
     for t in range(rps.shape[0]):
+        if tracked:
+            track[t] = in_system
+        # flow()'s operations (dt = 1) with every request running.
         in_system += rps[t]
         # The epsilon lets the in-flight count, which only approaches a steady state, reach it.
         out[t] = min(high, max(low, math.ceil(in_system / per_replica - 1e-6)))
         in_system -= min(in_system, in_system / latency)
+    if tracked:
+        track[rps.shape[0]] = in_system
     return out
 
 

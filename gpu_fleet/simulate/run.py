@@ -243,10 +243,10 @@ def simulate(hpa: HpaSettings, serving: ServingModel, trace: Trace, loop: Contro
 
     if reference is not None:
         return Run(trace, hpa, serving, loop, tl, events, reference.needed, reference.oracle, target)
-    needed = needed_replicas(serving, rps, target, hpa.min_replicas, hpa.max_replicas)
-    oracle_ready, oracle_starting = oracle_plan(needed, startup, warm_up_to,
-                                                startup - loop.startup.node_provision_seconds)
-    oracle = _replay(serving, rps, oracle_ready, oracle_starting, oracle_utilization)
+    track = np.empty(n + 1, np.float64)
+    needed = needed_replicas(serving, rps, target, hpa.min_replicas, hpa.max_replicas, track)
+    oracle_ready, oracle_starting = oracle_plan(needed, startup, warm_up_to, warm_startup)
+    oracle = _replay(serving, rps, oracle_ready, oracle_starting, oracle_utilization, track)
     return Run(trace, hpa, serving, loop, tl, events, needed, oracle, target)
 
 
@@ -272,15 +272,17 @@ def _events_array(events: list[TimestampedScaleEvent], out: np.ndarray) -> int:
 
 
 def needed_replicas(serving: ServingModel, rps: Sequence[float], utilization_target: float,
-                    low: int = 0, high: int = kernels.MAX_INT32) -> np.ndarray:
+                    low: int = 0, high: int = kernels.MAX_INT32, track: Optional[np.ndarray] = None) -> np.ndarray:
     """Ready replicas that keep every second at or below the utilisation target, within ``[low, high]``.
 
     Follows the requests in flight as the serving model does (they lag the arrival rate
     by the request latency), so the need falls only as the earlier requests complete.
+    ``track`` (``len(rps) + 1``), if given, gets those requests at the start of each second
+    (the oracle's replay follows it while nothing waits).
     """
     per_replica = serving.capacity.concurrency * serving.occupancy_at(utilization_target)
     return kernels.needed(np.asarray(rps, dtype=np.float64), per_replica, serving.capacity.mean_latency_seconds,
-                          low, high)
+                          low, high, np.empty(0) if track is None else track)
 
 
 def oracle_plan(needed: Sequence[int], startup_seconds: int, warm_up_to: int = 0,
@@ -296,7 +298,7 @@ def oracle_plan(needed: Sequence[int], startup_seconds: int, warm_up_to: int = 0
 
 
 def _replay(serving: ServingModel, rps: np.ndarray, ready: np.ndarray, starting: np.ndarray,
-            with_utilization: bool) -> Timeline:
+            with_utilization: bool, track: np.ndarray) -> Timeline:
     """The serving model under a fixed replica profile (the oracle's)."""
     cap = serving.capacity
     deployment = Deployment(serving)
@@ -304,5 +306,5 @@ def _replay(serving: ServingModel, rps: np.ndarray, ready: np.ndarray, starting:
     queue = np.empty(len(rps), np.float64)
     utilization = np.empty(len(rps) if with_utilization else 0, np.float64)
     kernels.replay(rps, ready, cap.concurrency, cap.mean_latency_seconds, serving.utilization_curve,
-                   deployment.in_system, queue, utilization)
+                   deployment.in_system, queue, utilization, track)
     return Timeline(rps, ready, starting, ready + starting, queue, utilization if with_utilization else None)
