@@ -266,6 +266,7 @@ def advance(t, rps, state, starting_at, gpu_metric, queue_metric, has_metric,
     n_scale = int(state[7])
     longest = max(up_window, down_window)
     stop = n
+    next_sync = (t + period - 1) // period * period
     while t < n:
         if count:
             # Pods on warm nodes skip provisioning: ready-at is not in start order.
@@ -289,7 +290,8 @@ def advance(t, rps, state, starting_at, gpu_metric, queue_metric, has_metric,
             has_metric[t] = True
         else:
             has_metric[t] = False
-        if t % period == 0:
+        if t == next_sync:
+            next_sync += period
             if not decide:
                 stop = t
                 break
