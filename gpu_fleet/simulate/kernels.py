@@ -72,6 +72,31 @@ def replay(rps, ready, concurrency, latency, k, in_system, queue_out, util_out, 
 
 
 @njit(cache=True)
+def tally(ready, starting, queue, threshold, for_seconds):
+    """One pass over a timeline for the summary: ``(replica-seconds ready + starting, peak
+    ready, seconds with the queue above threshold, seconds the alert fires, peak queue)``.
+    The alert fires every second of a run above threshold after its first ``for_seconds``."""
+    pods = 0
+    peak_ready = 0
+    above = 0
+    firing = 0
+    run = 0
+    peak_queue = -math.inf
+    for t in range(queue.shape[0]):
+        pods += ready[t] + starting[t]
+        peak_ready = max(peak_ready, ready[t])
+        peak_queue = max(peak_queue, queue[t])
+        if queue[t] > threshold:
+            above += 1
+            run += 1
+            if run > for_seconds:
+                firing += 1
+        else:
+            run = 0
+    return pods, peak_ready, above, firing, peak_queue
+
+
+@njit(cache=True)
 def needed(rps, per_replica, latency, low, high, track):
     """Ready replicas per second that keep the in-flight requests at the target, within
     ``[low, high]``. Unless ``track`` is empty, it gets the requests in the system at

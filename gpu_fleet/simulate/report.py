@@ -18,12 +18,13 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Optional
 
 import numpy as np
 
 from pydantic.alias_generators import to_camel
 
+from . import kernels
 from .run import Run, ScaleEvent
 
 REVERSAL_WINDOW_SECONDS = 600
@@ -71,21 +72,16 @@ def reversals(events: list[ScaleEvent], window_seconds: int = REVERSAL_WINDOW_SE
     return count
 
 
-def _firing_seconds(queue: Sequence[float], threshold: float, for_seconds: int) -> int:
-    """Seconds the alert fires: every second of a run above ``threshold`` after its first ``for_seconds``."""
-    above = np.concatenate(([False], np.asarray(queue) > threshold, [False]))
-    edges = np.flatnonzero(np.diff(above.astype(np.int8)))
-    lengths = edges[1::2] - edges[::2]
-    return int(np.maximum(lengths - for_seconds, 0).sum())
-
-
 def summarize(run: Run, queue_threshold: int, alert_for_minutes: int) -> Summary:
     """The summary of ``run`` against the alert threshold (pending requests) and its ``for``."""
     tl, oracle = run.timeline, run.oracle
     gpus = run.serving.capacity.gpus
     seconds = len(tl.load)
-    gpu_hours = int(tl.ready.sum() + tl.starting.sum()) * gpus / 3600
-    oracle_gpu_hours = int(oracle.ready.sum() + oracle.starting.sum()) * gpus / 3600
+    pods, peak_ready, above, firing, peak_queue = kernels.tally(tl.ready, tl.starting, tl.queue, queue_threshold,
+                                                                alert_for_minutes * 60)
+    oracle_pods, _, oracle_above, _, _ = kernels.tally(oracle.ready, oracle.starting, oracle.queue, queue_threshold, 0)
+    gpu_hours = pods * gpus / 3600
+    oracle_gpu_hours = oracle_pods * gpus / 3600
     step_at = needed_after = to_enough = None
     if run.trace.step is not None:
         step = run.trace.step
@@ -101,12 +97,12 @@ def summarize(run: Run, queue_threshold: int, alert_for_minutes: int) -> Summary
         oracle_gpu_hours=oracle_gpu_hours,
         gpu_hours_over_oracle_percent=100 * (gpu_hours - oracle_gpu_hours) / oracle_gpu_hours,
         queue_threshold=queue_threshold,
-        queue_above_threshold_minutes=int((tl.queue > queue_threshold).sum()) / 60,
-        alert_firing_minutes=_firing_seconds(tl.queue, queue_threshold, alert_for_minutes * 60) / 60,
-        oracle_queue_above_threshold_minutes=int((oracle.queue > queue_threshold).sum()) / 60,
-        peak_queue=float(tl.queue.max()),
+        queue_above_threshold_minutes=above / 60,
+        alert_firing_minutes=firing / 60,
+        oracle_queue_above_threshold_minutes=oracle_above / 60,
+        peak_queue=float(peak_queue),
         mean_utilization_percent=float(tl.utilization.sum()) / seconds,
-        peak_ready_replicas=int(tl.ready.max()),
+        peak_ready_replicas=int(peak_ready),
         final_replicas=int(tl.desired[-1]),
         scale_events=len(run.events),
         scale_ups=sum(e.after > e.before for e in run.events),
