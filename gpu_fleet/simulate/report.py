@@ -56,9 +56,16 @@ class Summary:
     replicas_needed_after_step: Optional[int] = None
     seconds_to_enough_ready: Optional[int] = None
 
+    #: KEDA scale to zero only (None otherwise, and left out of :meth:`as_dict`): how often
+    #: requests arrived with no replica ready, and how long the first of them waited for one.
+    cold_starts: Optional[int] = None
+    cold_start_max_wait_seconds: Optional[int] = None
+    cold_start_total_wait_seconds: Optional[int] = None
+
     def as_dict(self) -> dict[str, Any]:
         """camelCase keys, like the rest of the JSON output."""
-        return {to_camel(k): (round(v, 3) if isinstance(v, float) else v) for k, v in asdict(self).items()}
+        return {to_camel(k): (round(v, 3) if isinstance(v, float) else v) for k, v in asdict(self).items()
+                if v is not None or not k.startswith("cold_start")}
 
 
 def reversals(events: list[ScaleEvent], window_seconds: int = REVERSAL_WINDOW_SECONDS) -> int:
@@ -72,6 +79,19 @@ def reversals(events: list[ScaleEvent], window_seconds: int = REVERSAL_WINDOW_SE
     return count
 
 
+def cold_start_waits(ready: np.ndarray, load: np.ndarray) -> list[int]:
+    """Per stretch with no replica ready in which requests arrive: the seconds from its first
+    arrival to the first ready replica (or the end of the run)."""
+    zero = np.concatenate(([False], ready == 0, [False]))
+    edges = np.flatnonzero(np.diff(zero.astype(np.int8)))
+    waits = []
+    for start, end in zip(edges[::2], edges[1::2]):
+        arriving = np.flatnonzero(load[start:end] > 0)
+        if len(arriving):
+            waits.append(int(end - start - arriving[0]))
+    return waits
+
+
 def summarize(run: Run, queue_threshold: int, alert_for_minutes: int) -> Summary:
     """The summary of ``run`` against the alert threshold (pending requests) and its ``for``."""
     tl, oracle = run.timeline, run.oracle
@@ -82,6 +102,7 @@ def summarize(run: Run, queue_threshold: int, alert_for_minutes: int) -> Summary
     oracle_pods, _, oracle_above, _, _ = kernels.tally(oracle.ready, oracle.starting, oracle.queue, queue_threshold, 0)
     gpu_hours = pods * gpus / 3600
     oracle_gpu_hours = oracle_pods * gpus / 3600
+    waits = cold_start_waits(tl.ready, tl.load) if run.loop.scale_to_zero is not None else []
     step_at = needed_after = to_enough = None
     if run.trace.step is not None:
         step = run.trace.step
@@ -111,6 +132,9 @@ def summarize(run: Run, queue_threshold: int, alert_for_minutes: int) -> Summary
         step_at_seconds=step_at,
         replicas_needed_after_step=needed_after,
         seconds_to_enough_ready=to_enough,
+        **({} if run.loop.scale_to_zero is None else {
+            "cold_starts": len(waits), "cold_start_max_wait_seconds": max(waits, default=0),
+            "cold_start_total_wait_seconds": sum(waits)}),
     )
 
 
@@ -138,6 +162,9 @@ def format_table(summary: Summary, headline: str) -> str:
     if s.step_at_seconds is not None:
         rows.append(("step at", f"{s.step_at_seconds} s, needs {s.replicas_needed_after_step} ready replicas"))
         rows.append(("time to enough replicas", _minutes(s.seconds_to_enough_ready)))
+    if s.cold_starts is not None:
+        rows.append(("cold starts (from zero)", f"{s.cold_starts}: first request waited max "
+                     f"{_minutes(s.cold_start_max_wait_seconds)}, total {_minutes(s.cold_start_total_wait_seconds)}"))
     width = max(len(k) for k, _ in rows)
     return "\n".join([headline, *(f"  {k.ljust(width)}  {v}" for k, v in rows)])
 

@@ -37,6 +37,34 @@ POLICY_TYPES = ("Pods", "Percent")
 
 
 @dataclass(frozen=True)
+class ScaleToZero:
+    """KEDA's step between 0 and 1 replica (``engine: keda`` with ``minReplicas: 0``), as
+    kedacore/keda@v2.20.2 ``pkg/scaling/executor/scale_scaledobjects.go`` (``RequestScale``)
+    takes it: every ``pollingInterval`` a trigger is active while its query value is above
+    its ``activationThreshold`` (``pkg/scalers/prometheus_scaler.go``: ``val >
+    ActivationThreshold``; a missing series reads 0, ``ignoreNullValues``). Active at 0
+    replicas: scale to 1 (``scaleFromZeroOrIdle``; the HPA KEDA creates takes 1..N,
+    ``GetHPAMinReplicas``). Active above 0: the last active time moves. Inactive above 0:
+    to 0 once the last active time is more than ``cooldownPeriod`` ago (``scaleToZeroOrIdle``).
+
+    Args:
+        idle_seconds: ``cooldownPeriod``.
+        activation_gpu_utilization: the GPU trigger's activation (sum over the pods, percent).
+        activation_pending_requests: the queue trigger's activation (requests).
+        cold_start_seconds: the start-up of the replica that leaves zero
+            (:func:`components.sizing.cold_start`: a node when none is warm, image pull,
+            start-up budget).
+        polling_interval_seconds: ``pollingInterval``; KEDA polls on the HPA's sync seconds.
+    """
+
+    idle_seconds: int
+    activation_gpu_utilization: float
+    activation_pending_requests: float
+    cold_start_seconds: int
+    polling_interval_seconds: int = 15
+
+
+@dataclass(frozen=True)
 class ControlLoop:
     """Timing of the control loop around the HPA.
 
@@ -49,6 +77,7 @@ class ControlLoop:
             ``behavior.scaleDown`` sets no window.
         warm_replicas: replicas above ``minReplicas`` that fit on warm spare GPU nodes
             (``warmNodes`` x replicas per node); they start without node provisioning.
+        scale_to_zero: KEDA's scale to zero in front of the HPA (None: the HPA alone).
     """
 
     startup: StartupDelay
@@ -57,6 +86,7 @@ class ControlLoop:
     tolerance: float = DEFAULT_TOLERANCE
     downscale_stabilization_seconds: int = DEFAULT_DOWNSCALE_STABILIZATION_SECONDS
     warm_replicas: int = 0
+    scale_to_zero: Optional[ScaleToZero] = None
 
     def __post_init__(self) -> None:
         if self.sync_period_seconds < 1 or self.metrics_lag_seconds < 0 or self.tolerance < 0:
@@ -146,8 +176,13 @@ def simulate(hpa: HpaSettings, serving: ServingModel, trace: Trace, loop: Contro
     else:
         up_rules = down_rules = None
         up_window, down_window = 0, loop.downscale_stabilization_seconds
-    decide = (skip_quiet_syncs and hpa.has_behavior
+    zero = loop.scale_to_zero
+    # KEDA's polls are Python's: with scale to zero every sync goes to the controller.
+    decide = (skip_quiet_syncs and zero is None and hpa.has_behavior
               and all(m.target_type == "AverageValue" for m in hpa.metrics))
+    if zero is not None and zero.polling_interval_seconds != loop.sync_period_seconds:
+        raise ValueError("KEDA's pollingInterval must equal the HPA's sync period here")
+    last_active = 0  # the run starts serving: KEDA's cooldown counts from t=0
     cap = serving.capacity
     rps = np.asarray(trace.rps, dtype=np.float64)
     n = len(rps)
@@ -207,6 +242,10 @@ def simulate(hpa: HpaSettings, serving: ServingModel, trace: Trace, loop: Contro
         recs.extend(TimestampedRecommendation(int(rec_v[j]), float(rec_t[j])) for j in range(first, n_rec))
         if len(recs) > keep:
             recs[:] = [r for r in recs if r.timestamp >= t - longest]
+        if zero is not None:
+            spec, ready, count, last_active = _keda_poll(zero, t, seen, spec, ready, count, last_active,
+                                                       has_metric, gpu_metric, queue_metric, tl.queue, starting_at,
+                                                       scale_t, scale_before, scale_after, state)
         if decide:
             # The kernel keeps the scale events when it decides; the controller gets them here.
             controller.scale_up_events = _events_list(up_events, int(state[5]))
@@ -244,10 +283,41 @@ def simulate(hpa: HpaSettings, serving: ServingModel, trace: Trace, loop: Contro
     if reference is not None:
         return Run(trace, hpa, serving, loop, tl, events, reference.needed, reference.oracle, target)
     track = np.empty(n + 1, np.float64)
-    needed = needed_replicas(serving, rps, target, hpa.min_replicas, hpa.max_replicas, track)
+    needed = needed_replicas(serving, rps, target, 0 if zero is not None else hpa.min_replicas, hpa.max_replicas,
+                             track)
     oracle_ready, oracle_starting = oracle_plan(needed, startup, warm_up_to, warm_startup)
     oracle = _replay(serving, rps, oracle_ready, oracle_starting, oracle_utilization, track)
     return Run(trace, hpa, serving, loop, tl, events, needed, oracle, target)
+
+
+def _keda_poll(zero: ScaleToZero, t: int, seen: int, spec: int, ready: int, count: int, last_active: int,
+               has_metric: np.ndarray, gpu_metric: np.ndarray, queue_metric: np.ndarray, queue: np.ndarray,
+               starting_at: np.ndarray, scale_t: np.ndarray, scale_before: np.ndarray, scale_after: np.ndarray,
+               state: np.ndarray) -> tuple[int, int, int, int]:
+    """One KEDA poll at sync second ``t`` (see :class:`ScaleToZero`): ``(spec, ready, starting, last active)``."""
+    gpu = gpu_metric[seen] / 1000 if has_metric[seen] else 0.0
+    # At zero no vLLM counts waiting requests; the simulator lets the activation see the
+    # requests held meanwhile (an assumption: the deployed stack answers 503, README).
+    pending = queue_metric[seen] / 1000 if has_metric[seen] else float(queue[seen])
+    active = gpu > zero.activation_gpu_utilization or pending > zero.activation_pending_requests
+    new = spec
+    if active and spec == 0:
+        new = 1
+        starting_at[count] = t + zero.cold_start_seconds
+        count += 1
+    elif active:
+        last_active = t
+    elif spec > 0 and last_active + zero.idle_seconds < t:
+        new, ready, count = 0, 0, 0
+        # The requests still on the removed pods go with them (the fluid queue's remainder
+        # would otherwise look like held requests and wake the model at once).
+        state[3] = 0.0
+    if new != spec:
+        changes = int(state[7])
+        scale_t[changes], scale_before[changes], scale_after[changes] = t, spec, new
+        state[7] = changes + 1
+        state[0], state[1], state[2] = ready, new, count
+    return new, ready, count, last_active
 
 
 def _rules_table(rules: Optional[ScalingRules]) -> np.ndarray:
