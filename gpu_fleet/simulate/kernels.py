@@ -5,14 +5,13 @@ One definition of each formula, used both from Python (:class:`.serving.ServingM
 (:func:`.run.simulate`) performs the same floating-point operations in the same order as
 a one-second-at-a-time Python loop would, only without the interpreter.
 
-:func:`advance` runs seconds until a sync at which the HPA controller could change the
-replica count; it proves the others quiet with the controller's own rules for
-``AverageValue`` External metrics and a ``behavior`` (the replica calculator's
-tolerance band, then the stabilisation windows: a sync changes nothing when the
-stabilised recommendation equals the current count, because the rate limits never move a
-count that is not changing). Every other sync, and every HPA outside that case, is
-handed back to the Python port of the controller (:mod:`.controller`), which stays the
-only place that decides a change.
+:func:`advance` runs the seconds and, for ``AverageValue`` External metrics and a
+``behavior`` (every stack's HPA), decides the syncs with the controller's own rules: the
+replica calculator's tolerance band, the stabilisation windows, the Pods/Percent rate
+limits over the stored scale events (with upstream's slot reuse) and min/max. Every other
+sync (no metric yet, a count outside min/max, the legacy path, ``Value`` targets, KEDA's
+polls) goes to the Python port (:mod:`.controller`), which stays the reference: the tests
+replay traces both ways and compare them second by second.
 
 ``cache=True`` keeps the compiled code beside the module: the first run on a machine
 compiles (a few seconds), later processes load it.

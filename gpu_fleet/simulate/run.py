@@ -157,8 +157,8 @@ def simulate(hpa: HpaSettings, serving: ServingModel, trace: Trace, loop: Contro
              skip_quiet_syncs: bool = True, oracle_utilization: bool = False, reference: Optional["Run"] = None) -> Run:
     """Replay ``trace`` against ``hpa``; the deployment starts at ``minReplicas``, all ready.
 
-    Event-driven: :func:`.kernels.advance` runs the seconds and the syncs it proves quiet;
-    the controller decides every other sync. ``skip_quiet_syncs=False`` hands it every sync
+    Event-driven: :func:`.kernels.advance` runs the seconds and decides the syncs it can
+    (see :mod:`.kernels`); the controller decides the others. ``skip_quiet_syncs=False`` hands it every sync
     (the reference the fast path is tested against). The oracle's per-second utilisation
     is only for the plot: ``oracle_utilization=True`` computes it. ``reference``: take the
     oracle (and the need) from that run of the same trace instead (``gpu-fleet tune``
