@@ -45,7 +45,8 @@ class ScaleToZero:
     ActivationThreshold``; a missing series reads 0, ``ignoreNullValues``). Active at 0
     replicas: scale to 1 (``scaleFromZeroOrIdle``; the HPA KEDA creates takes 1..N,
     ``GetHPAMinReplicas``). Active above 0: the last active time moves. Inactive above 0:
-    to 0 once the last active time is more than ``cooldownPeriod`` ago (``scaleToZeroOrIdle``).
+    to 0 once the last active time is more than ``cooldownPeriod`` ago (``scaleToZeroOrIdle``;
+    the ScaledObject sets no ``idleReplicaCount``, so it goes to ``minReplicaCount``, 0).
 
     Args:
         idle_seconds: ``cooldownPeriod``.
