@@ -291,6 +291,11 @@ def advance(t, rps, state, starting_at, gpu_metric, queue_metric, has_metric,
     longest = max(up_window, down_window)
     stop = n
     next_sync = (t + period - 1) // period * period
+    # The seconds syncs read, max(0, sync - lag): 0, then those congruent to -lag.
+    first_seen = (period - lag % period) % period
+    if first_seen == 0:
+        first_seen = period
+    next_seen = 0 if t == 0 else t + (first_seen - t) % period
     while t < n:
         if count:
             # Pods on warm nodes skip provisioning: ready-at is not in start order.
@@ -307,13 +312,16 @@ def advance(t, rps, state, starting_at, gpu_metric, queue_metric, has_metric,
         util = utilization_of(running / slots, k) if slots else 0.0
         queue_tl[t] = waiting
         util_tl[t] = util
-        if ready:
-            # Milli-quantities, as the external metrics API serves them.
-            gpu_metric[t] = int(ready * util * 1000)
-            queue_metric[t] = int(waiting * 1000)
-            has_metric[t] = True
-        else:
-            has_metric[t] = False
+        if t == next_seen:
+            # Only the seconds a sync reads (``lag`` before it): milli-quantities, as the
+            # external metrics API serves them.
+            next_seen = first_seen if t < first_seen else t + period
+            if ready:
+                gpu_metric[t] = int(ready * util * 1000)
+                queue_metric[t] = int(waiting * 1000)
+                has_metric[t] = True
+            else:
+                has_metric[t] = False
         if t == next_sync:
             next_sync += period
             if not decide:
