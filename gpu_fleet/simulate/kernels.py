@@ -96,21 +96,33 @@ def tally(ready, starting, queue, threshold, for_seconds):
 
 
 @njit(cache=True)
+def need_start(rps, latency):
+    """The requests in the system before the first second of :func:`needed`, in steady state."""
+    return max(0.0, rps[0] * latency - rps[0])
+
+
+@njit(cache=True)
+def _need(in_system, arrivals, per_replica, latency, low, high):
+    """One second of :func:`needed`: ``(replicas needed, requests in the system after it)``."""
+    # flow()'s operations (dt = 1) with every request running.
+    in_system += arrivals
+    # The epsilon lets the in-flight count, which only approaches a steady state, reach it.
+    need = min(high, max(low, math.ceil(in_system / per_replica - 1e-6)))
+    return need, in_system - min(in_system, in_system / latency)
+
+
+@njit(cache=True)
 def needed(rps, per_replica, latency, low, high, track):
     """Ready replicas per second that keep the in-flight requests at the target, within
     ``[low, high]``. Unless ``track`` is empty, it gets the requests in the system at
     the start of each second and after the last (for :func:`replay`)."""
     out = np.empty(rps.shape[0], dtype=np.int64)
     tracked = track.shape[0] > 0
-    in_system = max(0.0, rps[0] * latency - rps[0])
+    in_system = need_start(rps, latency)
     for t in range(rps.shape[0]):
         if tracked:
             track[t] = in_system
-        # flow()'s operations (dt = 1) with every request running.
-        in_system += rps[t]
-        # The epsilon lets the in-flight count, which only approaches a steady state, reach it.
-        out[t] = min(high, max(low, math.ceil(in_system / per_replica - 1e-6)))
-        in_system -= min(in_system, in_system / latency)
+        out[t], in_system = _need(in_system, rps[t], per_replica, latency, low, high)
     if tracked:
         track[rps.shape[0]] = in_system
     return out
@@ -262,11 +274,12 @@ def advance(t, rps, state, starting_at, gpu_metric, queue_metric, has_metric,
             metric_kind, target_milli, tol_down, tol_up, decide,
             up_window, down_window, rec_t, rec_v,
             min_replicas, max_replicas, up_rules, down_rules, up_events, down_events,
-            scale_t, scale_before, scale_after, warm_up_to, startup, warm_startup):
+            scale_t, scale_before, scale_after, warm_up_to, startup, warm_startup,
+            need_out, track, per_replica, need_low, need_high):
     """Run from second ``t`` until a sync the Python controller must decide, or the end.
 
     ``state`` (float64): ready, spec, starting pods, requests in the system,
-    recommendations stored, scale-up events, scale-down events, changes made.
+    recommendations stored, scale-up events, scale-down events, changes made, the need's requests in the system.
     ``starting_at[:starting]`` holds the ready-at second of each starting pod, oldest
     first. ``metric_kind[i]`` is 0 for the GPU metric and 1 for the queue metric.
 
@@ -276,7 +289,8 @@ def advance(t, rps, state, starting_at, gpu_metric, queue_metric, has_metric,
     limits over the stored scale events (``up_events``/``down_events``, rows change,
     second, outdated; the same slot reuse as upstream) and min/max; a change is recorded
     in ``scale_*`` and its new pods start (``warm_startup`` for counts up to
-    ``warm_up_to``). Returns the second of the sync to hand over (its queue and
+    ``warm_up_to``). Unless ``need_out`` is empty, :func:`needed` is computed alongside
+    (``per_replica``, ``need_low``, ``need_high``; ``track``; its state in ``state[8]``). Returns the second of the sync to hand over (its queue and
     utilisation already recorded, its replica counts not), or ``len(rps)``.
     """
     n = rps.shape[0]
@@ -288,6 +302,8 @@ def advance(t, rps, state, starting_at, gpu_metric, queue_metric, has_metric,
     n_up = int(state[5])
     n_down = int(state[6])
     n_scale = int(state[7])
+    need_in = state[8]
+    with_need = need_out.shape[0] > 0
     longest = max(up_window, down_window)
     stop = n
     next_sync = (t + period - 1) // period * period
@@ -312,6 +328,10 @@ def advance(t, rps, state, starting_at, gpu_metric, queue_metric, has_metric,
         util = utilization_of(running / slots, k) if slots else 0.0
         queue_tl[t] = waiting
         util_tl[t] = util
+        if with_need:
+            # The oracle's need rides along: an independent chain the CPU overlaps with this one.
+            track[t] = need_in
+            need_out[t], need_in = _need(need_in, rps[t], per_replica, latency, need_low, need_high)
         if t == next_seen:
             # Only the seconds a sync reads (``lag`` before it): milli-quantities, as the
             # external metrics API serves them.
@@ -387,4 +407,7 @@ def advance(t, rps, state, starting_at, gpu_metric, queue_metric, has_metric,
     state[5] = n_up
     state[6] = n_down
     state[7] = n_scale
+    state[8] = need_in
+    if with_need and t >= n:
+        track[n] = need_in
     return stop

@@ -206,8 +206,15 @@ def simulate(hpa: HpaSettings, serving: ServingModel, trace: Trace, loop: Contro
     deployment = Deployment(serving)
     deployment.settle(rps[0], hpa.min_replicas)
     # ready, spec, starting pods, requests in the system, recommendations stored,
-    # scale-up events, scale-down events, changes made
-    state = np.array([hpa.min_replicas, hpa.min_replicas, 0, deployment.in_system, 1, 0, 0, 0], np.float64)
+    # scale-up events, scale-down events, changes made, the need's requests in the system
+    # Unless the reference has them: the oracle's need per second, computed alongside the run
+    # (:func:`needed_replicas`), and the requests in the system while nothing waits.
+    per_replica = cap.concurrency * serving.occupancy_at(target)
+    need_low = 0 if zero is not None else hpa.min_replicas
+    need = np.empty(0 if reference is not None else n, np.int64)
+    track = np.empty(0 if reference is not None else n + 1, np.float64)
+    state = np.array([hpa.min_replicas, hpa.min_replicas, 0, deployment.in_system, 1, 0, 0, 0,
+                      kernels.need_start(rps, cap.mean_latency_seconds)], np.float64)
     kinds = np.array([0 if name == GPU_UTILIZATION_METRIC else 1 for name in sources], np.int64)
     targets = np.array([m.target_milli for m in hpa.metrics], np.int64)
     longest = max(up_window, down_window)
@@ -228,7 +235,7 @@ def simulate(hpa: HpaSettings, serving: ServingModel, trace: Trace, loop: Contro
                             tolerances.scale_down, tolerances.scale_up, decide, up_window, down_window,
                             rec_t, rec_v, hpa.min_replicas, hpa.max_replicas, up_table, down_table,
                             up_events, down_events, scale_t, scale_before, scale_after,
-                            warm_up_to, startup, warm_startup)
+                            warm_up_to, startup, warm_startup, need, track, per_replica, need_low, hpa.max_replicas)
         if t >= n:
             break
         ready, spec, count, n_rec = int(state[0]), int(state[1]), int(state[2]), int(state[4])
@@ -283,12 +290,9 @@ def simulate(hpa: HpaSettings, serving: ServingModel, trace: Trace, loop: Contro
 
     if reference is not None:
         return Run(trace, hpa, serving, loop, tl, events, reference.needed, reference.oracle, target)
-    track = np.empty(n + 1, np.float64)
-    needed = needed_replicas(serving, rps, target, 0 if zero is not None else hpa.min_replicas, hpa.max_replicas,
-                             track)
-    oracle_ready, oracle_starting = oracle_plan(needed, startup, warm_up_to, warm_startup)
+    oracle_ready, oracle_starting = oracle_plan(need, startup, warm_up_to, warm_startup)
     oracle = _replay(serving, rps, oracle_ready, oracle_starting, oracle_utilization, track)
-    return Run(trace, hpa, serving, loop, tl, events, needed, oracle, target)
+    return Run(trace, hpa, serving, loop, tl, events, need, oracle, target)
 
 
 def _keda_poll(zero: ScaleToZero, t: int, seen: int, spec: int, ready: int, count: int, last_active: int,
