@@ -12,8 +12,12 @@ counted::
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
+
+# Measure the checkout this script is in, not whichever copy is installed.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from components.config import load_stack_file, pool_offering
 from components.hpa import hpa_spec

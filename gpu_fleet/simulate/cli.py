@@ -26,13 +26,17 @@ from pydantic import ValidationError
 from components.config import (
     AutoscalingConfig,
     ConfigError,
+    GpuPoolConfig,
     ModelConfig,
     RegionConfig,
     load_stack_file,
     pool_offering,
 )
 from components.contract import deployment_name
+from components.gpu_catalog import GpuShape
 from components.hpa import hpa_spec
+from components.keda import POLLING_INTERVAL_SECONDS
+from components.sizing import cold_start, size_model
 
 from .. import plan
 from ..exits import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, one_line
@@ -46,7 +50,7 @@ from .controller import (
     SpecError,
     settings_from_spec,
 )
-from .run import DEFAULT_METRICS_LAG_SECONDS, ControlLoop, simulate, utilization_target
+from .run import DEFAULT_METRICS_LAG_SECONDS, ControlLoop, ScaleToZero, simulate, utilization_target
 
 
 #: ``--set`` keys that edit the model's ``autoscaling`` config (stack file names).
@@ -105,9 +109,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = _epilog()
     parser.add_argument("stack", nargs="?", metavar="STACK", help="region stack (default: the first in stacks/)")
+    parser.add_argument("--config", metavar="FILE", type=Path,
+                        help="a region stack file anywhere (e.g. examples/scale-to-zero/stacks/Pulumi.dev.yaml) "
+                             "instead of STACK")
     parser.add_argument("--model", metavar="NAME", help="model of the stack (default: the first)")
-    parser.add_argument("--trace", metavar="NAME|FILE", default="spike",
-                        help=f"{', '.join(traces.BUILTIN)} or a CSV of seconds,requests_per_second (default: spike)")
+    parser.add_argument("--trace", metavar="NAME|FILE",
+                        help=f"{', '.join((*traces.BUILTIN, *traces.IDLE))} or a CSV of seconds,requests_per_second "
+                             "(default: spike; idle for a model that scales to zero)")
     parser.add_argument("--plot", metavar="FILE.png", help="write a PNG of the run")
     parser.add_argument("--format", choices=("table", "json"), default="table")
     parser.add_argument("--set", dest="overrides", metavar="key=value", action="append", default=[],
@@ -185,7 +193,16 @@ def autoscaling_with(base: AutoscalingConfig, overrides: dict[str, str]) -> Auto
         raise UsageError(f"--set {where}: {first['msg']}") from None
 
 
-def _resolve_stack(name: Optional[str]) -> tuple[str, RegionConfig, Path]:
+def _resolve_stack(name: Optional[str], config: Optional[Path] = None) -> tuple[str, RegionConfig, Path]:
+    if config is not None:
+        if name is not None:
+            raise UsageError("give STACK or --config, not both")
+        if not config.is_file():
+            raise UsageError(f"--config {config}: no such stack file")
+        cfg = load_stack_file(config)
+        if not isinstance(cfg, RegionConfig):
+            raise UsageError(f"{config}: a global stack has no models; simulate a region stack")
+        return config.name[len("Pulumi."):-len(".yaml")] if config.name.startswith("Pulumi.") else config.stem, cfg, config
     try:
         project = plan.project_dir(Path.cwd())
     except FileNotFoundError as e:
@@ -223,8 +240,32 @@ def deployed_baseline_rps(model: ModelConfig, model_serving: serving.ServingMode
     """The built-in traces' baseline: ``fraction`` of what the stack's own HPA serves at
     ``minReplicas`` and its utilisation target, whatever ``--set`` changes, so runs of one
     model compare on the same traffic."""
-    deployed = settings_from_spec(hpa_spec(model.autoscaling, deployment_name(model.name)))
+    deployed = hpa_settings(model.autoscaling, model.name)
     return fraction * deployed.min_replicas * model_serving.rps_at(utilization_target(deployed))
+
+
+def hpa_settings(autoscaling: AutoscalingConfig, model_name: str) -> HpaSettings:
+    """The HPA the model gets: its spec, with ``minReplicas`` 1 where KEDA scales it to zero
+    (KEDA hands 1..N to the HPA it creates: kedacore/keda@v2.20.2
+    ``apis/keda/v1alpha1/scaledobject_types.go`` ``GetHPAMinReplicas``)."""
+    spec = hpa_spec(autoscaling, deployment_name(model_name))
+    if autoscaling.engine == "keda":
+        spec = {**spec, "minReplicas": max(1, spec["minReplicas"])}
+    return settings_from_spec(spec)
+
+
+def scale_to_zero(model: ModelConfig, autoscaling: AutoscalingConfig, pool: GpuPoolConfig,
+                  shape: GpuShape) -> Optional[ScaleToZero]:
+    """KEDA's scale to zero of the model, None unless ``engine: keda`` with ``minReplicas: 0``.
+    The replica leaving zero waits the cold start the plan prints (a node where the pool may
+    have none, ``components.model_deployment``'s rule)."""
+    if autoscaling.engine != "keda" or autoscaling.min_replicas != 0:
+        return None
+    zero = autoscaling.scale_to_zero
+    node = pool.provisioning_seconds if pool.min_nodes == 0 else 0
+    wait = cold_start(size_model(model, shape), node_seconds=node)
+    return ScaleToZero(zero.idle_seconds, zero.activation_gpu_utilization, zero.activation_pending_requests,
+                       wait.total_seconds, POLLING_INTERVAL_SECONDS)
 
 
 # --------------------------------------------------------------------------- text
@@ -252,14 +293,16 @@ def _hpa_text(hpa: HpaSettings, loop: ControlLoop) -> str:
 def _run(args: argparse.Namespace) -> int:
     overrides = parse_overrides(args.overrides)
     numbers = {k: _number(k, v) for k, v in overrides.items() if k in SIM_KEYS}
-    stack, cfg, path = _resolve_stack(args.stack)
+    stack, cfg, path = _resolve_stack(args.stack, args.config)
     model = _model(cfg, path, args.model)
     pool = next(p for p in cfg.gpu_pools if p.name == model.pool)
     shape = pool_offering(cfg, pool).shape
 
     autoscaling = autoscaling_with(model.autoscaling, overrides)
     spec = hpa_spec(autoscaling, deployment_name(model.name))
-    hpa = settings_from_spec(spec)
+    hpa = hpa_settings(autoscaling, model.name)
+    zero = scale_to_zero(model, autoscaling, pool, shape)
+    trace_name = args.trace or (traces.IDLE[0] if zero is not None else "spike")
 
     if "startupSeconds" in numbers and any(k in numbers for k in STARTUP_PHASES):
         raise UsageError("--set startupSeconds replaces its phases; do not also set " + ", ".join(STARTUP_PHASES))
@@ -292,6 +335,7 @@ def _run(args: argparse.Namespace) -> int:
             metrics_lag_seconds=int(numbers.get("metricsLagSeconds", DEFAULT_METRICS_LAG_SECONDS)),
             tolerance=numbers.get("tolerance", DEFAULT_TOLERANCE),
             warm_replicas=warm_nodes * serving.replicas_per_node(shape, capacity.gpus),
+            scale_to_zero=zero,
         )
     except ValueError as e:
         raise UsageError(str(e)) from None
@@ -299,12 +343,13 @@ def _run(args: argparse.Namespace) -> int:
     trace_params = {k: v for k, v in numbers.items() if any(k in p for p in (*traces.TRACE_PARAMS.values(), traces.COMMON_PARAMS))}
     fraction = numbers.get("baselineFraction", traces.DEFAULT_BASELINE_FRACTION)
     baseline = numbers.get("baselineRps", deployed_baseline_rps(model, model_serving, fraction))
-    if args.trace in traces.BUILTIN:
-        trace = traces.builtin_trace(args.trace, baseline, trace_params)
+    if trace_name in (*traces.BUILTIN, *traces.IDLE):
+        trace = traces.builtin_trace(trace_name, baseline, trace_params)
     else:
-        trace_path = Path(args.trace)
+        trace_path = Path(trace_name)
         if not trace_path.exists():
-            raise UsageError(f"--trace {args.trace}: neither a built-in trace ({', '.join(traces.BUILTIN)}) nor a file")
+            raise UsageError(f"--trace {trace_name}: neither a built-in trace "
+                             f"({', '.join((*traces.BUILTIN, *traces.IDLE))}) nor a file")
         if "baselineRps" in numbers or "baselineFraction" in numbers or trace_params:
             raise UsageError("--set baseline and trace parameters apply to built-in traces, not to a CSV file")
         trace = traces.csv_trace(trace_path)
@@ -327,6 +372,9 @@ def _run(args: argparse.Namespace) -> int:
         "metricsLagSeconds": loop.metrics_lag_seconds,
         "tolerance": loop.tolerance,
         "warmNodes": warm_nodes,
+        **({"scaleToZero": {"idleSeconds": zero.idle_seconds, "activationGpuUtilization": zero.activation_gpu_utilization,
+                            "activationPendingRequests": zero.activation_pending_requests,
+                            "coldStartSeconds": zero.cold_start_seconds}} if zero is not None else {}),
         "alert": {"pendingRequestsThreshold": threshold, "pendingRequestsForMinutes": for_minutes},
     }
     title = "\n".join([
@@ -355,6 +403,9 @@ def _run(args: argparse.Namespace) -> int:
                if "startupSeconds" not in numbers else "")
             + f", metrics lag {loop.metrics_lag_seconds} s, sync every {loop.sync_period_seconds} s",
             f"  warm spare nodes {warm_nodes}: {loop.warm_replicas} replicas above minReplicas skip node provisioning",
+            *([f"  KEDA scale to zero: after {zero.idle_seconds} s inactive (GPU <= {zero.activation_gpu_utilization:g} %, "
+               f"pending <= {zero.activation_pending_requests:g}); the replica leaving zero starts in "
+               f"{zero.cold_start_seconds} s (cold start, as the plan prints it)"] if zero is not None else []),
             *([f"  overrides: {', '.join(f'{k}={v}' for k, v in overrides.items())}"] if overrides else []),
             "",
             "summary:",

@@ -18,12 +18,13 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Optional
 
 import numpy as np
 
 from pydantic.alias_generators import to_camel
 
+from . import kernels
 from .run import Run, ScaleEvent
 
 REVERSAL_WINDOW_SECONDS = 600
@@ -55,9 +56,16 @@ class Summary:
     replicas_needed_after_step: Optional[int] = None
     seconds_to_enough_ready: Optional[int] = None
 
+    #: KEDA scale to zero only (None otherwise, and left out of :meth:`as_dict`): how often
+    #: requests arrived with no replica ready, and how long the first of them waited for one.
+    cold_starts: Optional[int] = None
+    cold_start_max_wait_seconds: Optional[int] = None
+    cold_start_total_wait_seconds: Optional[int] = None
+
     def as_dict(self) -> dict[str, Any]:
         """camelCase keys, like the rest of the JSON output."""
-        return {to_camel(k): (round(v, 3) if isinstance(v, float) else v) for k, v in asdict(self).items()}
+        return {to_camel(k): (round(v, 3) if isinstance(v, float) else v) for k, v in asdict(self).items()
+                if v is not None or not k.startswith("cold_start")}
 
 
 def reversals(events: list[ScaleEvent], window_seconds: int = REVERSAL_WINDOW_SECONDS) -> int:
@@ -71,12 +79,17 @@ def reversals(events: list[ScaleEvent], window_seconds: int = REVERSAL_WINDOW_SE
     return count
 
 
-def _firing_seconds(queue: Sequence[float], threshold: float, for_seconds: int) -> int:
-    """Seconds the alert fires: every second of a run above ``threshold`` after its first ``for_seconds``."""
-    above = np.concatenate(([False], np.asarray(queue) > threshold, [False]))
-    edges = np.flatnonzero(np.diff(above.astype(np.int8)))
-    lengths = edges[1::2] - edges[::2]
-    return int(np.maximum(lengths - for_seconds, 0).sum())
+def cold_start_waits(ready: np.ndarray, load: np.ndarray) -> list[int]:
+    """Per stretch with no replica ready in which requests arrive: the seconds from its first
+    arrival to the first ready replica (or the end of the run)."""
+    zero = np.concatenate(([False], ready == 0, [False]))
+    edges = np.flatnonzero(np.diff(zero.astype(np.int8)))
+    waits = []
+    for start, end in zip(edges[::2], edges[1::2]):
+        arriving = np.flatnonzero(load[start:end] > 0)
+        if len(arriving):
+            waits.append(int(end - start - arriving[0]))
+    return waits
 
 
 def summarize(run: Run, queue_threshold: int, alert_for_minutes: int) -> Summary:
@@ -84,8 +97,12 @@ def summarize(run: Run, queue_threshold: int, alert_for_minutes: int) -> Summary
     tl, oracle = run.timeline, run.oracle
     gpus = run.serving.capacity.gpus
     seconds = len(tl.load)
-    gpu_hours = int(tl.ready.sum() + tl.starting.sum()) * gpus / 3600
-    oracle_gpu_hours = int(oracle.ready.sum() + oracle.starting.sum()) * gpus / 3600
+    pods, peak_ready, above, firing, peak_queue = kernels.tally(tl.ready, tl.starting, tl.queue, queue_threshold,
+                                                                alert_for_minutes * 60)
+    oracle_pods, _, oracle_above, _, _ = kernels.tally(oracle.ready, oracle.starting, oracle.queue, queue_threshold, 0)
+    gpu_hours = pods * gpus / 3600
+    oracle_gpu_hours = oracle_pods * gpus / 3600
+    waits = cold_start_waits(tl.ready, tl.load) if run.loop.scale_to_zero is not None else []
     step_at = needed_after = to_enough = None
     if run.trace.step is not None:
         step = run.trace.step
@@ -101,12 +118,12 @@ def summarize(run: Run, queue_threshold: int, alert_for_minutes: int) -> Summary
         oracle_gpu_hours=oracle_gpu_hours,
         gpu_hours_over_oracle_percent=100 * (gpu_hours - oracle_gpu_hours) / oracle_gpu_hours,
         queue_threshold=queue_threshold,
-        queue_above_threshold_minutes=int((tl.queue > queue_threshold).sum()) / 60,
-        alert_firing_minutes=_firing_seconds(tl.queue, queue_threshold, alert_for_minutes * 60) / 60,
-        oracle_queue_above_threshold_minutes=int((oracle.queue > queue_threshold).sum()) / 60,
-        peak_queue=float(tl.queue.max()),
+        queue_above_threshold_minutes=above / 60,
+        alert_firing_minutes=firing / 60,
+        oracle_queue_above_threshold_minutes=oracle_above / 60,
+        peak_queue=float(peak_queue),
         mean_utilization_percent=float(tl.utilization.sum()) / seconds,
-        peak_ready_replicas=int(tl.ready.max()),
+        peak_ready_replicas=int(peak_ready),
         final_replicas=int(tl.desired[-1]),
         scale_events=len(run.events),
         scale_ups=sum(e.after > e.before for e in run.events),
@@ -115,6 +132,9 @@ def summarize(run: Run, queue_threshold: int, alert_for_minutes: int) -> Summary
         step_at_seconds=step_at,
         replicas_needed_after_step=needed_after,
         seconds_to_enough_ready=to_enough,
+        **({} if run.loop.scale_to_zero is None else {
+            "cold_starts": len(waits), "cold_start_max_wait_seconds": max(waits, default=0),
+            "cold_start_total_wait_seconds": sum(waits)}),
     )
 
 
@@ -142,6 +162,9 @@ def format_table(summary: Summary, headline: str) -> str:
     if s.step_at_seconds is not None:
         rows.append(("step at", f"{s.step_at_seconds} s, needs {s.replicas_needed_after_step} ready replicas"))
         rows.append(("time to enough replicas", _minutes(s.seconds_to_enough_ready)))
+    if s.cold_starts is not None:
+        rows.append(("cold starts (from zero)", f"{s.cold_starts}: first request waited max "
+                     f"{_minutes(s.cold_start_max_wait_seconds)}, total {_minutes(s.cold_start_total_wait_seconds)}"))
     width = max(len(k) for k, _ in rows)
     return "\n".join([headline, *(f"  {k.ljust(width)}  {v}" for k, v in rows)])
 

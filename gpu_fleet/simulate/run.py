@@ -25,11 +25,44 @@ from components.contract import GPU_UTILIZATION_METRIC, PENDING_REQUESTS_METRIC
 
 from .controller import DEFAULT_DOWNSCALE_STABILIZATION_SECONDS, DEFAULT_SYNC_PERIOD_SECONDS, DEFAULT_TOLERANCE
 from . import kernels
-from .controller import HorizontalController, HpaSettings, SpecError, TimestampedRecommendation
+from .controller import (HorizontalController, HpaSettings, ScalingRules, SpecError, TimestampedRecommendation,
+                         TimestampedScaleEvent)
 from .serving import Deployment, ServingModel, StartupDelay
 from .traces import Trace
 
 DEFAULT_METRICS_LAG_SECONDS = 30
+#: Codes of ``selectPolicy`` and policy types in :func:`.kernels.advance`'s rule tables.
+SELECT_POLICIES = ("Max", "Min", "Disabled")
+POLICY_TYPES = ("Pods", "Percent")
+
+
+@dataclass(frozen=True)
+class ScaleToZero:
+    """KEDA's step between 0 and 1 replica (``engine: keda`` with ``minReplicas: 0``), as
+    kedacore/keda@v2.20.2 ``pkg/scaling/executor/scale_scaledobjects.go`` (``RequestScale``)
+    takes it: every ``pollingInterval`` a trigger is active while its query value is above
+    its ``activationThreshold`` (``pkg/scalers/prometheus_scaler.go``: ``val >
+    ActivationThreshold``; a missing series reads 0, ``ignoreNullValues``). Active at 0
+    replicas: scale to 1 (``scaleFromZeroOrIdle``; the HPA KEDA creates takes 1..N,
+    ``GetHPAMinReplicas``). Active above 0: the last active time moves. Inactive above 0:
+    to 0 once the last active time is more than ``cooldownPeriod`` ago (``scaleToZeroOrIdle``;
+    the ScaledObject sets no ``idleReplicaCount``, so it goes to ``minReplicaCount``, 0).
+
+    Args:
+        idle_seconds: ``cooldownPeriod``.
+        activation_gpu_utilization: the GPU trigger's activation (sum over the pods, percent).
+        activation_pending_requests: the queue trigger's activation (requests).
+        cold_start_seconds: the start-up of the replica that leaves zero
+            (:func:`components.sizing.cold_start`: a node when none is warm, image pull,
+            start-up budget).
+        polling_interval_seconds: ``pollingInterval``; KEDA polls on the HPA's sync seconds.
+    """
+
+    idle_seconds: int
+    activation_gpu_utilization: float
+    activation_pending_requests: float
+    cold_start_seconds: int
+    polling_interval_seconds: int = 15
 
 
 @dataclass(frozen=True)
@@ -45,6 +78,7 @@ class ControlLoop:
             ``behavior.scaleDown`` sets no window.
         warm_replicas: replicas above ``minReplicas`` that fit on warm spare GPU nodes
             (``warmNodes`` x replicas per node); they start without node provisioning.
+        scale_to_zero: KEDA's scale to zero in front of the HPA (None: the HPA alone).
     """
 
     startup: StartupDelay
@@ -53,6 +87,7 @@ class ControlLoop:
     tolerance: float = DEFAULT_TOLERANCE
     downscale_stabilization_seconds: int = DEFAULT_DOWNSCALE_STABILIZATION_SECONDS
     warm_replicas: int = 0
+    scale_to_zero: Optional[ScaleToZero] = None
 
     def __post_init__(self) -> None:
         if self.sync_period_seconds < 1 or self.metrics_lag_seconds < 0 or self.tolerance < 0:
@@ -123,8 +158,8 @@ def simulate(hpa: HpaSettings, serving: ServingModel, trace: Trace, loop: Contro
              skip_quiet_syncs: bool = True, oracle_utilization: bool = False, reference: Optional["Run"] = None) -> Run:
     """Replay ``trace`` against ``hpa``; the deployment starts at ``minReplicas``, all ready.
 
-    Event-driven: :func:`.kernels.advance` runs the seconds and the syncs it proves quiet;
-    the controller decides every other sync. ``skip_quiet_syncs=False`` hands it every sync
+    Event-driven: :func:`.kernels.advance` runs the seconds and decides the syncs it can
+    (see :mod:`.kernels`); the controller decides the others. ``skip_quiet_syncs=False`` hands it every sync
     (the reference the fast path is tested against). The oracle's per-second utilisation
     is only for the plot: ``oracle_utilization=True`` computes it. ``reference``: take the
     oracle (and the need) from that run of the same trace instead (``gpu-fleet tune``
@@ -137,47 +172,70 @@ def simulate(hpa: HpaSettings, serving: ServingModel, trace: Trace, loop: Contro
     tolerances = controller.tolerances()
     if hpa.has_behavior:
         args = controller.normalization_arg(hpa.min_replicas, hpa.min_replicas)
-        up_window = args.scale_up_behavior.stabilization_window_seconds
-        down_window = args.scale_down_behavior.stabilization_window_seconds
+        up_rules, down_rules = args.scale_up_behavior, args.scale_down_behavior
+        up_window, down_window = up_rules.stabilization_window_seconds, down_rules.stabilization_window_seconds
     else:
+        up_rules = down_rules = None
         up_window, down_window = 0, loop.downscale_stabilization_seconds
-    quiet_check = (skip_quiet_syncs and hpa.has_behavior
-                   and all(m.target_type == "AverageValue" for m in hpa.metrics))
+    zero = loop.scale_to_zero
+    # KEDA's polls are Python's: with scale to zero every sync goes to the controller.
+    decide = (skip_quiet_syncs and zero is None and hpa.has_behavior
+              and all(m.target_type == "AverageValue" for m in hpa.metrics))
+    if zero is not None and zero.polling_interval_seconds != loop.sync_period_seconds:
+        raise ValueError("KEDA's pollingInterval must equal the HPA's sync period here")
+    last_active = 0  # the run starts serving: KEDA's cooldown counts from t=0
     cap = serving.capacity
     rps = np.asarray(trace.rps, dtype=np.float64)
     n = len(rps)
     tl = Timeline(rps, np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n, np.int64),
                   np.empty(n, np.float64), np.empty(n, np.float64))
-    gpu_metric = np.zeros(n, np.int64)
-    queue_metric = np.zeros(n, np.int64)
-    has_metric = np.zeros(n, np.bool_)
+    # Written every second before any sync reads them.
+    gpu_metric = np.empty(n, np.int64)
+    queue_metric = np.empty(n, np.int64)
+    has_metric = np.empty(n, np.bool_)
     starting_at = np.zeros(hpa.max_replicas + 1, np.int64)  # ready-at second of each starting pod, oldest first
+    syncs = n // loop.sync_period_seconds + 3
     # Every stored recommendation (second, replicas): the first sync records the initial count.
-    rec_t = np.zeros(n // loop.sync_period_seconds + 3, np.int64)
-    rec_v = np.zeros(len(rec_t), np.int64)
+    rec_t = np.zeros(syncs, np.int64)
+    rec_v = np.zeros(syncs, np.int64)
     rec_t[0], rec_v[0] = 0, hpa.min_replicas
+    # The controller's scale events (rows: change, second, outdated) and the changes made.
+    up_events = np.zeros((3, syncs), np.int64)
+    down_events = np.zeros((3, syncs), np.int64)
+    scale_t, scale_before, scale_after = (np.zeros(syncs, np.int64) for _ in range(3))
     deployment = Deployment(serving)
     deployment.settle(rps[0], hpa.min_replicas)
-    # ready, spec, starting pods, requests in the system, recommendations stored
-    state = np.array([hpa.min_replicas, hpa.min_replicas, 0, deployment.in_system, 1], np.float64)
+    # ready, spec, starting pods, requests in the system, recommendations stored,
+    # scale-up events, scale-down events, changes made, the need's requests in the system
+    # Unless the reference has them: the oracle's need per second, computed alongside the run
+    # (:func:`needed_replicas`), and the requests in the system while nothing waits.
+    per_replica = cap.concurrency * serving.occupancy_at(target)
+    need_low = 0 if zero is not None else hpa.min_replicas
+    need = np.empty(0 if reference is not None else n, np.int64)
+    track = np.empty(0 if reference is not None else n + 1, np.float64)
+    state = np.array([hpa.min_replicas, hpa.min_replicas, 0, deployment.in_system, 1, 0, 0, 0,
+                      kernels.need_start(rps, cap.mean_latency_seconds)], np.float64)
     kinds = np.array([0 if name == GPU_UTILIZATION_METRIC else 1 for name in sources], np.int64)
     targets = np.array([m.target_milli for m in hpa.metrics], np.int64)
     longest = max(up_window, down_window)
     controller.recommendations = [TimestampedRecommendation(hpa.min_replicas, 0.0)]
     synced = 1
     keep = 2 * (longest // loop.sync_period_seconds + 2)
-    events: list[ScaleEvent] = []
     startup = loop.startup.total_seconds
+    warm_startup = startup - loop.startup.node_provision_seconds
     # Replicas up to this count start on warm spare nodes, without node provisioning.
     warm_up_to = hpa.min_replicas + loop.warm_replicas
+    up_table, down_table = _rules_table(up_rules), _rules_table(down_rules)
     t = 0
     while t < n:
         t = kernels.advance(t, rps, state, starting_at, gpu_metric, queue_metric, has_metric,
                             tl.ready, tl.starting, tl.desired, tl.queue, tl.utilization,
                             cap.concurrency, cap.mean_latency_seconds, serving.utilization_curve,
                             loop.sync_period_seconds, loop.metrics_lag_seconds, kinds, targets,
-                            tolerances.scale_down, tolerances.scale_up, quiet_check, up_window, down_window,
-                            rec_t, rec_v)
+                            tolerances.scale_down, tolerances.scale_up, decide, up_window, down_window,
+                            rec_t, rec_v, hpa.min_replicas, hpa.max_replicas, up_table, down_table,
+                            up_events, down_events, scale_t, scale_before, scale_after,
+                            warm_up_to, startup, warm_startup, need, track, per_replica, need_low, hpa.max_replicas)
         if t >= n:
             break
         ready, spec, count, n_rec = int(state[0]), int(state[1]), int(state[2]), int(state[4])
@@ -186,11 +244,24 @@ def simulate(hpa: HpaSettings, serving: ServingModel, trace: Trace, loop: Contro
                   else [int(gpu_metric[seen] if kind == 0 else queue_metric[seen])] for kind in kinds]
         # The controller's list gets the recommendations the kernel stored since its last
         # call; entries older than both windows never count again and are dropped.
+        # Those the kernel stored before ``t - longest`` are skipped at once (rec_t ascends).
         recs = controller.recommendations
-        recs.extend(TimestampedRecommendation(int(rec_v[j]), float(rec_t[j])) for j in range(synced, n_rec))
+        first = synced + int(np.searchsorted(rec_t[synced:n_rec], t - longest))
+        recs.extend(TimestampedRecommendation(int(rec_v[j]), float(rec_t[j])) for j in range(first, n_rec))
         if len(recs) > keep:
             recs[:] = [r for r in recs if r.timestamp >= t - longest]
+        if zero is not None:
+            spec, ready, count, last_active = _keda_poll(zero, t, seen, spec, ready, count, last_active,
+                                                       has_metric, gpu_metric, queue_metric, tl.queue, starting_at,
+                                                       scale_t, scale_before, scale_after, state)
+        if decide:
+            # The kernel keeps the scale events when it decides; the controller gets them here.
+            controller.scale_up_events = _events_list(up_events, int(state[5]))
+            controller.scale_down_events = _events_list(down_events, int(state[6]))
         decision = controller.reconcile(float(t), spec, ready + count, ready, values)
+        if decide:
+            state[5] = _events_array(controller.scale_up_events, up_events)
+            state[6] = _events_array(controller.scale_down_events, down_events)
         if decision.metric_desired_replicas is not None and decision.reason != "FailedGetExternalMetric":
             # reconcile stored max(0, the metrics' proposal) as this sync's recommendation.
             rec_t[n_rec], rec_v[n_rec] = t, max(0, decision.metric_desired_replicas)
@@ -198,11 +269,12 @@ def simulate(hpa: HpaSettings, serving: ServingModel, trace: Trace, loop: Contro
             state[4] = n_rec
         synced = n_rec
         if decision.desired_replicas != spec:
-            events.append(ScaleEvent(t, spec, decision.desired_replicas))
+            changes = int(state[7])
+            scale_t[changes], scale_before[changes], scale_after[changes] = t, spec, decision.desired_replicas
+            state[7] = changes + 1
             change = decision.desired_replicas - spec
             for replicas in range(spec + 1, spec + change + 1):
-                warm = replicas <= warm_up_to
-                starting_at[count] = t + startup - (loop.startup.node_provision_seconds if warm else 0)
+                starting_at[count] = t + (warm_startup if replicas <= warm_up_to else startup)
                 count += 1
             for _ in range(-change):
                 if count:
@@ -213,26 +285,79 @@ def simulate(hpa: HpaSettings, serving: ServingModel, trace: Trace, loop: Contro
             state[0], state[1], state[2] = ready, spec, count
         tl.ready[t], tl.starting[t], tl.desired[t] = ready, count, spec
         t += 1
+    events = [ScaleEvent(int(a), int(b), int(c)) for a, b, c in
+              zip(scale_t[:int(state[7])], scale_before[:int(state[7])], scale_after[:int(state[7])])]
 
     if reference is not None:
         return Run(trace, hpa, serving, loop, tl, events, reference.needed, reference.oracle, target)
-    needed = needed_replicas(serving, rps, target, hpa.min_replicas, hpa.max_replicas)
-    oracle_ready, oracle_starting = oracle_plan(needed, startup, warm_up_to,
-                                                startup - loop.startup.node_provision_seconds)
-    oracle = _replay(serving, rps, oracle_ready, oracle_starting, oracle_utilization)
-    return Run(trace, hpa, serving, loop, tl, events, needed, oracle, target)
+    oracle_ready, oracle_starting = oracle_plan(need, startup, warm_up_to, warm_startup)
+    oracle = _replay(serving, rps, oracle_ready, oracle_starting, oracle_utilization, track)
+    return Run(trace, hpa, serving, loop, tl, events, need, oracle, target)
+
+
+def _keda_poll(zero: ScaleToZero, t: int, seen: int, spec: int, ready: int, count: int, last_active: int,
+               has_metric: np.ndarray, gpu_metric: np.ndarray, queue_metric: np.ndarray, queue: np.ndarray,
+               starting_at: np.ndarray, scale_t: np.ndarray, scale_before: np.ndarray, scale_after: np.ndarray,
+               state: np.ndarray) -> tuple[int, int, int, int]:
+    """One KEDA poll at sync second ``t`` (see :class:`ScaleToZero`): ``(spec, ready, starting, last active)``."""
+    gpu = gpu_metric[seen] / 1000 if has_metric[seen] else 0.0
+    # At zero no vLLM counts waiting requests; the simulator lets the activation see the
+    # requests held meanwhile (an assumption: the deployed stack answers 503, README).
+    pending = queue_metric[seen] / 1000 if has_metric[seen] else float(queue[seen])
+    active = gpu > zero.activation_gpu_utilization or pending > zero.activation_pending_requests
+    new = spec
+    if active and spec == 0:
+        new = 1
+        starting_at[count] = t + zero.cold_start_seconds
+        count += 1
+    elif active:
+        last_active = t
+    elif spec > 0 and last_active + zero.idle_seconds < t:
+        new, ready, count = 0, 0, 0
+        # The requests still on the removed pods go with them (the fluid queue's remainder
+        # would otherwise look like held requests and wake the model at once).
+        state[3] = 0.0
+    if new != spec:
+        changes = int(state[7])
+        scale_t[changes], scale_before[changes], scale_after[changes] = t, spec, new
+        state[7] = changes + 1
+        state[0], state[1], state[2] = ready, new, count
+    return new, ready, count, last_active
+
+
+def _rules_table(rules: Optional[ScalingRules]) -> np.ndarray:
+    """Scaling rules as :func:`.kernels.advance` reads them: ``(selectPolicy, policies)``,
+    then ``(type, value, periodSeconds)`` per policy."""
+    if rules is None:
+        return np.zeros((1, 3), np.int64)
+    policies = rules.policies or ()
+    table = [(SELECT_POLICIES.index(rules.select_policy), len(policies), 0)]
+    table += [(POLICY_TYPES.index(p.type), p.value, p.period_seconds) for p in policies]
+    return np.array(table, np.int64)
+
+
+def _events_list(events: np.ndarray, count: int) -> list[TimestampedScaleEvent]:
+    return [TimestampedScaleEvent(int(events[0, i]), float(events[1, i]), bool(events[2, i])) for i in range(count)]
+
+
+def _events_array(events: list[TimestampedScaleEvent], out: np.ndarray) -> int:
+    for i, e in enumerate(events):
+        out[0, i], out[1, i], out[2, i] = e.replica_change, int(e.timestamp), e.outdated
+    return len(events)
 
 
 def needed_replicas(serving: ServingModel, rps: Sequence[float], utilization_target: float,
-                    low: int = 0, high: int = kernels.MAX_INT32) -> np.ndarray:
+                    low: int = 0, high: int = kernels.MAX_INT32, track: Optional[np.ndarray] = None) -> np.ndarray:
     """Ready replicas that keep every second at or below the utilisation target, within ``[low, high]``.
 
     Follows the requests in flight as the serving model does (they lag the arrival rate
     by the request latency), so the need falls only as the earlier requests complete.
+    ``track`` (``len(rps) + 1``), if given, gets those requests at the start of each second
+    (the oracle's replay follows it while nothing waits).
     """
     per_replica = serving.capacity.concurrency * serving.occupancy_at(utilization_target)
     return kernels.needed(np.asarray(rps, dtype=np.float64), per_replica, serving.capacity.mean_latency_seconds,
-                          low, high)
+                          low, high, np.empty(0) if track is None else track)
 
 
 def oracle_plan(needed: Sequence[int], startup_seconds: int, warm_up_to: int = 0,
@@ -248,7 +373,7 @@ def oracle_plan(needed: Sequence[int], startup_seconds: int, warm_up_to: int = 0
 
 
 def _replay(serving: ServingModel, rps: np.ndarray, ready: np.ndarray, starting: np.ndarray,
-            with_utilization: bool) -> Timeline:
+            with_utilization: bool, track: np.ndarray) -> Timeline:
     """The serving model under a fixed replica profile (the oracle's)."""
     cap = serving.capacity
     deployment = Deployment(serving)
@@ -256,5 +381,5 @@ def _replay(serving: ServingModel, rps: np.ndarray, ready: np.ndarray, starting:
     queue = np.empty(len(rps), np.float64)
     utilization = np.empty(len(rps) if with_utilization else 0, np.float64)
     kernels.replay(rps, ready, cap.concurrency, cap.mean_latency_seconds, serving.utilization_curve,
-                   deployment.in_system, queue, utilization)
+                   deployment.in_system, queue, utilization, track)
     return Timeline(rps, ready, starting, ready + starting, queue, utilization if with_utilization else None)

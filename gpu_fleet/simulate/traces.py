@@ -32,6 +32,9 @@ from typing import Callable, Optional
 import numpy as np
 
 BUILTIN = ("diurnal", "spike", "ramp", "failover")
+#: Traces with stretches of no load, for models that scale to zero (KEDA); the default
+#: trace of such a model.
+IDLE = ("idle",)
 DEFAULT_BASELINE_FRACTION = 0.7
 CSV_HEADER = ("seconds", "requests_per_second")
 #: A longer CSV would be a different tool: the simulator keeps one value per second.
@@ -82,6 +85,7 @@ TRACE_PARAMS: dict[str, dict[str, float]] = {
     "spike": {"spikeFactor": 5.0, "spikeHoldMinutes": 30.0},
     "ramp": {"rampFactor": 4.0, "rampMinutes": 120.0},
     "failover": {"failoverFactor": 2.0, "failoverMinutes": 60.0},
+    "idle": {"idleMinutes": 120.0},
 }
 COMMON_PARAMS: dict[str, float] = {"noise": 0.0, "seed": 0.0}
 
@@ -119,8 +123,14 @@ def _failover(b: float, p: dict[str, float]) -> tuple[list[float], Optional[Step
     return rps, Step(_LEAD_IN, b * factor), desc
 
 
+def _idle(b: float, p: dict[str, float]) -> tuple[list[float], Optional[Step], str]:
+    idle = int(p["idleMinutes"] * 60)
+    rps = [b] * 3600 + [0.0] * idle + [b] * 3600 + [0.0] * idle
+    return rps, None, f"{b:.3g} rps for 1 h, none for {idle // 60} min, twice"
+
+
 _BUILDERS: dict[str, Callable[[float, dict[str, float]], tuple[list[float], Optional[Step], str]]] = {
-    "diurnal": _diurnal, "spike": _spike, "ramp": _ramp, "failover": _failover,
+    "diurnal": _diurnal, "spike": _spike, "ramp": _ramp, "failover": _failover, "idle": _idle,
 }
 
 

@@ -103,7 +103,7 @@ def test_csv_trace(capsys, tmp_path):
     (["us-east", "--model", "gpt-5"], "--model gpt-5: not in Pulumi.us-east.yaml (models: llama-3-1-70b, llama-3-1-8b, qwen2-5-72b)"),
     (["mars"], "no such stack file (stacks: eu-west, global, us-east)"),
     (["global"], "a global stack has no models"),
-    (["us-east", "--trace", "weekly"], "neither a built-in trace (diurnal, spike, ramp, failover) nor a file"),
+    (["us-east", "--trace", "weekly"], "neither a built-in trace (diurnal, spike, ramp, failover, idle) nor a file"),
 ])
 def test_usage_errors_exit_2_in_one_line(capsys, argv, message):
     err = _fails(capsys, *argv)

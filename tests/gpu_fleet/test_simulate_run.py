@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from components.config import AutoscalingConfig, load_stack_file, pool_offering
@@ -12,7 +13,8 @@ from components.hpa import hpa_spec
 from components.sizing import size_model
 from gpu_fleet.simulate import traces
 from gpu_fleet.simulate.controller import settings_from_spec
-from gpu_fleet.simulate.report import _firing_seconds, reversals, summarize
+from gpu_fleet.simulate.kernels import tally
+from gpu_fleet.simulate.report import reversals, summarize
 from gpu_fleet.simulate.run import ControlLoop, ScaleEvent, needed_replicas, oracle_plan, simulate
 from gpu_fleet.simulate.serving import (
     Deployment,
@@ -262,7 +264,10 @@ def test_scale_down_removes_starting_pods_first():
 def test_reversals_and_alert_firing():
     events = [ScaleEvent(0, 2, 4), ScaleEvent(300, 4, 3), ScaleEvent(1000, 3, 2), ScaleEvent(1200, 2, 4)]
     assert reversals(events) == 2  # up->down after 300 s, down->up after 200 s
-    assert _firing_seconds([30] * 130 + [0] + [30] * 50, threshold=20, for_seconds=120) == 10
+    queue = np.array([30.0] * 130 + [0.0] + [30.0] * 50)
+    ready, starting = np.full(len(queue), 2), np.r_[np.ones(100, np.int64), np.zeros(len(queue) - 100, np.int64)]
+    # replica-seconds, peak ready, seconds above, seconds firing, peak queue
+    assert tally(ready, starting, queue, 20, 120) == (2 * len(queue) + 100, 2, 180, 10, 30.0)
 
 
 # --------------------------------------------------------------------------- warm spare nodes
