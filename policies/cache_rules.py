@@ -1,10 +1,8 @@
 """gpu-fleet's policies for the regional cache's clients: the gateway beside each vLLM
 server (components/gateway.py) and anything else handed the cache's Redis settings.
 
-Registered by ``policies/rules.py`` (the end of its ``POLICIES``), which hands
-:func:`policies` its own accessors (``get``, ``items``, ``pod_spec``, ``_containers``,
-``_labels``, the labels' names), so the two modules read objects the same way. Like
-``rules.py`` this module imports only ``pulumi_policy`` and the standard library.
+Listed by ``policies/rules.py`` (:data:`POLICIES`); reads objects with ``resource_access``,
+as every rule module does.
 
 What the rules hold (LiteLLM 1.110.2, which reads ``REDIS_<ARG>`` variables as redis.Redis
 arguments: litellm/_redis.py):
@@ -24,71 +22,69 @@ arguments: litellm/_redis.py):
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any
 
 from pulumi_policy import EnforcementLevel, ReportViolation, ResourceValidationArgs, ResourceValidationPolicy
+
+from contract import CACHE_CLIENT_LABEL
+from resource_access import _containers, _labels, get, items, pod_spec
 
 GATEWAY_IMAGE = "litellm"
 MASTER_KEY_ENV = "LITELLM_MASTER_KEY"
 
 
-def policies(h: Mapping[str, Any]) -> list[ResourceValidationPolicy]:
-    """The policies, reading objects with ``rules.py``'s accessors ``h`` (its globals)."""
-    get, items, pod_spec, containers, labels = h["get"], h["items"], h["pod_spec"], h["_containers"], h["_labels"]
-    client_label = h["CACHE_CLIENT_LABEL"]
+def env_of(container: Any) -> dict[str, Any]:
+    return {get(e, "name"): e for e in items(get(container, "env"))}
 
-    def env_of(container: Any) -> dict[str, Any]:
-        return {get(e, "name"): e for e in items(get(container, "env"))}
+def from_secret(entry: Any) -> bool:
+    return bool(get(entry, "valueFrom", "secretKeyRef", "name")) and not get(entry, "value")
 
-    def from_secret(entry: Any) -> bool:
-        return bool(get(entry, "valueFrom", "secretKeyRef", "name")) and not get(entry, "value")
+def validate_cache_clients(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    spec = pod_spec(args)
+    if spec is None:
+        return
+    for c in _containers(spec):
+        env = env_of(c)
+        if "REDIS_HOST" not in env:
+            continue
+        name = get(c, "name")
+        if str(get(env.get("REDIS_SSL"), "value", default="")).lower() != "true":
+            report(f"container {name} is given the regional cache without REDIS_SSL=true: the caches accept TLS "
+                   "only, so every lookup would fail.")
+        if "REDIS_PASSWORD" not in env or not from_secret(env["REDIS_PASSWORD"]):
+            report(f"container {name}: REDIS_PASSWORD must come from the cache Secret (secretKeyRef), never be "
+                   "missing or written into the pod spec.")
+        if "REDIS_SOCKET_CONNECT_TIMEOUT" not in env:
+            report(f"container {name}: no REDIS_SOCKET_CONNECT_TIMEOUT: an unreachable cache would stall "
+                   "requests instead of letting them go on without it.")
+        url = str(get(env.get("REDIS_URL"), "value", default=""))
+        if url.startswith("redis://"):
+            report(f"container {name}: REDIS_URL is plaintext redis://; the caches accept rediss:// only.")
+        if _labels(args).get(CACHE_CLIENT_LABEL) != "true":
+            report(f"container {name} uses the regional cache but its pod lacks {CACHE_CLIENT_LABEL}=true: the cache's "
+                   "egress NetworkPolicy admits only labelled pods.")
 
-    def validate_cache_clients(args: ResourceValidationArgs, report: ReportViolation) -> None:
-        spec = pod_spec(args)
-        if spec is None:
-            return
-        for c in containers(spec):
-            env = env_of(c)
-            if "REDIS_HOST" not in env:
-                continue
-            name = get(c, "name")
-            if str(get(env.get("REDIS_SSL"), "value", default="")).lower() != "true":
-                report(f"container {name} is given the regional cache without REDIS_SSL=true: the caches accept TLS "
-                       "only, so every lookup would fail.")
-            if "REDIS_PASSWORD" not in env or not from_secret(env["REDIS_PASSWORD"]):
-                report(f"container {name}: REDIS_PASSWORD must come from the cache Secret (secretKeyRef), never be "
-                       "missing or written into the pod spec.")
-            if "REDIS_SOCKET_CONNECT_TIMEOUT" not in env:
-                report(f"container {name}: no REDIS_SOCKET_CONNECT_TIMEOUT: an unreachable cache would stall "
-                       "requests instead of letting them go on without it.")
-            url = str(get(env.get("REDIS_URL"), "value", default=""))
-            if url.startswith("redis://"):
-                report(f"container {name}: REDIS_URL is plaintext redis://; the caches accept rediss:// only.")
-            if labels(args).get(client_label) != "true":
-                report(f"container {name} uses the regional cache but its pod lacks {client_label}=true: the cache's "
-                       "egress NetworkPolicy admits only labelled pods.")
+def validate_gateway_key(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    spec = pod_spec(args)
+    if spec is None:
+        return
+    for c in _containers(spec):
+        image = str(get(c, "image", default="")).rsplit("/", 1)[-1]
+        if not image.startswith(GATEWAY_IMAGE):
+            continue
+        entry = env_of(c).get(MASTER_KEY_ENV)
+        if entry is None or not from_secret(entry):
+            report(f"gateway container {get(c, 'name')}: {MASTER_KEY_ENV} must come from a Secret "
+                   "(secretKeyRef): it is the API key every /v1 request is checked against.")
 
-    def validate_gateway_key(args: ResourceValidationArgs, report: ReportViolation) -> None:
-        spec = pod_spec(args)
-        if spec is None:
-            return
-        for c in containers(spec):
-            image = str(get(c, "image", default="")).rsplit("/", 1)[-1]
-            if not image.startswith(GATEWAY_IMAGE):
-                continue
-            entry = env_of(c).get(MASTER_KEY_ENV)
-            if entry is None or not from_secret(entry):
-                report(f"gateway container {get(c, 'name')}: {MASTER_KEY_ENV} must come from a Secret "
-                       "(secretKeyRef): it is the API key every /v1 request is checked against.")
-
-    return [
-        ResourceValidationPolicy(
-            name="cache-client-tls-and-timeouts",
-            description="Containers given the regional cache's address use TLS, the AUTH token from its Secret and a "
-                        "connect timeout, and their pods carry the label its egress NetworkPolicy admits.",
-            validate=validate_cache_clients, enforcement_level=EnforcementLevel.MANDATORY),
-        ResourceValidationPolicy(
-            name="gateway-api-key",
-            description="The gateway in front of the models checks the API key, taken from a Secret.",
-            validate=validate_gateway_key, enforcement_level=EnforcementLevel.MANDATORY),
-    ]
+POLICIES = [
+    ResourceValidationPolicy(
+        name="cache-client-tls-and-timeouts",
+        description="Containers given the regional cache's address use TLS, the AUTH token from its Secret and a "
+                    "connect timeout, and their pods carry the label its egress NetworkPolicy admits.",
+        validate=validate_cache_clients, enforcement_level=EnforcementLevel.MANDATORY),
+    ResourceValidationPolicy(
+        name="gateway-api-key",
+        description="The gateway in front of the models checks the API key, taken from a Secret.",
+        validate=validate_gateway_key, enforcement_level=EnforcementLevel.MANDATORY),
+]

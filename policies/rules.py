@@ -61,6 +61,7 @@ from alert_rules import (
     QUEUE_ALERT_SCHEMA,
     validate_queue_alert,
 )
+from cache_rules import POLICIES as CACHE_CLIENT_POLICIES
 from hpa_rules import (
     GPU_TARGET_SCHEMA,
     MIN_REPLICAS_SCHEMA,
@@ -196,19 +197,6 @@ POLICIES = [
         description="Credential-like resource inputs (Helm values, AUTH tokens, provider credentials) are Pulumi "
                     "secrets.",
         validate=validate_secret_inputs, enforcement_level=MANDATORY, config_schema=SECRET_INPUTS_SCHEMA),
+    *CACHE_CLIENT_POLICIES,
 ]
 
-
-def _load_beside(module: str) -> Any:
-    """A policy module next to this file, however this file was loaded (by Pulumi from the
-    folder, or by path by gpu_fleet.policy_check)."""
-    import importlib.util
-    from pathlib import Path
-
-    spec = importlib.util.spec_from_file_location(f"gpu_fleet_{module}", Path(__file__).with_name(f"{module}.py"))
-    loaded = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(loaded)
-    return loaded
-
-
-POLICIES += _load_beside("cache_rules").policies(globals())

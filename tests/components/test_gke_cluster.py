@@ -501,7 +501,8 @@ def test_spot_mixed_with_other_capacity_is_node_pools_ordered_by_a_compute_class
     shape = pool_offering(cfg, pool).shape
     model = cfg.models[0]
     pod_specs = [warm.placeholder_deployment_spec("gcp", pool)["template"]["spec"],
-                 md.pod_spec(model, pool, shape, size_model(model, shape), secret_name="vllm-secrets")]
+                 md.pod_spec(model, pool, shape, size_model(model, shape), startup_budget=600,
+                             secret_name="vllm-secrets")]
     for pod in pod_specs:
         assert pod["nodeSelector"]["cloud.google.com/compute-class"] == "gpu-fleet-h100"
         for record in pools:

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
@@ -14,6 +13,7 @@ from components import gateway as gw
 from components import model_deployment as md
 from components.config import parse_fleet, pool_offering
 from components.sizing import size_model
+from gpu_fleet.policy_check import load_pack
 
 import yaml
 
@@ -22,14 +22,7 @@ DEPLOYMENT = "kubernetes:apps/v1:Deployment"
 OPTS = PolicyResourceOptions(False, [], None, [], PolicyCustomTimeouts(0, 0, 0), [], None)
 
 
-def _load_rules():
-    spec = importlib.util.spec_from_file_location("policy_rules_for_cache", REPO / "policies" / "rules.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-POLICIES = {p.name: p for p in _load_rules().POLICIES}
+POLICIES = {p.name: p for p in load_pack(REPO)["rules"].POLICIES}
 
 
 def check(policy: str, props: dict) -> list[str]:
@@ -47,8 +40,11 @@ def _rendered(cloud_stack: str) -> dict:
     model = cfg.models[0]
     pool = next(p for p in cfg.gpu_pools if p.name == model.pool)
     shape = pool_offering(cfg, pool).shape
-    spec = md.deployment_spec(model, pool, shape, size_model(model, shape), secret_name="vllm-secrets",
-                              cache_secret_name="redis-connection", gateway=cfg.gateway)
+    sizing = size_model(model, shape)
+    budget = md.startup_budget_seconds(sizing)
+    spec = md.deployment_spec(model, pool, shape, sizing, startup_budget=budget,
+                              rollout_timeout=md.rollout_timeout_seconds(sizing, 1, pool.provisioning_seconds, budget),
+                              secret_name="vllm-secrets", cache_secret_name="redis-connection", gateway=cfg.gateway)
     return {"metadata": {"name": "vllm-m"}, "spec": spec}
 
 
