@@ -74,6 +74,13 @@ class _Loader(_BaseLoader):  # type: ignore[misc, valid-type]
             return _STR
         return super().resolve(kind, value, implicit)
 
+    # No path resolvers (asserted below): the composer calls these for every node, to no end.
+    def descend_resolver(self, current_node: Any, current_index: Any) -> None:
+        pass
+
+    def ascend_resolver(self) -> None:
+        pass
+
 
 _Loader.yaml_implicit_resolvers = {
     first: [(tag, regexp) for tag, regexp in resolvers if tag != _TAG + "timestamp"]
@@ -217,7 +224,9 @@ def construct(loader: Any, root: Node) -> Any:
     while todo:
         node, out = todo.pop()
         if isinstance(out, list):
-            out.extend(value(child) for child in node.value)
+            # Strings inline: most of a large file's values, and not worth a call each.
+            out.extend([child.value if child.tag == _STR and isinstance(child, ScalarNode) else value(child)
+                        for child in node.value])
             continue
         for key_node, value_node in node.value:
             key = value(key_node)

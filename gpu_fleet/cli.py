@@ -5,6 +5,10 @@ runs the real program for each stack under Pulumi's mock engine and shows what `
 would create. ``gpu-fleet cost-diff BASE.json HEAD.json`` turns two such JSON plans into a
 markdown table of the hourly cost change. Exit status: 0 clean, 2 configuration error, 1 any
 other failure, 130 interrupted.
+
+The planning machinery (Pulumi, the provider SDKs, the Kubernetes schemas: most of a
+second of imports) and the simulator (numba) are imported when a command needs them, after
+a stack file given with ``--config`` is validated: a mistake in it costs the time to read it.
 """
 
 from __future__ import annotations
@@ -21,14 +25,17 @@ import time
 from collections import Counter
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Optional, Sequence
 
 from components.capacity import PoolCapacity, capacity_json, cost_json, fleet_json, region_capacity
 from components.config import ConfigError, GlobalConfig, Problem, RegionConfig, load_stack_file, reading_once
 
-from . import cost_diff, engine, manifests, policy_check
-from .plan import StackPlan, plan_stack, project_dir, stack_files
+from . import cost_diff
 from .readiness import DEPLOYER_CIDRS_ENV, parse_cidrs
+
+if TYPE_CHECKING:
+    from . import engine, manifests, policy_check
+    from .plan import StackPlan
 
 EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
 #: Where plans go by default: a folder of their own (``build/`` also holds setuptools' output).
@@ -47,6 +54,8 @@ def one_line(error: BaseException) -> str:
 
 def _selected(args: argparse.Namespace, project: Path) -> tuple[list[Path], set[str]]:
     """Stack files to plan (regions a global stack needs first) and the names to show."""
+    from .plan import stack_files
+
     if args.config:
         wanted = [Path(args.config).absolute()]
     elif args.stacks:
@@ -74,6 +83,8 @@ def _selected(args: argparse.Namespace, project: Path) -> tuple[list[Path], set[
 
 def _project(args: argparse.Namespace) -> Path:
     """The project to plan: the one holding the working directory, else the ``--config`` file's."""
+    from .plan import project_dir
+
     starts = [Path.cwd()] + ([Path(args.config).absolute().parent] if args.config else [])
     for start in starts:
         try:
@@ -123,6 +134,8 @@ def _tree(rec: engine.Recording) -> list[str]:
 
 
 def _resource_json(rec: engine.Recording, r: engine.ResourceRecord) -> dict:
+    from . import engine
+
     provider = rec.provider_of(r)
     return {
         "type": r.type,
@@ -142,6 +155,8 @@ def _resource_json(rec: engine.Recording, r: engine.ResourceRecord) -> dict:
 
 
 def _outputs(plan: StackPlan) -> dict[str, Any]:
+    from . import engine
+
     rec = plan.recording
     return {k: engine.SECRET_MARK if k in rec.secret_outputs else engine.masked(v) for k, v in rec.stack_outputs.items()}
 
@@ -165,6 +180,8 @@ def _print_capacity(pools: list[PoolCapacity]) -> None:
 
 def _print_table(plan: StackPlan, report: manifests.ManifestReport, out_dir: Path,
                  violations: Optional[list[policy_check.Violation]]) -> None:
+    from . import manifests
+
     rec = plan.recording
     print(f"\n=== stack {plan.stack} ({plan.path}) — {len(rec.resources)} resources")
     for line in _tree(rec):
@@ -208,6 +225,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
 def _plan(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     try:
+        if args.config and Path(args.config).exists():
+            # Before the planning machinery is imported (module docstring); read once in this plan.
+            load_stack_file(Path(args.config).absolute())
         project = _project(args)
         files, shown = _selected(args, project)
     except ConfigError as e:
@@ -220,6 +240,9 @@ def _plan(args: argparse.Namespace) -> int:
     except ConfigError as e:
         print(e, file=sys.stderr)
         return EXIT_CONFIG
+    from . import manifests, policy_check
+    from .plan import plan_stack
+
     program = project / "__main__.py"
     out_root = Path(args.out) if args.out else project / DEFAULT_OUT
     try:
@@ -313,7 +336,9 @@ def cmd_cost_diff(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
+    """The command line; given the ``command`` to run, the other commands' options are left
+    out (simulate's and tune's need the simulator's imports)."""
     parser = argparse.ArgumentParser(prog="gpu-fleet", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     plan = sub.add_parser("plan", help="show what pulumi up would create, offline")
@@ -332,16 +357,16 @@ def build_parser() -> argparse.ArgumentParser:
     cost.add_argument("head", metavar="HEAD.json", help="the same for the change")
     cost.add_argument("--stack", action="append", metavar="STACK", help="only these stacks (repeatable)")
     cost.set_defaults(func=cmd_cost_diff)
-    from .simulate import cli as simulate_cli
-
     simulate = sub.add_parser("simulate", help="replay traffic against a stack's HPA settings")
-    simulate_cli.add_arguments(simulate)
-    simulate.set_defaults(func=simulate_cli.main)
-    from . import tune as tune_module
-
     tune = sub.add_parser("tune", help="search HPA settings against the oracle with the simulator")
-    tune_module.add_arguments(tune)
-    tune.set_defaults(func=tune_module.main)
+    if command in (None, "simulate", "tune"):
+        from . import tune as tune_module
+        from .simulate import cli as simulate_cli
+
+        simulate_cli.add_arguments(simulate)
+        simulate.set_defaults(func=simulate_cli.main)
+        tune_module.add_arguments(tune)
+        tune.set_defaults(func=tune_module.main)
     return parser
 
 
@@ -395,7 +420,10 @@ def _gc_tuned() -> Iterator[None]:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    # The command is the first argument (the top-level parser has no options but --help).
+    command = argv[0] if argv and argv[0] in ("plan", "cost-diff") else None
+    args = build_parser(command).parse_args(argv)
     with _gc_tuned(), _interrupts() as state:
         try:
             code = args.func(args)
