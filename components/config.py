@@ -396,6 +396,33 @@ class EntrypointConfig(_Model):
 
 #: Google-managed certificates (GKE ``ManagedCertificate``) cover at most this many names.
 MANAGED_CERTIFICATE_MAX_DOMAINS = 100
+#: The API server refuses an object whose annotations, keys and values together, exceed this
+#: many bytes (kubernetes/apimachinery@v0.33.0, the published staging copy of
+#: kubernetes/kubernetes@v1.33.0, pkg/api/validation/objectmeta.go: TotalAnnotationSizeLimitB
+#: = 256 * (1 << 10), compared with the sum of len(key) + len(value) in ValidateAnnotationsSize).
+KUBERNETES_ANNOTATIONS_MAX_BYTES = 256 * 1024
+#: Room kept for the AWS Ingress annotations that do not come from ``allowedCidrs`` and
+#: ``certificate`` (about 1 KiB; tests hold ``components.entrypoint.alb_annotations`` to it).
+INGRESS_OTHER_ANNOTATIONS_BYTES = 4 * 1024
+
+
+def ingress_annotation_problems(entry: EntrypointConfig, cloud: str) -> list[Problem]:
+    """The AWS Ingress carries ``allowedCidrs`` (comma-separated) and the certificate ARN in
+    its annotations; past Kubernetes' limit the API server would refuse it at pulumi up.
+    (On GCP they go to Cloud Armor and a certificate name, not into annotations.)"""
+    if cloud != "aws":
+        return []
+    budget = KUBERNETES_ANNOTATIONS_MAX_BYTES - INGRESS_OTHER_ANNOTATIONS_BYTES
+    cidrs = len(",".join(str(c) for c in entry.allowed_cidrs))
+    certificate = len((entry.certificate or "").encode())
+    if cidrs + certificate <= budget:
+        return []
+    limit = (f"the Ingress's annotations, which Kubernetes limits to {KUBERNETES_ANNOTATIONS_MAX_BYTES:,} bytes "
+             f"in all ({budget:,} for the ranges and the certificate together)")
+    if cidrs >= certificate:
+        return [Problem("entrypoint.allowedCidrs", f"{len(entry.allowed_cidrs):,} ranges take {cidrs:,} bytes of "
+                        f"{limit}; merge them into fewer, wider ranges")]
+    return [Problem("entrypoint.certificate", f"{certificate:,} bytes is no ACM certificate ARN and too long for {limit}")]
 
 
 class AlertsConfig(_Model):
@@ -854,7 +881,8 @@ def _check_sizing(cfg: RegionConfig) -> list[Problem]:
 
 
 def _check_entrypoint(cfg: RegionConfig) -> list[Problem]:
-    return cfg.entrypoint.problems(cfg.cloud, cfg.location, [m.name for m in cfg.models])
+    return (cfg.entrypoint.problems(cfg.cloud, cfg.location, [m.name for m in cfg.models])
+            + ingress_annotation_problems(cfg.entrypoint, cfg.cloud))
 
 
 def _region_zones(cfg: RegionConfig) -> list[str]:

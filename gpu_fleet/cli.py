@@ -283,6 +283,9 @@ def _plan(args: argparse.Namespace) -> int:
         except manifests.OutputError as e:
             print(e, file=sys.stderr)
             return EXIT_CONFIG
+        except manifests.ObjectTooLarge as e:
+            print(f"{plan.path}: {e}", file=sys.stderr)
+            return EXIT_CONFIG
         failed |= bool(report.errors)
         results.append((plan, report, out_dir, violations))
     elapsed = time.perf_counter() - started
