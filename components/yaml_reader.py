@@ -13,6 +13,10 @@ the line where the construct starts:
   Python's recursion limit to break whatever walks the result), aliases that refer to
   the value containing them, documents that expand to more than :data:`MAX_VALUES`
   values through aliases (a "billion laughs" file);
+- integers beyond 2**53: Pulumi's SDK passes config values to the engine as protobuf
+  ``Struct`` values, whose numbers are doubles (protocolbuffers/protobuf
+  src/google/protobuf/struct.proto, ``double number_value``); a larger integer would be
+  rounded, and one beyond a double's range fails the plan with OverflowError;
 - tags Pulumi config cannot hold (``!!binary``, ``!!set``, ``!!python/...``); timestamps
   stay strings, as Pulumi reads ``2025-01-01`` in a config value.
 
@@ -41,10 +45,14 @@ MAX_DEPTH = 64
 #: stack file of short list items holds about 700,000.
 MAX_VALUES = 1_500_000
 
+#: The largest integer a double holds exactly (see the module docstring).
+MAX_INT = 2**53
+
 _TAG = "tag:yaml.org,2002:"
 #: Tags a Pulumi config value can carry (JSON's types, plus YAML merge keys).
 ALLOWED_TAGS = {_TAG + t for t in ("str", "int", "float", "bool", "null", "seq", "map", "merge")}
 _MERGE = _TAG + "merge"
+_INT = _TAG + "int"
 _GZIP = b"\x1f\x8b"
 _UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
 
@@ -149,9 +157,9 @@ def _path_to(root: Node, target: Node) -> str:
     return ""
 
 
-def check_tree(root: Node) -> bool:
-    """Depth, alias expansion, tags and duplicate keys of a composed document; whether it
-    uses merge keys (``<<``).
+def check_tree(loader: Any, root: Node) -> bool:
+    """Depth, alias expansion, tags, integer range and duplicate keys of a composed
+    document (``loader`` composed it); whether it uses merge keys (``<<``).
 
     Iterative (no recursion limit), and it walks the document as the program will see it:
     an alias is walked each time it is used, so a self-referencing alias hits the depth
@@ -184,6 +192,10 @@ def check_tree(root: Node) -> bool:
         for child in children:
             if child.tag not in ALLOWED_TAGS:
                 raise _bad_tag(child)
+            if child.tag == _INT and not -MAX_INT <= loader.construct_yaml_int(child) <= MAX_INT:
+                raise YamlError(f"{child.value[:30]}{'...' if len(child.value) > 30 else ''} is beyond what Pulumi "
+                                f"passes exactly (numbers travel as doubles: at most {MAX_INT:,} either side of 0)",
+                                _line(child), _path_to(root, child) or "config")
             if not isinstance(child, ScalarNode):
                 if depth >= MAX_DEPTH:
                     raise YamlError(f"nested more than {MAX_DEPTH} levels deep here (or an alias that refers to the "
@@ -263,7 +275,7 @@ def parse(text: str) -> Any:
         node = loader.get_single_node()
         if node is None:
             return None
-        if check_tree(node):
+        if check_tree(loader, node):
             return loader.construct_document(node)
         return construct(loader, node)
     except yaml.YAMLError as e:

@@ -242,3 +242,21 @@ def test_program_refuses_secrets_pulumi_holds_in_plaintext(fleet, secret_keys, f
                            "config set --secret gpu-fleet:huggingFaceToken <value>"]
     else:
         assert outcome == ["ok"]
+
+
+# --------------------------------------------------------------------------- numbers Pulumi cannot pass
+
+
+def test_an_integer_beyond_a_double_is_a_config_error_not_an_overflow(tmp_path):
+    text = US_EAST.replace("maxNodes: 20", "maxNodes: 1" + "0" * 400, 1)
+    line = US_EAST[:US_EAST.index("maxNodes: 20")].count("\n") + 1
+    assert _error(tmp_path, text) == (f"config.gpu-fleet:fleet.gpuPools[0].maxNodes: cannot read: line {line}: "
+                                      f"1{'0' * 29}... is beyond what Pulumi passes exactly (numbers travel as "
+                                      "doubles: at most 9,007,199,254,740,992 either side of 0)")
+
+
+def test_integers_up_to_two_to_the_53_are_read_in_any_notation():
+    assert yaml_reader.parse(f"a: {2**53}\nb: -{2**53}\nc: 0x1F\n") == {"a": 2**53, "b": -(2**53), "c": 31}
+    for big in (str(2**53 + 1), f"-{2**53 + 1}", "0x" + "f" * 14, "9_007_199_254_740_993"):
+        with pytest.raises(yaml_reader.YamlError, match=r"^line 2: .* is beyond what Pulumi passes exactly"):
+            yaml_reader.parse(f"x: 1\nlist: [{big}]\n")
