@@ -27,21 +27,28 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Optional, Sequence
 
-from components.capacity import PoolCapacity, capacity_json, cost_json, fleet_json, region_capacity
-from components.config import ConfigError, GlobalConfig, Problem, RegionConfig, load_stack_file, reading_once
+EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
+#: Interrupted (Ctrl-C), as shells report a process ended by SIGINT (128 + 2).
+EXIT_INTERRUPTED = 130
+INTERRUPTED = "gpu-fleet: interrupted"
 
-from . import cost_diff
-from .readiness import DEPLOYER_CIDRS_ENV, parse_cidrs
+try:
+    from components.capacity import PoolCapacity, capacity_json, cost_json, fleet_json, region_capacity
+    from components.config import ConfigError, GlobalConfig, Problem, RegionConfig, load_stack_file, reading_once
+
+    from . import cost_diff
+    from .readiness import DEPLOYER_CIDRS_ENV, parse_cidrs
+except KeyboardInterrupt:
+    # Ctrl-C while the command starts (before main() handles it): the same line and status.
+    print(INTERRUPTED, file=sys.stderr)
+    raise SystemExit(EXIT_INTERRUPTED) from None
 
 if TYPE_CHECKING:
     from . import engine, manifests, policy_check
     from .plan import StackPlan
 
-EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
 #: Where plans go by default: a folder of their own (``build/`` also holds setuptools' output).
 DEFAULT_OUT = Path("build") / "plan"
-#: Interrupted (Ctrl-C), as shells report a process ended by SIGINT (128 + 2).
-EXIT_INTERRUPTED = 130
 #: After Ctrl-C, how long cleanup (removing a half-written stack folder) may take.
 INTERRUPT_GRACE_SECONDS = 10
 
@@ -392,7 +399,7 @@ def _interrupts() -> Iterator[dict[str, bool]]:
         if state["interrupted"]:
             os._exit(EXIT_INTERRUPTED)
         state["interrupted"] = True
-        print("gpu-fleet: interrupted", file=sys.stderr, flush=True)
+        print(INTERRUPTED, file=sys.stderr, flush=True)
         timer.append(threading.Timer(INTERRUPT_GRACE_SECONDS, os._exit, args=(EXIT_INTERRUPTED,)))
         timer[0].daemon = True
         timer[0].start()
@@ -426,13 +433,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     # The command is the first argument (the top-level parser has no options but --help).
     command = argv[0] if argv and argv[0] in ("plan", "cost-diff") else None
-    args = build_parser(command).parse_args(argv)
     with _gc_tuned(), _interrupts() as state:
         try:
+            # Parsed in here: simulate's and tune's options import the simulator, a Ctrl-C away.
+            args = build_parser(command).parse_args(argv)
             code = args.func(args)
         except KeyboardInterrupt:
             if not state["interrupted"]:
-                print("gpu-fleet: interrupted", file=sys.stderr)
+                print(INTERRUPTED, file=sys.stderr)
             return EXIT_INTERRUPTED
     return EXIT_INTERRUPTED if state["interrupted"] else code
 

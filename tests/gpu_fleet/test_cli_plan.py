@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -290,3 +292,32 @@ def test_annotations_at_the_limit_are_accepted_one_byte_more_refused():
     manifests.check_annotations([config_map("é" * (128 * 1024 - 1))])  # 2 + 2 * 131,071 bytes: the limit
     with pytest.raises(manifests.ObjectTooLarge, match=r"^ConfigMap m: metadata.annotations: 262,145 bytes"):
         manifests.check_annotations([config_map("é" * (128 * 1024 - 1) + "x")])
+
+
+# --------------------------------------------------------------------------- Ctrl-C while the command starts
+
+_INTERRUPT_AT_IMPORT = """
+import importlib.abc, runpy, sys
+
+class CtrlC(importlib.abc.MetaPathFinder):
+    # Ctrl-C arrives while {module} is being imported.
+    def find_spec(self, name, path, target=None):
+        if name == {module!r}:
+            raise KeyboardInterrupt
+
+sys.meta_path.insert(0, CtrlC())
+sys.argv = ["gpu-fleet", *{argv!r}]
+runpy.run_module("gpu_fleet.cli", run_name="__main__")
+"""
+
+
+@pytest.mark.parametrize("module, argv", [
+    ("components.config", ["plan", "us-east"]),                     # the CLI's own imports, before main()
+    ("gpu_fleet.simulate.cli", ["simulate", "us-east", "--help"]),  # simulate's options, while parsing
+    ("gpu_fleet.engine", ["plan", "us-east"]),                      # the planning machinery, after validation
+])
+def test_ctrl_c_while_starting_exits_130_with_one_line(tmp_path, module, argv):
+    script = _INTERRUPT_AT_IMPORT.format(module=module, argv=[*argv, "--out", str(tmp_path / "out")]
+                                         if argv[0] == "plan" else argv)
+    proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert (proc.returncode, proc.stderr.strip().splitlines()) == (130, ["gpu-fleet: interrupted"])
