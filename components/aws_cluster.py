@@ -31,9 +31,7 @@ wires resources together.
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import json
-from itertools import islice
 from pathlib import Path
 from typing import Optional, TypedDict
 
@@ -47,6 +45,7 @@ from .karpenter import Karpenter
 from .kubeconfig import exec_kubeconfig
 from .labels import POOL_LABEL, SYSTEM_POOL
 from .network import AwsNetwork
+from .subnets import subnet_layout
 
 DEFAULT_SYSTEM_INSTANCE_TYPE = "m7i.2xlarge"
 SYSTEM_AMI_TYPE = pins.EKS_SYSTEM_AMI.name
@@ -77,12 +76,6 @@ POD_IDENTITY_SERVICE = "pods.eks.amazonaws.com"
 #: EKS cannot place control planes in these zone IDs (its cluster subnet requirements);
 #: IDs, not names, because zone names map to different zones in every account.
 EKS_UNSUPPORTED_ZONE_IDS = frozenset({"use1-az3", "usw1-az2", "cac1-az3"})
-#: AWS subnets are /28 at the smallest and VPCs /16 at the largest.
-MIN_SUBNET_PREFIX = 28
-MAX_VPC_PREFIX = 16
-#: A public subnet is 1/8 of a private one: it holds only load balancers and NAT gateways,
-#: while every node and (with the VPC CNI) every pod takes a private address.
-PUBLIC_SUBNET_SHRINK = 3
 #: The VPC CNI's NetworkPolicy agent: the cache's NetworkPolicy admits only its clients.
 VPC_CNI_CONFIGURATION = {"enableNetworkPolicy": "true"}
 #: The Kubernetes namespace of the add-ons and the load balancer controller.
@@ -122,33 +115,6 @@ class AwsClusterArgs(TypedDict):
 
 
 # --------------------------------------------------------------------------- pure decisions
-
-
-Subnets = list[tuple[ipaddress.IPv4Network, ipaddress.IPv4Network]]
-
-
-def subnet_layout(cidr: str | ipaddress.IPv4Network, zones: int) -> Subnets:
-    """``(public, private)`` subnet CIDRs for each of ``zones`` zones of the VPC ``cidr``.
-
-    The VPC's first half is split into equal private subnets (a power-of-two split: three
-    zones of a /16 get a /19 each); public subnets, 1/8 that size, come from the start of
-    the second half, whose rest stays free for later subnets. Raises ValueError when the
-    VPC is too large for AWS or too small for the subnets.
-    """
-    vpc = ipaddress.IPv4Network(cidr)
-    if zones < 1:
-        raise ValueError(f"need at least one zone, got {zones}")
-    if vpc.prefixlen < MAX_VPC_PREFIX:
-        raise ValueError(f"{vpc} is larger than an AWS VPC can be (/{MAX_VPC_PREFIX})")
-    private_prefix = vpc.prefixlen + 1 + (zones - 1).bit_length()
-    public_prefix = private_prefix + PUBLIC_SUBNET_SHRINK
-    if public_prefix > MIN_SUBNET_PREFIX:
-        raise ValueError(f"{vpc} is too small for {zones} zones: public subnets would be /{public_prefix}, "
-                         f"smaller than AWS allows (/{MIN_SUBNET_PREFIX})")
-    private_half, public_half = vpc.subnets(prefixlen_diff=1)
-    private = islice(private_half.subnets(new_prefix=private_prefix), zones)
-    public = islice(public_half.subnets(new_prefix=public_prefix), zones)
-    return list(zip(public, private))
 
 
 def eks_zones(names: list[str], zone_ids: list[str], count: int) -> list[str]:

@@ -24,7 +24,9 @@ from typing import Annotated, Any, Callable, Iterator, Literal, Optional, Union
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from . import cache_rules
 from . import cache_sizing, pins, yaml_reader
+from .subnets import subnet_layout
 from .gpu_catalog import CatalogError, Cloud, GpuKind, Offering, load_catalog
 
 PROJECT = "gpu-fleet"
@@ -655,9 +657,6 @@ def _check_network(cfg: RegionConfig) -> list[Problem]:
     ex = cfg.network.existing
     if ex is None:
         if cfg.cloud == "aws":
-            # Imported here: components.aws_cluster imports this module for its types.
-            from .aws_cluster import subnet_layout
-
             try:
                 subnet_layout(cfg.network.cidr, cfg.network.zone_count)
             except ValueError as e:
@@ -788,9 +787,6 @@ def _check_autoscaling_engine(cfg: RegionConfig) -> list[Problem]:
 
 
 def _check_cache(cfg: RegionConfig) -> list[Problem]:
-    # Imported here: components.cache imports this module for its types.
-    from . import cache as rules
-
     c = cfg.cache
     problems: list[Problem] = []
     if not c.enabled:
@@ -806,21 +802,21 @@ def _check_cache(cfg: RegionConfig) -> list[Problem]:
     if cfg.cloud == "gcp" and "snapshot_window" in c.model_fields_set:
         problems.append(Problem("cache.snapshotWindow", "only used on aws (Memorystore snapshots every six hours)"))
 
-    engine = rules.effective_engine(cfg.cloud, c)
-    supported = rules.supported_versions(cfg.cloud, engine)
+    engine = cache_rules.effective_engine(cfg.cloud, c)
+    supported = cache_rules.supported_versions(cfg.cloud, engine)
     if c.engine_version is not None and c.engine_version not in supported:
         service = "ElastiCache" if cfg.cloud == "aws" else "Memorystore"
         problems.append(Problem("cache.engineVersion", f"{service} has no {engine} {c.engine_version} that this fleet "
                                 f"supports; use one of: {', '.join(supported)}"))
 
     if cfg.cloud == "aws" and c.node_type is not None:
-        reason = rules.node_type_problem(c.node_type)
+        reason = cache_rules.node_type_problem(c.node_type)
         if reason:
             problems.append(Problem("cache.nodeType", reason))
 
     if cfg.cloud == "gcp":
-        memory = rules.memory_size_gb(c)
-        floor = rules.MEMORYSTORE_READ_REPLICA_MIN_GB
+        memory = cache_rules.memory_size_gb(c)
+        floor = cache_rules.MEMORYSTORE_READ_REPLICA_MIN_GB
         if c.replicas > 0 and memory < floor:
             problems.append(Problem("cache.memorySizeGb", f"{memory} GB is too small: read replicas need nodes of at "
                                     f"least {floor} GB (replicas: {c.replicas}); set memorySizeGb: {floor} or more"))
@@ -833,7 +829,7 @@ def _check_cache(cfg: RegionConfig) -> list[Problem]:
                                     "fails over; remove automaticFailover: false"))
 
     try:
-        maintenance = rules.weekly_window(c.maintenance_window)
+        maintenance = cache_rules.weekly_window(c.maintenance_window)
     except ValueError as e:
         problems.append(Problem("cache.maintenanceWindow", str(e)))
         maintenance = None
@@ -845,14 +841,14 @@ def _check_cache(cfg: RegionConfig) -> list[Problem]:
                                 "at least 60"))
     if cfg.cloud == "aws":
         try:
-            snapshot = rules.daily_window(c.snapshot_window)
+            snapshot = cache_rules.daily_window(c.snapshot_window)
         except ValueError as e:
             problems.append(Problem("cache.snapshotWindow", str(e)))
         else:
             if snapshot.minutes < 60:
                 problems.append(Problem("cache.snapshotWindow", f"lasts {snapshot.minutes} minutes; ElastiCache "
                                         "needs at least 60"))
-            elif maintenance is not None and rules.overlaps(maintenance, snapshot):
+            elif maintenance is not None and cache_rules.overlaps(maintenance, snapshot):
                 problems.append(Problem("cache.snapshotWindow", f"overlaps maintenanceWindow "
                                         f"{c.maintenance_window}; ElastiCache rejects overlapping windows"))
     return problems

@@ -21,15 +21,12 @@ from components.cache import (
     CacheConnection,
     GcpCache,
     connection_data,
-    daily_window,
     memorystore_maintenance_policy,
     memorystore_persistence,
     memorystore_replication,
-    node_type_problem,
-    overlaps,
     redis_url,
-    weekly_window,
 )
+from components.cache_rules import daily_window, node_type_problem, overlaps, weekly_window
 from components.config import CacheConfig, RegionConfig, load_stack_file
 from components.network import AwsNetwork, GcpNetwork
 from gpu_fleet.engine import is_secret, reveal

@@ -7,6 +7,8 @@ located where the construct starts, stack names, plaintext secrets, and one read
 from __future__ import annotations
 
 import gzip
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -260,3 +262,17 @@ def test_integers_up_to_two_to_the_53_are_read_in_any_notation():
     for big in (str(2**53 + 1), f"-{2**53 + 1}", "0x" + "f" * 14, "9_007_199_254_740_993"):
         with pytest.raises(yaml_reader.YamlError, match=r"^line 2: .* is beyond what Pulumi passes exactly"):
             yaml_reader.parse(f"x: 1\nlist: [{big}]\n")
+
+
+# --------------------------------------------------------------------------- what reading costs
+
+
+def test_validating_the_reference_stacks_imports_no_pulumi():
+    # gpu-fleet plan reports a stack file's mistakes before the provider SDKs are imported
+    # (most of a second); benchmarks/stack_file_bench.py times it.
+    code = ("import sys; from components.config import load_stack_file\n"
+            "for s in ('us-east', 'eu-west', 'global'): load_stack_file(f'stacks/Pulumi.{s}.yaml')\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('pulumi', 'pulumi_aws', 'pulumi_gcp', "
+            "'pulumi_kubernetes', 'numba')))")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert proc.stdout.strip() == "[]"
