@@ -270,6 +270,10 @@ def _plan(args: argparse.Namespace) -> int:
             print(e, file=sys.stderr)
             return EXIT_CONFIG
         except Exception as e:  # noqa: BLE001 - the CLI reports any failure in one line
+            if _interrupted.is_set():
+                # Ctrl-C landed inside a library that swallowed it (half an import, say): this
+                # failure is its echo, and the interrupt is what gets reported.
+                raise KeyboardInterrupt from None
             print(f"{path}: plan failed: {one_line(e)}", file=sys.stderr)
             return EXIT_FAILURE
         plans[plan.stack] = plan
@@ -380,6 +384,10 @@ def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
     return parser
 
 
+#: Set by the first Ctrl-C of this process (see :func:`_interrupts`).
+_interrupted = threading.Event()
+
+
 @contextmanager
 def _interrupts() -> Iterator[dict[str, bool]]:
     """Ctrl-C ends the command with one line and exit 130, whatever it is doing.
@@ -390,6 +398,7 @@ def _interrupts() -> Iterator[dict[str, bool]]:
     exits at once.
     """
     state = {"interrupted": False}
+    _interrupted.clear()
     if threading.current_thread() is not threading.main_thread():
         yield state
         return
@@ -399,6 +408,7 @@ def _interrupts() -> Iterator[dict[str, bool]]:
         if state["interrupted"]:
             os._exit(EXIT_INTERRUPTED)
         state["interrupted"] = True
+        _interrupted.set()
         print(INTERRUPTED, file=sys.stderr, flush=True)
         timer.append(threading.Timer(INTERRUPT_GRACE_SECONDS, os._exit, args=(EXIT_INTERRUPTED,)))
         timer[0].daemon = True

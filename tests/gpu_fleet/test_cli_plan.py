@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -320,4 +321,21 @@ def test_ctrl_c_while_starting_exits_130_with_one_line(tmp_path, module, argv):
     script = _INTERRUPT_AT_IMPORT.format(module=module, argv=[*argv, "--out", str(tmp_path / "out")]
                                          if argv[0] == "plan" else argv)
     proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert (proc.returncode, proc.stderr.strip().splitlines()) == (130, ["gpu-fleet: interrupted"])
+
+
+def test_a_failure_after_a_swallowed_ctrl_c_is_reported_as_the_interrupt(tmp_path):
+    # A library that swallows KeyboardInterrupt (half an import) fails later; that echo is not a second line.
+    program = """
+        import os, signal, time
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)
+        except BaseException:
+            pass
+        raise AttributeError("module 'x' has no attribute 'y'")
+    """
+    project = _project(tmp_path, program, _region_config())
+    proc = subprocess.run([sys.executable, "-m", "gpu_fleet.cli", "plan", "--out", str(tmp_path / "out")], cwd=project,
+                          capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert (proc.returncode, proc.stderr.strip().splitlines()) == (130, ["gpu-fleet: interrupted"])
