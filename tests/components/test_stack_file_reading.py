@@ -276,3 +276,11 @@ def test_validating_the_reference_stacks_imports_no_pulumi():
             "'pulumi_kubernetes', 'numba')))")
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert proc.stdout.strip() == "[]"
+
+
+def test_a_field_path_with_control_characters_stays_one_line(tmp_path):
+    text = '"a\\x0cb":\n  c: 9007199254740993\n'
+    with pytest.raises(yaml_reader.YamlError) as raised:
+        yaml_reader.parse(text)
+    assert raised.value.path == "'a\\x0cb'.c" and "\n" not in raised.value.path
+    assert len(_error(tmp_path, "config:\n  x:y:\n    \"a\\u2028b\": 1\n    \"a\\u2028b\": 2\n").splitlines()) == 1
