@@ -588,7 +588,8 @@ class ConfigError(Exception):
 def _path(loc: tuple[Any, ...]) -> str:
     out = ""
     for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+        name = yaml_reader.key_name(str(part))
+        out += f"[{part}]" if isinstance(part, int) else (f".{name}" if out else name)
     return out or CONFIG_KEY
 
 
@@ -1040,7 +1041,8 @@ def parse_fleet(raw: Any, source: str, stacks_dir: Optional[Path] = None) -> Fle
     if not isinstance(raw, dict):
         raise ConfigError(source, [Problem(CONFIG_KEY, f"must be a mapping with a 'kind' (region or global); got {type(raw).__name__}")])
     kinds = {"region": RegionConfig, "global": GlobalConfig}
-    model = kinds.get(raw.get("kind"))
+    kind = raw.get("kind")
+    model = kinds.get(kind) if isinstance(kind, str) else None
     if model is None:
         raise ConfigError(source, [Problem("kind", f"must be one of: {', '.join(kinds)}; got {raw.get('kind')!r}")])
     try:
@@ -1125,7 +1127,7 @@ def plaintext_secrets(config: dict[str, Any]) -> list[Problem]:
                     problems.append(Problem(f"{at}.{k}", f"secrets do not belong in {FULL_CONFIG_KEY} (stored in "
                                             f"plaintext); delete it and run: {_set_secret(name)}"))
                 else:
-                    stack.append((f"{at}.{k}", v))
+                    stack.append((f"{at}.{yaml_reader.key_name(str(k))}", v))
         elif isinstance(value, list):
             stack.extend((f"{at}[{i}]", v) for i, v in enumerate(value))
         elif isinstance(value, str) and _HF_TOKEN.search(value):

@@ -137,7 +137,7 @@ def _duplicate(node: MappingNode) -> Optional[tuple[Node, Node]]:
     return None
 
 
-def _key(name: str) -> str:
+def key_name(name: str) -> str:
     """A key as a field path shows it: quoted when it holds a line break or control character,
     so the message stays one line."""
     return name if name.isprintable() else repr(name)
@@ -158,7 +158,7 @@ def _path_to(root: Node, target: Node) -> str:
             stack.extend((child, f"{path}[{i}]") for i, child in enumerate(node.value))
         elif isinstance(node, MappingNode):
             for key, value in node.value:
-                name = _key(key.value) if isinstance(key, ScalarNode) else "?"
+                name = key_name(key.value) if isinstance(key, ScalarNode) else "?"
                 stack.append((value, f"{path}.{name}" if path else str(name)))
     return ""
 
@@ -184,7 +184,7 @@ def check_tree(loader: Any, root: Node) -> bool:
                 where = _path_to(root, node)
                 raise YamlError(f"key {again.value!r} is given twice (first on line {_line(first)}); Pulumi's "
                                 "YAML parser rejects duplicate keys: merge the two", _line(again),
-                                f"{where}.{_key(again.value)}" if where else _key(again.value))
+                                f"{where}.{key_name(again.value)}" if where else key_name(again.value))
             children = [child for pair in node.value for child in pair]
             merges = merges or any(key.tag == _MERGE for key, _ in node.value)
         elif isinstance(node, SequenceNode):

@@ -284,3 +284,16 @@ def test_a_field_path_with_control_characters_stays_one_line(tmp_path):
         yaml_reader.parse(text)
     assert raised.value.path == "'a\\x0cb'.c" and "\n" not in raised.value.path
     assert len(_error(tmp_path, "config:\n  x:y:\n    \"a\\u2028b\": 1\n    \"a\\u2028b\": 2\n").splitlines()) == 1
+
+
+@pytest.mark.parametrize("kind", ["{}", "[region]"])
+def test_a_kind_that_is_not_a_string_is_a_config_error(tmp_path, kind):
+    text = US_EAST.replace("kind: region", f"kind: {kind}", 1)
+    assert _error(tmp_path, text).startswith("kind: must be one of: region, global; got ")
+
+
+@pytest.mark.parametrize("key", ["\\x1b!\\x0c", "a\\u2028b"])
+def test_unknown_keys_with_control_characters_give_one_line(tmp_path, key):
+    text = US_EAST.replace("kind: region", f'kind: region\n    "{key}": 1', 1)
+    message = _error(tmp_path, text)  # one line, asserted by _error
+    assert message.startswith("'") and "unknown key" in message
