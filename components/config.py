@@ -416,6 +416,33 @@ class EntrypointConfig(_Model):
 
 #: Google-managed certificates (GKE ``ManagedCertificate``) cover at most this many names.
 MANAGED_CERTIFICATE_MAX_DOMAINS = 100
+#: The API server refuses an object whose annotations, keys and values together, exceed this
+#: many bytes (kubernetes/apimachinery@v0.33.0, the published staging copy of
+#: kubernetes/kubernetes@v1.33.0, pkg/api/validation/objectmeta.go: TotalAnnotationSizeLimitB
+#: = 256 * (1 << 10), compared with the sum of len(key) + len(value) in ValidateAnnotationsSize).
+KUBERNETES_ANNOTATIONS_MAX_BYTES = 256 * 1024
+#: Room kept for the AWS Ingress annotations that do not come from ``allowedCidrs`` and
+#: ``certificate`` (about 1 KiB; tests hold ``components.entrypoint.alb_annotations`` to it).
+INGRESS_OTHER_ANNOTATIONS_BYTES = 4 * 1024
+
+
+def ingress_annotation_problems(entry: EntrypointConfig, cloud: str) -> list[Problem]:
+    """The AWS Ingress carries ``allowedCidrs`` (comma-separated) and the certificate ARN in
+    its annotations; past Kubernetes' limit the API server would refuse it at pulumi up.
+    (On GCP they go to Cloud Armor and a certificate name, not into annotations.)"""
+    if cloud != "aws":
+        return []
+    budget = KUBERNETES_ANNOTATIONS_MAX_BYTES - INGRESS_OTHER_ANNOTATIONS_BYTES
+    cidrs = len(",".join(str(c) for c in entry.allowed_cidrs))
+    certificate = len((entry.certificate or "").encode())
+    if cidrs + certificate <= budget:
+        return []
+    limit = (f"the Ingress's annotations, which Kubernetes limits to {KUBERNETES_ANNOTATIONS_MAX_BYTES:,} bytes "
+             f"in all ({budget:,} for the ranges and the certificate together)")
+    if cidrs >= certificate:
+        return [Problem("entrypoint.allowedCidrs", f"{len(entry.allowed_cidrs):,} ranges take {cidrs:,} bytes of "
+                        f"{limit}; merge them into fewer, wider ranges")]
+    return [Problem("entrypoint.certificate", f"{certificate:,} bytes is no ACM certificate ARN and too long for {limit}")]
 
 
 class AlertsConfig(_Model):
@@ -572,7 +599,8 @@ class ConfigError(Exception):
 def _path(loc: tuple[Any, ...]) -> str:
     out = ""
     for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+        name = yaml_reader.key_name(str(part))
+        out += f"[{part}]" if isinstance(part, int) else (f".{name}" if out else name)
     return out or CONFIG_KEY
 
 
@@ -869,7 +897,8 @@ def _check_sizing(cfg: RegionConfig) -> list[Problem]:
 
 
 def _check_entrypoint(cfg: RegionConfig) -> list[Problem]:
-    return cfg.entrypoint.problems(cfg.cloud, cfg.location, [m.name for m in cfg.models])
+    return (cfg.entrypoint.problems(cfg.cloud, cfg.location, [m.name for m in cfg.models])
+            + ingress_annotation_problems(cfg.entrypoint, cfg.cloud))
 
 
 def _region_zones(cfg: RegionConfig) -> list[str]:
@@ -1021,7 +1050,8 @@ def parse_fleet(raw: Any, source: str, stacks_dir: Optional[Path] = None) -> Fle
     if not isinstance(raw, dict):
         raise ConfigError(source, [Problem(CONFIG_KEY, f"must be a mapping with a 'kind' (region or global); got {type(raw).__name__}")])
     kinds = {"region": RegionConfig, "global": GlobalConfig}
-    model = kinds.get(raw.get("kind"))
+    kind = raw.get("kind")
+    model = kinds.get(kind) if isinstance(kind, str) else None
     if model is None:
         raise ConfigError(source, [Problem("kind", f"must be one of: {', '.join(kinds)}; got {raw.get('kind')!r}")])
     try:
@@ -1106,7 +1136,7 @@ def plaintext_secrets(config: dict[str, Any]) -> list[Problem]:
                     problems.append(Problem(f"{at}.{k}", f"secrets do not belong in {FULL_CONFIG_KEY} (stored in "
                                             f"plaintext); delete it and run: {_set_secret(name)}"))
                 else:
-                    stack.append((f"{at}.{k}", v))
+                    stack.append((f"{at}.{yaml_reader.key_name(str(k))}", v))
         elif isinstance(value, list):
             stack.extend((f"{at}[{i}]", v) for i, v in enumerate(value))
         elif isinstance(value, str) and _HF_TOKEN.search(value):

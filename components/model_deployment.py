@@ -84,7 +84,6 @@ from .contract import (
     HF_TOKEN_KEY,
     LMCACHE_URL_ENV,
     MODEL_LABEL,
-    POOL_LABEL,
     VLLM_POD_LABELS,
 )
 from .gpu_catalog import Cloud, GpuKind, GpuShape, load_catalog

@@ -13,6 +13,10 @@ the line where the construct starts:
   Python's recursion limit to break whatever walks the result), aliases that refer to
   the value containing them, documents that expand to more than :data:`MAX_VALUES`
   values through aliases (a "billion laughs" file);
+- integers beyond 2**53: Pulumi's SDK passes config values to the engine as protobuf
+  ``Struct`` values, whose numbers are doubles (protocolbuffers/protobuf
+  src/google/protobuf/struct.proto, ``double number_value``); a larger integer would be
+  rounded, and one beyond a double's range fails the plan with OverflowError;
 - tags Pulumi config cannot hold (``!!binary``, ``!!set``, ``!!python/...``); timestamps
   stay strings, as Pulumi reads ``2025-01-01`` in a config value.
 
@@ -41,10 +45,14 @@ MAX_DEPTH = 64
 #: stack file of short list items holds about 700,000.
 MAX_VALUES = 1_500_000
 
+#: The largest integer a double holds exactly (see the module docstring).
+MAX_INT = 2**53
+
 _TAG = "tag:yaml.org,2002:"
 #: Tags a Pulumi config value can carry (JSON's types, plus YAML merge keys).
 ALLOWED_TAGS = {_TAG + t for t in ("str", "int", "float", "bool", "null", "seq", "map", "merge")}
 _MERGE = _TAG + "merge"
+_INT = _TAG + "int"
 _GZIP = b"\x1f\x8b"
 _UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
 
@@ -73,6 +81,13 @@ class _Loader(_BaseLoader):  # type: ignore[misc, valid-type]
         if kind is ScalarNode and (not implicit[0] or (value and value[0] not in _IMPLICIT_FIRST)):
             return _STR
         return super().resolve(kind, value, implicit)
+
+    # No path resolvers (asserted below): the composer calls these for every node, to no end.
+    def descend_resolver(self, current_node: Any, current_index: Any) -> None:
+        pass
+
+    def ascend_resolver(self) -> None:
+        pass
 
 
 _Loader.yaml_implicit_resolvers = {
@@ -122,6 +137,12 @@ def _duplicate(node: MappingNode) -> Optional[tuple[Node, Node]]:
     return None
 
 
+def key_name(name: str) -> str:
+    """A key as a field path shows it: quoted when it holds a line break or control character,
+    so the message stays one line."""
+    return name if name.isprintable() else repr(name)
+
+
 def _path_to(root: Node, target: Node) -> str:
     """``config.gpu-fleet:fleet.models`` for a mapping node, searched from ``root``."""
     stack: list[tuple[Node, str]] = [(root, "")]
@@ -137,14 +158,14 @@ def _path_to(root: Node, target: Node) -> str:
             stack.extend((child, f"{path}[{i}]") for i, child in enumerate(node.value))
         elif isinstance(node, MappingNode):
             for key, value in node.value:
-                name = key.value if isinstance(key, ScalarNode) else "?"
+                name = key_name(key.value) if isinstance(key, ScalarNode) else "?"
                 stack.append((value, f"{path}.{name}" if path else str(name)))
     return ""
 
 
-def check_tree(root: Node) -> bool:
-    """Depth, alias expansion, tags and duplicate keys of a composed document; whether it
-    uses merge keys (``<<``).
+def check_tree(loader: Any, root: Node) -> bool:
+    """Depth, alias expansion, tags, integer range and duplicate keys of a composed
+    document (``loader`` composed it); whether it uses merge keys (``<<``).
 
     Iterative (no recursion limit), and it walks the document as the program will see it:
     an alias is walked each time it is used, so a self-referencing alias hits the depth
@@ -163,7 +184,7 @@ def check_tree(root: Node) -> bool:
                 where = _path_to(root, node)
                 raise YamlError(f"key {again.value!r} is given twice (first on line {_line(first)}); Pulumi's "
                                 "YAML parser rejects duplicate keys: merge the two", _line(again),
-                                f"{where}.{again.value}" if where else str(again.value))
+                                f"{where}.{key_name(again.value)}" if where else key_name(again.value))
             children = [child for pair in node.value for child in pair]
             merges = merges or any(key.tag == _MERGE for key, _ in node.value)
         elif isinstance(node, SequenceNode):
@@ -175,8 +196,14 @@ def check_tree(root: Node) -> bool:
             raise YamlError(f"the document expands to more than {MAX_VALUES:,} values (aliases used over and over?)",
                             _line(node))
         for child in children:
+            if child.tag == _STR and child.__class__ is ScalarNode:
+                continue  # most of a large file: nothing to check
             if child.tag not in ALLOWED_TAGS:
                 raise _bad_tag(child)
+            if child.tag == _INT and not -MAX_INT <= loader.construct_yaml_int(child) <= MAX_INT:
+                raise YamlError(f"{child.value[:30]}{'...' if len(child.value) > 30 else ''} is beyond what Pulumi "
+                                f"passes exactly (numbers travel as doubles: at most {MAX_INT:,} either side of 0)",
+                                _line(child), _path_to(root, child) or "config")
             if not isinstance(child, ScalarNode):
                 if depth >= MAX_DEPTH:
                     raise YamlError(f"nested more than {MAX_DEPTH} levels deep here (or an alias that refers to the "
@@ -217,7 +244,9 @@ def construct(loader: Any, root: Node) -> Any:
     while todo:
         node, out = todo.pop()
         if isinstance(out, list):
-            out.extend(value(child) for child in node.value)
+            # Strings inline: most of a large file's values, and not worth a call each.
+            out.extend([child.value if child.tag == _STR and isinstance(child, ScalarNode) else value(child)
+                        for child in node.value])
             continue
         for key_node, value_node in node.value:
             key = value(key_node)
@@ -254,7 +283,7 @@ def parse(text: str) -> Any:
         node = loader.get_single_node()
         if node is None:
             return None
-        if check_tree(node):
+        if check_tree(loader, node):
             return loader.construct_document(node)
         return construct(loader, node)
     except yaml.YAMLError as e:

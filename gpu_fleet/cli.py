@@ -6,6 +6,10 @@ would create; ``gpu-fleet plan --program DIR --stack NAME`` does the same for a 
 program of your own. ``gpu-fleet cost-diff BASE.json HEAD.json`` turns two such JSON plans into a
 markdown table of the hourly cost change. Exit status: 0 clean, 2 configuration error, 1 any
 other failure, 130 interrupted.
+
+The planning machinery (Pulumi, the provider SDKs, the Kubernetes schemas: most of a
+second of imports) and the simulator (numba) are imported when a command needs them, after
+a stack file given with ``--config`` is validated: a mistake in it costs the time to read it.
 """
 
 from __future__ import annotations
@@ -40,6 +44,8 @@ CHECKOUT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = Path("build") / "plan"
 #: Interrupted (Ctrl-C), as shells report a process ended by SIGINT (128 + 2).
 EXIT_INTERRUPTED = 130
+INTERRUPTED = "gpu-fleet: interrupted"
+
 #: After Ctrl-C, how long cleanup (removing a half-written stack folder) may take.
 INTERRUPT_GRACE_SECONDS = 10
 
@@ -226,14 +232,24 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def _plan(args: argparse.Namespace) -> int:
+    from components.config import ConfigError, load_stack_file
+
+    started = time.perf_counter()
+    if args.config and Path(args.config).exists():
+        # Before the planning machinery is imported: a bad file is reported in a fraction of
+        # the time (read once in this plan, reading_once).
+        try:
+            load_stack_file(Path(args.config).absolute())
+        except ConfigError as e:
+            print(e, file=sys.stderr)
+            return EXIT_CONFIG
+
     from components.capacity import capacity_json, cost_json, fleet_json
-    from components.config import ConfigError
 
     from . import manifests, policy_check
     from .plan import plan_program, plan_stack
     from .readiness import DEPLOYER_CIDRS_ENV, parse_cidrs
 
-    started = time.perf_counter()
     if bool(args.program) != bool(args.stack) or (args.program and (args.stacks or args.config)):
         print("gpu-fleet plan: --program DIR and --stack NAME go together, without STACK names or --config",
               file=sys.stderr)
@@ -255,6 +271,7 @@ def _plan(args: argparse.Namespace) -> int:
     except ConfigError as e:
         print(e, file=sys.stderr)
         return EXIT_CONFIG
+
     program = project / "__main__.py"
     out_root = Path(args.out) if args.out else project / DEFAULT_OUT
     try:
@@ -278,6 +295,10 @@ def _plan(args: argparse.Namespace) -> int:
             print(e, file=sys.stderr)
             return EXIT_CONFIG
         except Exception as e:  # noqa: BLE001 - the CLI reports any failure in one line
+            if _interrupted.is_set():
+                # Ctrl-C landed inside a library that swallowed it (half an import, say): this
+                # failure is its echo, and the interrupt is what gets reported.
+                raise KeyboardInterrupt from None
             print(f"{path}: plan failed: {one_line(e)}", file=sys.stderr)
             return EXIT_FAILURE
         plans[plan.stack] = plan
@@ -297,6 +318,9 @@ def _plan(args: argparse.Namespace) -> int:
             report = manifests.write_and_validate([m for _, m in plan.recording.kubernetes_objects()], out_dir)
         except manifests.OutputError as e:
             print(e, file=sys.stderr)
+            return EXIT_CONFIG
+        except manifests.ObjectTooLarge as e:
+            print(f"{plan.path}: {e}", file=sys.stderr)
             return EXIT_CONFIG
         failed |= bool(report.errors)
         results.append((plan, report, out_dir, violations))
@@ -412,6 +436,10 @@ def build_parser(argv: Optional[Sequence[str]] = None) -> argparse.ArgumentParse
     return parser
 
 
+#: Set by the first Ctrl-C of this process (see :func:`_interrupts`).
+_interrupted = threading.Event()
+
+
 @contextmanager
 def _interrupts() -> Iterator[dict[str, bool]]:
     """Ctrl-C ends the command with one line and exit 130, whatever it is doing.
@@ -422,6 +450,7 @@ def _interrupts() -> Iterator[dict[str, bool]]:
     exits at once.
     """
     state = {"interrupted": False}
+    _interrupted.clear()
     if threading.current_thread() is not threading.main_thread():
         yield state
         return
@@ -431,7 +460,8 @@ def _interrupts() -> Iterator[dict[str, bool]]:
         if state["interrupted"]:
             os._exit(EXIT_INTERRUPTED)
         state["interrupted"] = True
-        print("gpu-fleet: interrupted", file=sys.stderr, flush=True)
+        _interrupted.set()
+        print(INTERRUPTED, file=sys.stderr, flush=True)
         timer.append(threading.Timer(INTERRUPT_GRACE_SECONDS, os._exit, args=(EXIT_INTERRUPTED,)))
         timer[0].daemon = True
         timer[0].start()
@@ -463,13 +493,14 @@ def _gc_tuned() -> Iterator[None]:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = build_parser(argv).parse_args(argv)
     with _gc_tuned(), _interrupts() as state:
         try:
+            # Parsed in here: simulate's and tune's options import the simulator, a Ctrl-C away.
+            args = build_parser(argv).parse_args(argv)
             code = args.func(args)
         except KeyboardInterrupt:
             if not state["interrupted"]:
-                print("gpu-fleet: interrupted", file=sys.stderr)
+                print(INTERRUPTED, file=sys.stderr)
             return EXIT_INTERRUPTED
     return EXIT_INTERRUPTED if state["interrupted"] else code
 

@@ -34,6 +34,7 @@ from kubernetes_validate import utils as kv_utils
 from referencing import Registry, Resource
 
 from components import pins
+from components.config import KUBERNETES_ANNOTATIONS_MAX_BYTES
 
 #: The Kubernetes version manifests are validated against (the clusters' pinned minor).
 KUBERNETES_VERSION = f"{pins.KUBERNETES.version}.0"
@@ -208,20 +209,23 @@ def hpa_enum_errors(manifest: dict) -> list[str]:
     return errors
 
 
-#: Kubernetes' limit on all of an object's annotations together, keys and values in bytes
-#: (kubernetes/apimachinery pkg/api/validation/objectmeta.go, TotalAnnotationSizeLimitB =
-#: 256 * (1 << 10); read as quoted by projects that copy it, not at a tag: unverified).
-ANNOTATIONS_MAX_BYTES = 256 * 1024
+class ObjectTooLarge(Exception):
+    """A planned object the API server would refuse whatever its schema says."""
 
 
-def annotation_errors(manifest: dict) -> list[str]:
-    """The API server rejects objects whose annotations exceed 256 KiB (e.g. an Ingress
-    listing thousands of source ranges); the schemas do not say so."""
-    annotations = (manifest.get("metadata") or {}).get("annotations") or {}
-    size = sum(len(str(k).encode()) + len(str(v).encode()) for k, v in annotations.items())
-    if size <= ANNOTATIONS_MAX_BYTES:
-        return []
-    return [f"metadata.annotations: {size} bytes; Kubernetes accepts at most {ANNOTATIONS_MAX_BYTES} in total"]
+def check_annotations(manifests: list[dict]) -> None:
+    """ObjectTooLarge for the first object whose annotations exceed Kubernetes' limit
+    (:data:`components.config.KUBERNETES_ANNOTATIONS_MAX_BYTES`). The config check
+    catches the known cause (an AWS Ingress's ``allowedCidrs``) before planning; this one
+    is the backstop for any object."""
+    for manifest in sorted(manifests, key=_sort_key):
+        metadata = manifest.get("metadata") or {}
+        annotations = metadata.get("annotations") or {}
+        size = sum(len(str(k).encode()) + len(str(v).encode()) for k, v in annotations.items())
+        if size > KUBERNETES_ANNOTATIONS_MAX_BYTES:
+            name = "/".join(str(metadata[k]) for k in ("namespace", "name") if metadata.get(k))
+            raise ObjectTooLarge(f"{manifest.get('kind')} {name}: metadata.annotations: {size:,} bytes; Kubernetes "
+                                 f"accepts at most {KUBERNETES_ANNOTATIONS_MAX_BYTES:,} in all")
 
 
 def promtool_errors(groups: list[dict]) -> list[str]:
@@ -333,12 +337,13 @@ def write_and_validate(manifests: list[dict], out_dir: Path) -> ManifestReport:
 
     ``out_dir`` is ``<output folder>/<stack>``, the output folder prepared by
     :func:`prepare_output`. The files go to a new folder beside it, which then replaces
-    the previous plan's ``out_dir`` (OutputError if ``out_dir`` holds anything else).
-    Files are numbered in (kind, namespace, name) order, so the same plan writes the same
+    the previous plan's ``out_dir`` (OutputError if ``out_dir`` holds anything else;
+    ObjectTooLarge, with nothing written, for an object Kubernetes would refuse). Files are numbered in (kind, namespace, name) order, so the same plan writes the same
     bytes.
     """
     if out_dir.name in ("", ".", "..") or out_dir.name.startswith("."):
         raise OutputError(f"{out_dir}: not a stack folder")
+    check_annotations(manifests)  # before anything is written
     report = ManifestReport()
     try:
         stage = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.new-", dir=out_dir.parent))
@@ -355,7 +360,7 @@ def write_and_validate(manifests: list[dict], out_dir: Path) -> ManifestReport:
             checked, errors = validate(manifest)
             if not checked:
                 report.unchecked.append(path)
-            report.errors.extend((path, e) for e in errors + annotation_errors(manifest))
+            report.errors.extend((path, e) for e in errors)
         _mark(stage, names)
         stage.chmod(0o755)  # mkdtemp makes it private; the plan's folders are ordinary ones
         with _exclusive(out_dir.parent / MARKER):

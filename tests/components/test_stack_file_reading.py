@@ -7,6 +7,8 @@ located where the construct starts, stack names, plaintext secrets, and one read
 from __future__ import annotations
 
 import gzip
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -242,3 +244,56 @@ def test_program_refuses_secrets_pulumi_holds_in_plaintext(fleet, secret_keys, f
                            "config set --secret gpu-fleet:huggingFaceToken <value>"]
     else:
         assert outcome == ["ok"]
+
+
+# --------------------------------------------------------------------------- numbers Pulumi cannot pass
+
+
+def test_an_integer_beyond_a_double_is_a_config_error_not_an_overflow(tmp_path):
+    text = US_EAST.replace("maxNodes: 20", "maxNodes: 1" + "0" * 400, 1)
+    line = US_EAST[:US_EAST.index("maxNodes: 20")].count("\n") + 1
+    assert _error(tmp_path, text) == (f"config.gpu-fleet:fleet.gpuPools[0].maxNodes: cannot read: line {line}: "
+                                      f"1{'0' * 29}... is beyond what Pulumi passes exactly (numbers travel as "
+                                      "doubles: at most 9,007,199,254,740,992 either side of 0)")
+
+
+def test_integers_up_to_two_to_the_53_are_read_in_any_notation():
+    assert yaml_reader.parse(f"a: {2**53}\nb: -{2**53}\nc: 0x1F\n") == {"a": 2**53, "b": -(2**53), "c": 31}
+    for big in (str(2**53 + 1), f"-{2**53 + 1}", "0x" + "f" * 14, "9_007_199_254_740_993"):
+        with pytest.raises(yaml_reader.YamlError, match=r"^line 2: .* is beyond what Pulumi passes exactly"):
+            yaml_reader.parse(f"x: 1\nlist: [{big}]\n")
+
+
+# --------------------------------------------------------------------------- what reading costs
+
+
+def test_validating_the_reference_stacks_imports_no_pulumi():
+    # gpu-fleet plan reports a stack file's mistakes before the provider SDKs are imported
+    # (most of a second); benchmarks/stack_file_bench.py times it.
+    code = ("import sys; from components.config import load_stack_file\n"
+            "for s in ('us-east', 'eu-west', 'global'): load_stack_file(f'stacks/Pulumi.{s}.yaml')\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('pulumi', 'pulumi_aws', 'pulumi_gcp', "
+            "'pulumi_kubernetes', 'numba')))")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert proc.stdout.strip() == "[]"
+
+
+def test_a_field_path_with_control_characters_stays_one_line(tmp_path):
+    text = '"a\\x0cb":\n  c: 9007199254740993\n'
+    with pytest.raises(yaml_reader.YamlError) as raised:
+        yaml_reader.parse(text)
+    assert raised.value.path == "'a\\x0cb'.c" and "\n" not in raised.value.path
+    assert len(_error(tmp_path, "config:\n  x:y:\n    \"a\\u2028b\": 1\n    \"a\\u2028b\": 2\n").splitlines()) == 1
+
+
+@pytest.mark.parametrize("kind", ["{}", "[region]"])
+def test_a_kind_that_is_not_a_string_is_a_config_error(tmp_path, kind):
+    text = US_EAST.replace("kind: region", f"kind: {kind}", 1)
+    assert _error(tmp_path, text).startswith("kind: must be one of: region, global; got ")
+
+
+@pytest.mark.parametrize("key", ["\\x1b!\\x0c", "a\\u2028b"])
+def test_unknown_keys_with_control_characters_give_one_line(tmp_path, key):
+    text = US_EAST.replace("kind: region", f'kind: region\n    "{key}": 1', 1)
+    message = _error(tmp_path, text)  # one line, asserted by _error
+    assert message.startswith("'") and "unknown key" in message

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -215,3 +218,124 @@ def test_the_cached_validator_reports_what_kubernetes_validate_reports():
     where = ".".join(str(p) for p in raised.value.path)
     assert checked and errors == [f"{where}: {raised.value.message}"]
     assert manifests.validate({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "x"}}) == (False, [])
+
+
+# --------------------------------------------------------------------------- annotations past Kubernetes' limit
+
+
+def _cidrs(n: int) -> list[str]:
+    """``n`` distinct /32 ranges (16 bytes each with the comma: 10.x.y.z/32)."""
+    return [f"10.{i // 65536 % 256}.{i // 256 % 256}.{i % 256}/32" for i in range(n)]
+
+
+def test_allowed_cidrs_past_the_annotation_limit_are_a_config_error(fleet, tmp_path, monkeypatch, capsys):
+    cfg = _region_config()
+    cfg["entrypoint"]["allowedCidrs"] = _cidrs(20_000)
+    project = _project(tmp_path, "raise SystemExit('never runs')\n", cfg)
+    monkeypatch.chdir(project)
+    assert cli.main(["plan", "demo", "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"{project / 'stacks' / 'Pulumi.demo.yaml'}: entrypoint.allowedCidrs: "
+                                               f"20,000 ranges take {len(','.join(_cidrs(20_000))):,} bytes of the "
+                                               "Ingress's annotations"), err
+    assert "Kubernetes limits to 262,144 bytes" in err[0] and err[0].endswith("merge them into fewer, wider ranges")
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_annotation_budget_of_allowed_cidrs_and_certificate_is_exact():
+    from components.config import (INGRESS_OTHER_ANNOTATIONS_BYTES, KUBERNETES_ANNOTATIONS_MAX_BYTES, EntrypointConfig,
+                                   ingress_annotation_problems)
+
+    entry = EntrypointConfig.model_validate({**_region_config()["entrypoint"], "allowedCidrs": _cidrs(10_000)})
+    room = KUBERNETES_ANNOTATIONS_MAX_BYTES - INGRESS_OTHER_ANNOTATIONS_BYTES - len(",".join(_cidrs(10_000)))
+    assert ingress_annotation_problems(entry.model_copy(update={"certificate": "a" * room}), "aws") == []
+    over = entry.model_copy(update={"certificate": "a" * (room + 1)})
+    assert [p.path for p in ingress_annotation_problems(over, "aws")] == ["entrypoint.allowedCidrs"]
+    # On GCP the ranges go to Cloud Armor and the certificate is a short name, not into annotations.
+    assert ingress_annotation_problems(over, "gcp") == []
+
+
+def test_the_ingress_annotations_besides_ranges_and_certificate_fit_the_room_kept_for_them():
+    from components.config import INGRESS_OTHER_ANNOTATIONS_BYTES, EntrypointConfig
+    from components.entrypoint import ALB_NAME_MAX, alb_annotations
+
+    entry = EntrypointConfig.model_validate(_region_config()["entrypoint"])
+    # The longest load balancer name, six zones' subnets, the health checkers' prefix list.
+    annotations = alb_annotations(entry, "n" * ALB_NAME_MAX, [f"subnet-{i:017x}" for i in range(6)], "pl-" + "0" * 17)
+    other = {k: v for k, v in annotations.items() if v not in (entry.certificate, ",".join(map(str, entry.allowed_cidrs)))}
+    assert len(other) == len(annotations) - 2
+    assert sum(len(k.encode()) + len(v.encode()) for k, v in other.items()) <= INGRESS_OTHER_ANNOTATIONS_BYTES
+
+
+def test_an_object_past_the_annotation_limit_exits_2_and_writes_nothing(fleet, tmp_path, monkeypatch, capsys):
+    # The backstop for objects the config check cannot foresee: any object, checked before writing.
+    program = """
+        import pulumi_kubernetes as k8s
+        k8s.core.v1.ConfigMap("ok", metadata={"name": "ok"}, data={"a": "b"})
+        k8s.core.v1.ConfigMap("big", metadata={"name": "big", "namespace": "ns",
+                                               "annotations": {"a": "x" * (256 * 1024)}}, data={"a": "b"})
+    """
+    project = _project(tmp_path, program, _region_config())
+    monkeypatch.chdir(project)
+    assert cli.main(["plan", "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"{project / 'stacks' / 'Pulumi.demo.yaml'}: ConfigMap ns/big: metadata.annotations: 262,145 bytes; "
+                   "Kubernetes accepts at most 262,144 in all"]
+    assert not (tmp_path / "out" / "demo").exists()
+
+
+def test_annotations_at_the_limit_are_accepted_one_byte_more_refused():
+    from gpu_fleet import manifests
+
+    def config_map(value: str) -> dict:
+        return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "m", "annotations": {"ab": value}}}
+
+    manifests.check_annotations([config_map("é" * (128 * 1024 - 1))])  # 2 + 2 * 131,071 bytes: the limit
+    with pytest.raises(manifests.ObjectTooLarge, match=r"^ConfigMap m: metadata.annotations: 262,145 bytes"):
+        manifests.check_annotations([config_map("é" * (128 * 1024 - 1) + "x")])
+
+
+# --------------------------------------------------------------------------- Ctrl-C while the command starts
+
+_INTERRUPT_AT_IMPORT = """
+import importlib.abc, runpy, sys
+
+class CtrlC(importlib.abc.MetaPathFinder):
+    # Ctrl-C arrives while {module} is being imported.
+    def find_spec(self, name, path, target=None):
+        if name == {module!r}:
+            raise KeyboardInterrupt
+
+sys.meta_path.insert(0, CtrlC())
+sys.argv = ["gpu-fleet", *{argv!r}]
+runpy.run_module("gpu_fleet.cli", run_name="__main__")
+"""
+
+
+@pytest.mark.parametrize("module, argv", [
+    ("components.config", ["plan", "us-east"]),                     # the CLI's own imports, before main()
+    ("gpu_fleet.simulate.cli", ["simulate", "us-east", "--help"]),  # simulate's options, while parsing
+    ("gpu_fleet.engine", ["plan", "us-east"]),                      # the planning machinery, after validation
+])
+def test_ctrl_c_while_starting_exits_130_with_one_line(tmp_path, module, argv):
+    script = _INTERRUPT_AT_IMPORT.format(module=module, argv=[*argv, "--out", str(tmp_path / "out")]
+                                         if argv[0] == "plan" else argv)
+    proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert (proc.returncode, proc.stderr.strip().splitlines()) == (130, ["gpu-fleet: interrupted"])
+
+
+def test_a_failure_after_a_swallowed_ctrl_c_is_reported_as_the_interrupt(tmp_path):
+    # A library that swallows KeyboardInterrupt (half an import) fails later; that echo is not a second line.
+    program = """
+        import os, signal, time
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)
+        except BaseException:
+            pass
+        raise AttributeError("module 'x' has no attribute 'y'")
+    """
+    project = _project(tmp_path, program, _region_config())
+    proc = subprocess.run([sys.executable, "-m", "gpu_fleet.cli", "plan", "--out", str(tmp_path / "out")], cwd=project,
+                          capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert (proc.returncode, proc.stderr.strip().splitlines()) == (130, ["gpu-fleet: interrupted"])

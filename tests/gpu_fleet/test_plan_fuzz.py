@@ -27,7 +27,9 @@ from gpu_fleet import cli, manifests
 REPO = Path(__file__).resolve().parents[2]
 REGIONS = {name: (REPO / "stacks" / f"Pulumi.{name}.yaml").read_text() for name in ("us-east", "eu-west")}
 
-scalars = st.one_of(st.none(), st.booleans(), st.integers(-10**12, 10**12), st.floats(allow_nan=True),
+# Integers past what a double holds exactly, and past its range, too (Pulumi passes numbers as doubles).
+scalars = st.one_of(st.none(), st.booleans(), st.integers(-10**12, 10**12), st.sampled_from([2**53 + 1, -(10**400)]),
+                    st.floats(allow_nan=True),
                     st.text(max_size=12), st.sampled_from(["h100", "aws", "gcp", "region", "10.0.0.0/8", "1.33"]))
 values = st.recursive(scalars, lambda kids: st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=8), kids,
                                                                                          max_size=4), max_leaves=12)

@@ -303,15 +303,16 @@ def test_global_plan_runs_the_policy_pack_on_its_region_stacks(fleet, tmp_path, 
 
 # --------------------------------------------------------------------------- what the schemas do not say
 
-def test_annotations_over_256_kib_are_invalid(tmp_path):
+def test_annotations_over_256_kib_are_refused_before_writing(tmp_path):
     folder = _stack_folder(tmp_path)
     cidrs = ",".join(f"10.{i // 256}.{i % 256}.0/24" for i in range(20000))
     ingress = {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
                "metadata": {"name": "models", "annotations": {"alb.ingress.kubernetes.io/inbound-cidrs": cidrs}},
                "spec": {"ingressClassName": "alb"}}
-    report = manifests.write_and_validate([ingress], folder)
     size = len("alb.ingress.kubernetes.io/inbound-cidrs") + len(cidrs)
-    assert [e for _, e in report.errors] == [
-        f"metadata.annotations: {size} bytes; Kubernetes accepts at most 262144 in total"]
+    with pytest.raises(manifests.ObjectTooLarge) as raised:
+        manifests.write_and_validate([ingress], folder)
+    assert str(raised.value) == f"Ingress models: metadata.annotations: {size:,} bytes; Kubernetes accepts at most 262,144 in all"
+    assert not folder.exists()
     small = {**ingress, "metadata": {"name": "models", "annotations": {"a": "x" * 1000}}}
     assert manifests.write_and_validate([small], folder).errors == []
