@@ -1,5 +1,5 @@
 """The gpu-fleet Pulumi program: a region stack or the global stack, by its config."""
 
-from components.program import main
+from gpu_fleet.components.program import main
 
 main()

@@ -14,7 +14,7 @@ network bandwidth at which a Redis hit breaks even::
 Model of the system (assumptions, each stated where it is used):
 
 - GPU prefix cache per replica: the stack's sizing (``kv_cache_tokens``), LRU.
-- Redis tier: the model's share of the stack's cache (:mod:`components.cache_sizing`),
+- Redis tier: the model's share of the stack's cache (:mod:`gpu_fleet.components.cache_sizing`),
   LRU; LMCache stores every chunk of ``lmcache.chunkSize`` tokens a replica prefills and
   a request reads the longest run of stored chunks after its GPU hits (LMCache 0.3.5,
   lmcache/v1/storage_backend/remote_backend.py: ``contains`` then ``get_blocking``).
@@ -43,10 +43,10 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
-from components.cache import sizing_plan
-from components.cache_sizing import ModelKv
-from components.config import CacheConfig, load_stack_file, pool_offering
-from components.sizing import size_model
+from gpu_fleet.components.cache import sizing_plan
+from gpu_fleet.components.cache_sizing import ModelKv
+from gpu_fleet.components.config import CacheConfig, load_stack_file, pool_offering
+from gpu_fleet.components.sizing import size_model
 
 STACK = Path(__file__).resolve().parents[1] / "stacks" / "Pulumi.us-east.yaml"
 H100_DENSE_BF16_FLOPS = 989e12

@@ -37,8 +37,8 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from components.config import load_stack_file, pool_offering
-from components.sizing import size_model
+from gpu_fleet.components.config import load_stack_file, pool_offering
+from gpu_fleet.components.sizing import size_model
 
 STACK = Path(__file__).resolve().parents[1] / "stacks" / "Pulumi.us-east.yaml"
 H100_DENSE_BF16_FLOPS = 989e12

@@ -19,8 +19,8 @@ from pathlib import Path
 # Measure the checkout this script is in, not whichever copy is installed.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from components.config import load_stack_file, pool_offering
-from components.hpa import hpa_spec
+from gpu_fleet.components.config import load_stack_file, pool_offering
+from gpu_fleet.components.hpa import hpa_spec
 from gpu_fleet.simulate import traces
 from gpu_fleet.simulate.controller import settings_from_spec
 from gpu_fleet.simulate.report import summarize

@@ -9,7 +9,7 @@ mistake (gpuPools[0].gpusPerNode: 3) plus bulk:
 
 Each is timed end to end (a fresh ``gpu-fleet plan`` process, imports included: the median
 CPU seconds, user + system, of :data:`RUNS` processes) and for the stack file read alone
-(``components.config.load_stack_file`` in this process, wall-clock and CPU seconds).
+(``gpu_fleet.components.config.load_stack_file`` in this process, wall-clock and CPU seconds).
 
     .venv/bin/python benchmarks/stack_file_bench.py
 """
@@ -50,7 +50,7 @@ def _files(folder: Path) -> dict[str, Path]:
 
 def main() -> None:
     sys.path.insert(0, str(REPO))
-    from components.config import ConfigError, load_stack_file
+    from gpu_fleet.components.config import ConfigError, load_stack_file
 
     with tempfile.TemporaryDirectory() as tmp:
         for name, path in _files(Path(tmp)).items():

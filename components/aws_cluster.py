@@ -14,10 +14,10 @@ for the components that deploy into it.
   ``cluster.adminPrincipalArns`` (never the identity running Pulumi) get cluster-admin
   access entries, the node role an ``EC2_LINUX`` entry. Add-ons and the load balancer controller get their AWS
   permissions through EKS Pod Identity, never through the node role.
-- GPU nodes: Karpenter (:mod:`components.karpenter`) launches them on demand from one
+- GPU nodes: Karpenter (:mod:`gpu_fleet.components.karpenter`) launches them on demand from one
   NodePool per GPU pool; no managed node group runs a GPU instance type.
 - GPU drivers: the AL2023 NVIDIA AMI ships the driver and container toolkit;
-  the NVIDIA GPU operator (:mod:`components.gpu_software`) adds the device plugin,
+  the NVIDIA GPU operator (:mod:`gpu_fleet.components.gpu_software`) adds the device plugin,
   feature discovery and dcgm-exporter.
 - Storage: ``gp3`` (EBS, the default class: Prometheus' volume) and ``efs-weights`` (EFS
   with one access point per volume, shared by every replica of a model for its weights).
@@ -86,7 +86,7 @@ NFS_PORT = 2049
 INGRESS_CLASS = "alb"
 #: The chart deploys the controller version (``app_version``) whose IAM policy is vendored
 #: (:data:`LBC_POLICY_FILE`, pinned at that tag). Move both together: a newer controller
-#: needs newer actions. Pins and sources: :mod:`components.pins`.
+#: needs newer actions. Pins and sources: :mod:`gpu_fleet.components.pins`.
 LBC_CHART = pins.AWS_LOAD_BALANCER_CONTROLLER.name
 LBC_CHART_REPOSITORY = pins.AWS_LOAD_BALANCER_CONTROLLER.repository
 LBC_CHART_VERSION = pins.AWS_LOAD_BALANCER_CONTROLLER.version
@@ -102,7 +102,7 @@ API_PORT = 443
 class AwsClusterArgs(TypedDict):
     """Arguments of :class:`AwsCluster`.
 
-    config: the validated region config (``components.config.RegionConfig``, cloud
+    config: the validated region config (``gpu_fleet.components.config.RegionConfig``, cloud
         ``aws``). Used: ``location`` (the region), ``network`` (a new VPC from ``cidr``
         across ``zoneCount`` zones, or ``existing`` VPC and subnet IDs; existing public
         subnets must carry the ``kubernetes.io/role/elb: 1`` tag for load balancers to
@@ -173,7 +173,7 @@ def endpoint_access(cfg: RegionConfig) -> dict:
 def launch_template_spec(disk_size_gb: int) -> dict:
     """Launch template settings of the system node group (security groups are added by
     the caller): encrypted gp3 root volume of ``disk_size_gb`` and IMDSv2 with
-    :data:`IMDS_HOP_LIMIT`. GPU nodes get the same from their EC2NodeClass (:mod:`components.karpenter`)."""
+    :data:`IMDS_HOP_LIMIT`. GPU nodes get the same from their EC2NodeClass (:mod:`gpu_fleet.components.karpenter`)."""
     ebs: dict = {"volume_size": disk_size_gb, "volume_type": "gp3", "encrypted": True, "delete_on_termination": True}
     return {
         "block_device_mappings": [{"device_name": ROOT_DEVICE, "ebs": ebs}],
@@ -233,7 +233,7 @@ def load_balancer_controller_values(cluster_name: pulumi.Input[str], region: str
 
 
 def addon_version(addon: str, kubernetes_version: str) -> Optional[str]:
-    """The add-on's pinned version (:data:`components.pins.EKS_ADDONS`), which was read for the
+    """The add-on's pinned version (:data:`gpu_fleet.components.pins.EKS_ADDONS`), which was read for the
     pinned Kubernetes version only: on another minor (kube-proxy follows the cluster's), or
     where the pin is None, EKS's default for the cluster version."""
     return pins.EKS_ADDONS[addon].version if kubernetes_version == pins.KUBERNETES.version else None

@@ -8,8 +8,8 @@ Secret ``redis-connection`` and limits the vLLM pods' egress with NetworkPolicie
 cache only for the pods that use it).
 
 The decisions are pure functions, tested without Pulumi: versions, node types, windows
-and tiers in :mod:`components.cache_settings` (the config checks in
-:mod:`components.config` use the same tables), the Secret's keys and the policy below.
+and tiers in :mod:`gpu_fleet.components.cache_settings` (the config checks in
+:mod:`gpu_fleet.components.config` use the same tables), the Secret's keys and the policy below.
 
 Inputs whose change makes the provider replace the cache (refused while ``protect`` is
 on, so a replacement never destroys data unnoticed):
@@ -70,7 +70,7 @@ _LABELS = {
 def sizing_plan(cloud: str, cache: CacheConfig, models: list[ModelKv],
                 gateway: Optional[GatewayConfig] = None) -> CachePlan:
     """What the cache holds for the LMCache ``models`` and the ``gateway`` (None: no
-    gateway uses it) (:mod:`components.cache_sizing`)."""
+    gateway uses it) (:mod:`gpu_fleet.components.cache_sizing`)."""
     node_type = cache.node_type or DEFAULT_NODE_TYPE
     size = node_type if cloud == "aws" else f"{memory_size_gb(cache)} GB"
     return plan_cache(cloud, size, usable_bytes(cloud, node_type, memory_size_gb(cache)), models,
@@ -150,7 +150,7 @@ class AwsCacheArgs(TypedDict):
     """Arguments of :class:`AwsCache`.
 
     config: the validated region config; its ``cache`` section sizes the cache.
-    network: the EKS cluster's VPC (``components.network.AwsNetwork``); the cache goes in
+    network: the EKS cluster's VPC (``gpu_fleet.components.network.AwsNetwork``); the cache goes in
         its private subnets and admits only ``node_security_group_id``.
     """
 
@@ -247,7 +247,7 @@ class GcpCacheArgs(TypedDict):
     """Arguments of :class:`GcpCache`.
 
     config: the validated region config; its ``cache`` section sizes the cache.
-    network: the GKE cluster's network (``components.network.GcpNetwork``); Memorystore
+    network: the GKE cluster's network (``gpu_fleet.components.network.GcpNetwork``); Memorystore
         is reached through private services access on ``network_id``.
     """
 

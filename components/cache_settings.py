@@ -1,8 +1,8 @@
 """ElastiCache and Memorystore settings: engine versions, node types, sizes, tiers and
 maintenance windows, and the checks on them.
 
-Pure (no Pulumi import): :mod:`components.config` validates a stack's ``cache`` with these
-tables, :mod:`components.cache` deploys with them.
+Pure (no Pulumi import): :mod:`gpu_fleet.components.config` validates a stack's ``cache`` with these
+tables, :mod:`gpu_fleet.components.cache` deploys with them.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """What the regional Redis cache holds: the gateway's response cache, and KV cache that
 LMCache shares between replicas when a model turns it on.
 
-By default the cache's reader and writer is the gateway (:mod:`components.gateway`): a
+By default the cache's reader and writer is the gateway (:mod:`gpu_fleet.components.gateway`): a
 LiteLLM proxy beside every vLLM server keeping an exact-match response cache there. Its
 entries are answers of a few kilobytes, so the plan states what it stores and about how
 many answers fit (:data:`RESPONSE_ENTRY_BYTES`, an assumption), never a size warning.

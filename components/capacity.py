@@ -8,9 +8,9 @@ at the on-demand list price, and marked as such, since neither price is known of
 
 Nodes: replicas are packed onto nodes first-fit decreasing (a replica's GPUs are on one
 node, the tensor-parallel group), then the ``minNodes`` warm nodes are added: they stay
-free beside the models' nodes (:mod:`components.warm_capacity`). Never above what the pool
+free beside the models' nodes (:mod:`gpu_fleet.components.warm_capacity`). Never above what the pool
 can reach: ``maxNodes``, or for a pool whose capacity order takes one NodePool / node pool
-per capacity type (:mod:`components.capacity_tiers`) ``maxNodes`` per tier, since each tier
+per capacity type (:mod:`gpu_fleet.components.capacity_tiers`) ``maxNodes`` per tier, since each tier
 may carry the whole pool and nothing limits them together; such a pool runs more than
 ``maxNodes`` nodes only when its models and warm nodes ask for more, and the plan says so.
 """

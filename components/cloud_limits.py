@@ -2,7 +2,7 @@
 
 The facts (supported Kubernetes versions, volume and zone limits, machine types) live in
 ``data/cloud_limits.json`` with their sources and the date they were read; the formats
-below cite theirs. :mod:`components.config` runs :func:`region_problems` and
+below cite theirs. :mod:`gpu_fleet.components.config` runs :func:`region_problems` and
 :func:`global_problems` after its own checks, so each mistake is one ``file: field:
 message`` line before ``pulumi up`` reaches a cloud API.
 """

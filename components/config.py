@@ -117,7 +117,7 @@ class ClusterConfig(_Model):
     #: EKS: the IAM roles and users given cluster-admin access entries (the CI deploy and
     #: preview roles, named admins). Nothing is derived from the identity running Pulumi, so a
     #: preview or an ``up`` by anyone else changes no access entry.
-    #: Their form (role or user ARNs, never an STS session) is checked in components.cloud_limits.
+    #: Their form (role or user ARNs, never an STS session) is checked in gpu_fleet.components.cloud_limits.
     admin_principal_arns: list[str] = []
     #: GKE: Google accounts and service accounts (emails) bound to ``cluster-admin`` by RBAC,
     #: beside whoever holds ``roles/container.admin`` in the project through IAM.
@@ -337,7 +337,7 @@ class CacheConfig(_Model):
 
 class GatewayConfig(_Model):
     """The OpenAI-compatible gateway (LiteLLM proxy) beside each vLLM server, with the
-    regional cache as its shared response cache (:mod:`components.gateway`)."""
+    regional cache as its shared response cache (:mod:`gpu_fleet.components.gateway`)."""
 
     #: Off: the load balancer sends ``/v1`` straight to vLLM and nothing uses the cache
     #: unless a model turns LMCache on.
@@ -369,7 +369,7 @@ class EntrypointConfig(_Model):
     certificate: Optional[str] = None
     #: Source ranges allowed to reach the load balancer, required and never empty: the
     #: world is ``0.0.0.0/0`` written out. Restricted ranges get the global routing's
-    #: health checkers added automatically (:mod:`components.entrypoint`).
+    #: health checkers added automatically (:mod:`gpu_fleet.components.entrypoint`).
     allowed_cidrs: list[ipaddress.IPv4Network]
 
     @field_validator("allowed_cidrs")
@@ -422,7 +422,7 @@ MANAGED_CERTIFICATE_MAX_DOMAINS = 100
 #: = 256 * (1 << 10), compared with the sum of len(key) + len(value) in ValidateAnnotationsSize).
 KUBERNETES_ANNOTATIONS_MAX_BYTES = 256 * 1024
 #: Room kept for the AWS Ingress annotations that do not come from ``allowedCidrs`` and
-#: ``certificate`` (about 1 KiB; tests hold ``components.entrypoint.alb_annotations`` to it).
+#: ``certificate`` (about 1 KiB; tests hold ``gpu_fleet.components.entrypoint.alb_annotations`` to it).
 INGRESS_OTHER_ANNOTATIONS_BYTES = 4 * 1024
 
 
@@ -737,7 +737,7 @@ def _capacity_problems(cfg: RegionConfig, pool: GpuPoolConfig) -> list[tuple[str
     """What is wrong with a pool's capacity preference on ``cfg.cloud``: (field, message).
 
     Any order is accepted: an order one NodePool (EKS) or node pool (GKE) cannot honour
-    becomes one per capacity type, tried in order (components.capacity_tiers).
+    becomes one per capacity type, tried in order (gpu_fleet.components.capacity_tiers).
     """
     cloud = cfg.cloud
     order = pool.capacity
@@ -878,7 +878,7 @@ def _check_cache(cfg: RegionConfig) -> list[Problem]:
 
 
 def _check_sizing(cfg: RegionConfig) -> list[Problem]:
-    """Every model fits the GPUs its pool gives it (see components.sizing)."""
+    """Every model fits the GPUs its pool gives it (see gpu_fleet.components.sizing)."""
     pools = {p.name: p for p in cfg.gpu_pools}
     problems: list[Problem] = []
     for i, model in enumerate(cfg.models):

@@ -1,6 +1,6 @@
 """Grafana dashboards of the fleet, provisioned as ConfigMaps through Grafana's sidecar.
 
-Pure (no Pulumi import): :class:`components.monitoring.Monitoring` creates the ConfigMaps
+Pure (no Pulumi import): :class:`gpu_fleet.components.monitoring.Monitoring` creates the ConfigMaps
 :func:`dashboard_config_maps` returns; the tests run every query through ``promtool`` and
 check that it reads only series the recording rules or the exporters produce.
 
@@ -30,7 +30,7 @@ Where each name comes from (each checked at the version the fleet pins):
   it through the recording rules only, which map GPUs to Deployments.
 - kube-state-metrics v2.18.0 (chart 7.1.0, kube-prometheus-stack 81.4.3's dependency;
   kubernetes/kube-state-metrics@v2.18.0 ``docs/metrics/workload/*.md``).
-- The recording rules of :mod:`components.monitoring_rules`.
+- The recording rules of :mod:`gpu_fleet.components.monitoring_rules`.
 """
 
 from __future__ import annotations

@@ -96,11 +96,11 @@ failover silently stops):
 
 The load balancer's own checks on the pods (:data:`LB_CHECK_INTERVAL_SECONDS` x
 :data:`LB_UNHEALTHY_THRESHOLD`) also bound anycast failover (see
-:mod:`components.failover`): Global Accelerator takes an ALB endpoint's health from them.
+:mod:`gpu_fleet.components.failover`): Global Accelerator takes an ALB endpoint's health from them.
 The accelerator knows one health per ALB, and the ALB serves every model of the region,
 so anycast mode fails over per region, not per model.
 
-With the gateway (``gateway.enabled``, the default; :mod:`components.gateway`) the path is
+With the gateway (``gateway.enabled``, the default; :mod:`gpu_fleet.components.gateway`) the path is
 Ingress -> gateway -> vLLM: ``/v1`` goes to the model Service's ``gateway`` port, a LiteLLM
 proxy in the same pod that checks the API key, answers repeated requests from the regional
 cache and forwards the rest to vLLM over the pod's loopback; ``/health`` still goes to
@@ -208,7 +208,7 @@ class EntrypointArgs(TypedDict):
         ``entrypoint`` (``domain``, ``aliases`` (default none), ``certificate`` (required
         on AWS; on GCP default a Google-managed certificate), ``allowedCidrs`` (required)).
         An invalid ``entrypoint`` section raises ValueError.
-    models: the region's model deployments (``components.model_deployment.ModelDeployment``
+    models: the region's model deployments (``gpu_fleet.components.model_deployment.ModelDeployment``
         or anything with ``model``, ``service_name`` and ``service_port``); none: no load
         balancer is created.
     network: the cluster's network; on AWS the ALB goes in its public subnets, whose CIDRs

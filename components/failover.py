@@ -20,7 +20,7 @@ last ready pod gone):
   caching), so a failed-over answer reaches a client within one TTL.
 
 Regions that share a latency label sit behind a latency alias record with Evaluate Target
-Health on and a weighted record set (:mod:`components.global_routing`). That layer adds no
+Health on and a weighted record set (:mod:`gpu_fleet.components.global_routing`). That layer adds no
 term: the alias is judged from the same per-model health checks at query time ("Route 53
 periodically checks the health of the endpoint ...; it doesn't perform the health check
 when the DNS query arrives", Route 53 developer guide, "How Amazon Route 53 chooses records
@@ -46,8 +46,8 @@ moment the model's pods stop answering ``/health``:
   the "Endpoint groups" page: "For Network Load Balancer and Application Load Balancer
   endpoints, configure health check settings on the Elastic Load Balancing console").
   The entry point sets ``interval x unhealthy threshold``
-  (:data:`components.entrypoint.LB_CHECK_INTERVAL_SECONDS` x
-  :data:`~components.entrypoint.LB_UNHEALTHY_THRESHOLD`, 5 s x 2, the ALB's fastest).
+  (:data:`gpu_fleet.components.entrypoint.LB_CHECK_INTERVAL_SECONDS` x
+  :data:`~gpu_fleet.components.entrypoint.LB_UNHEALTHY_THRESHOLD`, 5 s x 2, the ALB's fastest).
   ``routing.anycast.healthCheckIntervalSeconds`` and ``thresholdCount`` therefore do not
   enter the budget;
 - accelerator reaction: :data:`ACCELERATOR_REACTION_SECONDS`. AWS documents no failover

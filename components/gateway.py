@@ -71,7 +71,7 @@ REDIS_CONNECT_TIMEOUT_SECONDS = 1
 REDIS_SECRET_ENV = ("REDIS_HOST", "REDIS_PORT", "REDIS_PASSWORD")
 #: An assumption, not a measurement: a Python proxy with a few hundred requests in flight.
 #: Requests equal limits so the pod keeps Guaranteed QoS; the vLLM container's share of
-#: the node is reduced by as much (components.model_deployment.container_resources).
+#: the node is reduced by as much (gpu_fleet.components.model_deployment.container_resources).
 CPU_MILLIS, MEMORY_GIB = 500, 2
 RESOURCES = {"requests": {"cpu": f"{CPU_MILLIS}m", "memory": f"{MEMORY_GIB}Gi"},
              "limits": {"cpu": f"{CPU_MILLIS}m", "memory": f"{MEMORY_GIB}Gi"}}

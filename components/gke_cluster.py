@@ -1,5 +1,5 @@
 """A private, VPC-native GKE cluster with a system node pool and each GPU pool's node pools:
-one, or one per capacity tier ordered by a custom ComputeClass (components.capacity_tiers).
+one, or one per capacity tier ordered by a custom ComputeClass (gpu_fleet.components.capacity_tiers).
 
 Everything goes through the region's ``gcp`` provider (passed by the caller in
 ``opts.providers``); the Kubernetes provider built from the new cluster is exposed as
@@ -7,7 +7,7 @@ Everything goes through the region's ``gcp`` provider (passed by the caller in
 
 GPU drivers: GKE installs them (``gpu_driver_version: LATEST``) and GKE's own device
 plugin advertises ``nvidia.com/gpu``; the NVIDIA GPU operator
-(:mod:`components.gpu_software`) adds the container toolkit, dcgm-exporter and feature
+(:mod:`gpu_fleet.components.gpu_software`) adds the container toolkit, dcgm-exporter and feature
 discovery on top, with its own device plugin disabled so that two plugins never register
 the same resource.
 
@@ -90,7 +90,7 @@ RBAC_API_GROUP = "rbac.authorization.k8s.io"
 class GkeClusterArgs(TypedDict):
     """Arguments of :class:`GkeCluster`.
 
-    config: the validated region config (``components.config.RegionConfig``, cloud
+    config: the validated region config (``gpu_fleet.components.config.RegionConfig``, cloud
         ``gcp``). Used: ``project``, ``location``, ``network`` (a new network from
         ``cidr``/``podsCidr``/``servicesCidr``, or ``existing`` network and subnetwork
         names in the cluster's project and region with their secondary range names),
@@ -168,10 +168,10 @@ def gpu_autoscaling(cfg: RegionConfig, pool: GpuPoolConfig) -> dict:
     sizes: with scarce GPUs, a node in any zone beats none. It also prefers unused
     reservations (GKE cluster autoscaler docs, location policy).
 
-    A tiered pool (one node pool per capacity type, components.capacity_tiers) gives every
+    A tiered pool (one node pool per capacity type, gpu_fleet.components.capacity_tiers) gives every
     node pool the whole ``maxNodes`` (a fallback tier may have to carry the pool alone; the
     pool can then exceed ``maxNodes`` only when its models ask for more, see
-    components.capacity) and no minimum: a floor would pin nodes of each tier whatever the
+    gpu_fleet.components.capacity) and no minimum: a floor would pin nodes of each tier whatever the
     order; the warm placeholders, which select the ComputeClass, keep ``minNodes`` instead.
     """
     return {
@@ -423,7 +423,7 @@ class GkeCluster(pulumi.ComponentResource):
                     node_locations=gpu_node_locations(cfg, pool) or None,
                     # Created empty: creating a pool with nodes waits for them, so a stock-out
                     # would fail pulumi up. Warm nodes (minNodes) and the models' nodes arrive
-                    # through the autoscaler (components.warm_capacity places the warm ones).
+                    # through the autoscaler (gpu_fleet.components.warm_capacity places the warm ones).
                     initial_node_count=0,
                     autoscaling=gpu_autoscaling(cfg, pool),
                     management={"auto_repair": True, "auto_upgrade": True},

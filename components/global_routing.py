@@ -1,7 +1,7 @@
 """The global stack: one name per model, ``<model>.<domain>``, in front of the region stacks.
 
 The region stacks export their entry points (see
-:meth:`components.entrypoint.Entrypoint.exports`); the global stack reads them through
+:meth:`gpu_fleet.components.entrypoint.Entrypoint.exports`); the global stack reads them through
 ``StackReference`` s and routes each client to the nearest region that can serve the
 model. Which models a region serves, and its cloud and location, are read from its stack
 file at config time, so the checks run and the resources are known before anything is
@@ -18,7 +18,7 @@ created and protected with ``createHostedZone``):
   (HTTPS with SNI, port 443, the configured interval and threshold, latency measured).
   The load balancer forwards only to Ready pods, so the check passes only while the
   region can serve that model;
-- per model and AWS latency label (:mod:`components.latency_regions`), one latency record
+- per model and AWS latency label (:mod:`gpu_fleet.components.latency_regions`), one latency record
   ``<model>.<global domain>``, identified by the first region stack (in ``regions`` order)
   serving the model under that label:
 
@@ -55,7 +55,7 @@ documented, non-adjustable quotas: 10 ALB endpoints per endpoint group and 42 en
 groups per accelerator ("Quotas for AWS Global Accelerator").
 It fails over per region, not per model (the plan warns): the accelerator takes each ALB's
 health from the ALB's own target checks, and one ALB serves all of a region's models
-(:mod:`components.failover`).
+(:mod:`gpu_fleet.components.failover`).
 
 Replacements: Pulumi creates the replacement before deleting the old resource (its
 default; nothing here sets ``delete_before_replace``). Health checks have no unique name
@@ -65,7 +65,7 @@ latency records, A for the others).
 
 Failback is automatic: Route 53 answers with a region again, and Global Accelerator sends
 new connections to it again, as soon as its health checks pass. The failover budget
-(:mod:`components.failover`) is a component property and a stack output, and a warning
+(:mod:`gpu_fleet.components.failover`) is a component property and a stack output, and a warning
 when it misses the target.
 """
 
@@ -267,7 +267,7 @@ def zone_apex(dns: DnsRoutingConfig, domain: str) -> str:
 class GlobalRoutingArgs(TypedDict):
     """Arguments of :class:`GlobalRouting`.
 
-    config: the validated global config (``components.config.GlobalConfig``): ``domain``
+    config: the validated global config (``gpu_fleet.components.config.GlobalConfig``): ``domain``
         and ``routing`` (mode ``dns`` by default; hosted zone, health check interval 10 s,
         failure threshold 2, TTL 10 s, propagation allowance 10 s, checker regions all;
         anycast interval 10 s, threshold 3, client affinity NONE, no flow logs; target 30 s).
@@ -284,7 +284,7 @@ class GlobalRouting(pulumi.ComponentResource):
     Component properties (for policy packs): ``failoverBudgetSeconds``,
     ``failoverTargetSeconds``, ``failoverBudget`` (parts, verdict and message) and
     ``routingMode``. After construction: ``budget``
-    (:class:`~components.failover.FailoverBudget`), ``endpoints`` (model to
+    (:class:`~gpu_fleet.components.failover.FailoverBudget`), ``endpoints`` (model to
     ``<model>.<domain>``), ``health_check_ids`` (region stack to model to health check
     ID; empty in anycast mode), ``latency_labels`` (model to Route 53 latency label to the
     region stacks behind it, exported as ``latencyLabels``; empty in anycast mode),
@@ -457,7 +457,7 @@ class GlobalRouting(pulumi.ComponentResource):
                 endpoint_configurations=[{"endpoint_id": r.arn, "client_ip_preservation_enabled": True}
                                          for r in group],
                 # Kept for the API; Global Accelerator ignores these for ALB endpoints and
-                # uses the ALB's own target health (components.failover).
+                # uses the ALB's own target health (gpu_fleet.components.failover).
                 health_check_interval_seconds=a.health_check_interval_seconds,
                 threshold_count=a.threshold_count,
                 health_check_protocol="HTTPS",

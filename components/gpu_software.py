@@ -6,15 +6,15 @@ already provides, the operator leaves alone:
 - EKS, ``AL2023_x86_64_NVIDIA`` AMI: driver and container toolkit ship in the AMI; the
   operator adds the device plugin, feature discovery and dcgm-exporter.
 - GKE, COS: GKE installs the driver and runs its own device plugin (node pools use
-  ``gpu_driver_version: LATEST``, see :mod:`components.gke_cluster`); the operator adds
+  ``gpu_driver_version: LATEST``, see :mod:`gpu_fleet.components.gke_cluster`); the operator adds
   the container toolkit (GKE's driver paths, CDI), feature discovery and dcgm-exporter,
   and leaves ``nvidia.com/gpu`` to GKE's plugin so two plugins never advertise it.
 
 dcgm-exporter runs in Kubernetes mode: ``DCGM_FI_DEV_GPU_UTIL`` carries the ``pod``,
 ``namespace`` and ``container`` using each GPU, which the HPA recording rules need. Its
-ServiceMonitor comes from :func:`components.monitoring_rules.gpu_operator_dcgm_values`.
+ServiceMonitor comes from :func:`gpu_fleet.components.monitoring_rules.gpu_operator_dcgm_values`.
 The metric and the exporter's environment variables were read at the version the chart
-deploys (:data:`components.pins.DCGM_EXPORTER`).
+deploys (:data:`gpu_fleet.components.pins.DCGM_EXPORTER`).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from .capacity_tiers import COMPUTE_CLASS_KEY
 from .contract import FLEET_LABELS, GPU_TOLERATION, SYSTEM_NODE_SELECTOR
 from .monitoring_rules import GPU_OPERATOR_NAMESPACE, gpu_operator_dcgm_values
 
-#: The chart pin and its source: :data:`components.pins.GPU_OPERATOR`. The value keys
+#: The chart pin and its source: :data:`gpu_fleet.components.pins.GPU_OPERATOR`. The value keys
 #: below are checked against that version's values.yaml and templates by
 #: ``tests/components/test_helm_values.py``.
 CHART = pins.GPU_OPERATOR.name
@@ -94,7 +94,7 @@ def gpu_operator_values(cloud: Literal["aws", "gcp"]) -> dict:
     system_nodes = dict(SYSTEM_NODE_SELECTOR)
     dcgm_env = {"DCGM_EXPORTER_KUBERNETES": "true"}
     # On GKE a pool whose capacity order takes one node pool per type taints its nodes with
-    # its ComputeClass (components.capacity_tiers): the node agents tolerate any class.
+    # its ComputeClass (gpu_fleet.components.capacity_tiers): the node agents tolerate any class.
     tolerations = [dict(GPU_TOLERATION)]
     if cloud == "gcp":
         tolerations.append({"key": COMPUTE_CLASS_KEY, "operator": "Exists", "effect": "NoSchedule"})

@@ -18,7 +18,7 @@ Per ``gpuPools`` entry (:func:`node_class_spec`, :func:`node_pool_spec`):
   ``maxNodes x gpusPerNode`` GPUs, and disruption limited to empty nodes, one at a time;
   or, when the capacity order is not Karpenter's own (on-demand before spot, anything
   before reserved), one such NodePool per capacity type with descending weights
-  (:mod:`components.capacity_tiers` says how Karpenter falls back between them;
+  (:mod:`gpu_fleet.components.capacity_tiers` says how Karpenter falls back between them;
   :func:`max_gpus` how the limit keeps its meaning).
 
 Zones: the NodePool names no zone. Karpenter considers every zone of the subnets it
@@ -27,7 +27,7 @@ EC2 offers the instance type (it reads ``DescribeInstanceTypeOfferings``; its co
 policy below allows that call), skipping a zone for 3 minutes after an insufficient
 capacity error. So a p4de.24xlarge pool lands in use1-az4/use1-az6 without being told.
 
-Warm nodes (``minNodes``): Karpenter has no minimum size; :mod:`components.warm_capacity`
+Warm nodes (``minNodes``): Karpenter has no minimum size; :mod:`gpu_fleet.components.warm_capacity`
 keeps them with placeholder pods.
 
 The decisions are plain functions, tested without Pulumi (and the custom resources
@@ -58,7 +58,7 @@ from .capacity_tiers import Tier, tiers
 from .config import GpuPoolConfig, RegionConfig, pool_offering
 from .contract import FLEET_LABELS, GPU_LABEL, GPU_RESOURCE, GPU_TAINT, POOL_LABEL, SYSTEM_POOL
 
-#: The chart as the v1.14 getting-started guide installs it (components.pins.KARPENTER).
+#: The chart as the v1.14 getting-started guide installs it (gpu_fleet.components.pins.KARPENTER).
 KARPENTER_CHART = f"{pins.KARPENTER.repository}/{pins.KARPENTER.name}"
 #: The guide's namespace (KARPENTER_NAMESPACE=kube-system) and service account.
 KARPENTER_NAMESPACE = "kube-system"
@@ -67,7 +67,7 @@ KARPENTER_SERVICE_ACCOUNT = "karpenter"
 KARPENTER_RESOURCES = {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"cpu": "1", "memory": "1Gi"}}
 KARPENTER_RELEASE_TIMEOUT_SECONDS = 600
 
-#: ``family@version`` (components.pins.EKS_GPU_AMI): the NVIDIA variant for GPU instance types.
+#: ``family@version`` (gpu_fleet.components.pins.EKS_GPU_AMI): the NVIDIA variant for GPU instance types.
 AMI_ALIAS = f"{pins.EKS_GPU_AMI.name}@{pins.EKS_GPU_AMI.version}"
 NODE_CLASS_GROUP = "karpenter.k8s.aws"
 #: Karpenter's own labels (concepts/scheduling.md, well-known labels).
@@ -133,7 +133,7 @@ def node_class_spec(pool: GpuPoolConfig, *, role: Any, subnet_ids: list, securit
 
 def node_pool_spec(cfg: RegionConfig, pool: GpuPoolConfig, node_class: str, tier: Tier,
                    weight: Optional[int] = None) -> dict:
-    """The ``NodePool`` spec of one capacity tier of the pool (components.capacity_tiers).
+    """The ``NodePool`` spec of one capacity tier of the pool (gpu_fleet.components.capacity_tiers).
 
     Capacity types: within the NodePool Karpenter prefers ``reserved``, then ``spot``, then
     ``on-demand``, falling back when EC2 has none (concepts/nodepools.md, capacity type;
@@ -188,7 +188,7 @@ def max_gpus(pool: GpuPoolConfig) -> int:
     preferred one has no capacity; the pool as a whole can then exceed ``maxNodes`` (up to
     tiers x ``maxNodes``), but only when its models and warm placeholders ask for more than
     ``maxNodes`` nodes: then the preferred tier stops at its limit and the next one takes
-    the rest. components.capacity counts that and the plan warns (shortfalls).
+    the rest. gpu_fleet.components.capacity counts that and the plan warns (shortfalls).
     """
     return pool.max_nodes * pool.gpus_per_node
 

@@ -1,7 +1,7 @@
 """KEDA: the autoscaling engine that can scale a non-production model to zero.
 
-Pure (no Pulumi import): :class:`components.monitoring.Monitoring` installs the chart with
-:func:`keda_values`, :class:`components.model_deployment.ModelDeployment` creates what
+Pure (no Pulumi import): :class:`gpu_fleet.components.monitoring.Monitoring` installs the chart with
+:func:`keda_values`, :class:`gpu_fleet.components.model_deployment.ModelDeployment` creates what
 :func:`scaled_object` returns, and the tests validate it against the ScaledObject CRD.
 
 One External metrics API per cluster
@@ -9,7 +9,7 @@ One External metrics API per cluster
 KEDA's metrics server and prometheus-adapter both serve ``external.metrics.k8s.io``, and
 the API server registers one APIService per group and version (``v1beta1.external.
 metrics.k8s.io``; kedacore/keda#470). So a stack picks one engine for all its models
-(``components.config`` refuses a mix): with ``engine: keda`` KEDA is installed and
+(``gpu_fleet.components.config`` refuses a mix): with ``engine: keda`` KEDA is installed and
 prometheus-adapter is not, and every model gets a ScaledObject instead of an HPA. KEDA
 then creates and owns each model's HPA (named ``vllm-<model>`` as in HPA mode, so
 alerts and dashboards see the same object) and serves its metrics.
@@ -36,7 +36,7 @@ the load balancer has no ready target and answers 503 at once, and the model's h
 check fails (the global stack moves that model's traffic to another region serving it).
 A model is woken by pausing its autoscaling at one replica
 (``kubectl annotate scaledobject -n <ns> vllm-<model> autoscaling.keda.sh/paused-replicas=1``,
-removed once traffic flows). The wake takes up to :func:`components.sizing.cold_start`
+removed once traffic flows). The wake takes up to :func:`gpu_fleet.components.sizing.cold_start`
 (node, image pull, start-up budget), which the plan prints per model.
 """
 
@@ -49,7 +49,7 @@ from .config import AutoscalingConfig
 from .contract import DEPLOYMENT_LABEL, FLEET_LABELS, GPU_UTILIZATION_METRIC, PENDING_REQUESTS_METRIC, POOL_LABEL, SYSTEM_POOL
 from .hpa import behavior
 
-#: The KEDA Helm chart (components.pins.KEDA; KEDA 2.20 supports the clusters' Kubernetes 1.33).
+#: The KEDA Helm chart (gpu_fleet.components.pins.KEDA; KEDA 2.20 supports the clusters' Kubernetes 1.33).
 KEDA_CHART_VERSION = pins.KEDA.version
 KEDA_REPO = pins.KEDA.repository
 KEDA_RELEASE = "keda"

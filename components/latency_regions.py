@@ -15,7 +15,7 @@ points at an opt-in region the account may not have; where that matters it is no
 
 Route 53 keeps one latency record per label and name, so region stacks that share a label
 (GCP us-east4 and AWS us-east-1, both in Northern Virginia) sit behind one latency alias
-record and a weighted record set (:mod:`components.global_routing`). The table covers every
+record and a weighted record set (:mod:`gpu_fleet.components.global_routing`). The table covers every
 location of the GPU catalog (``components/data/gpu_shapes.json``), which a test holds.
 """
 

@@ -7,17 +7,17 @@
   them again;
 - the Deployment ``vllm-<model>`` serving the OpenAI API on port 8000 (``http``);
 - a ClusterIP Service ``vllm-<model>``, a PodDisruptionBudget and the HPA
-  (:func:`components.hpa.hpa_spec`, the seed's HPA by default), or with
-  ``autoscaling.engine: keda`` a KEDA ScaledObject (:func:`components.keda.scaled_object`)
+  (:func:`gpu_fleet.components.hpa.hpa_spec`, the seed's HPA by default), or with
+  ``autoscaling.engine: keda`` a KEDA ScaledObject (:func:`gpu_fleet.components.keda.scaled_object`)
   on the same signals, which may scale a non-production model to zero.
 
 The pure functions below build every spec, so most tests need no Pulumi; the class only
 creates the objects. Decisions and why:
 
-- Sizing first: the component refuses a model that :func:`components.sizing.problems`
+- Sizing first: the component refuses a model that :func:`gpu_fleet.components.sizing.problems`
   rejects (the config checks report the same before anything is created).
 - Names and labels are the fleet's contract: Deployment ``vllm-<model>``
-  (:class:`components.monitoring_rules.ModelRef`), pod labels
+  (:class:`gpu_fleet.components.monitoring_rules.ModelRef`), pod labels
   ``app.kubernetes.io/name=vllm`` and ``gpu-fleet/model=<model>``, which the PodMonitor,
   the recording rules, the HPA's metrics and the cache NetworkPolicy select on. Only
   those two are the selector: they never change, while ``app.kubernetes.io/version``
@@ -25,12 +25,12 @@ creates the objects. Decisions and why:
 - Secrets: the Hugging Face token and the API key come from the serving Secret through
   ``secretKeyRef`` (vLLM reads ``VLLM_API_KEY``), the cache connection through
   ``envFrom`` and only with LMCache on (those pods carry
-  :data:`components.cache.CACHE_CLIENT_LABELS` for the cache's egress NetworkPolicy); no
+  :data:`gpu_fleet.components.cache.CACHE_CLIENT_LABELS` for the cache's egress NetworkPolicy); no
   secret value is ever in the pod spec. Because vLLM then rejects
   unauthenticated ``/v1/*`` calls and an ``httpGet`` probe's headers would hold the key in
   plaintext, the startup and readiness probes are ``exec`` probes reading the key from
   the container's environment; liveness uses the unauthenticated ``/health``.
-- Start-up: the startup probe allows :func:`components.sizing.startup_budget_seconds`
+- Start-up: the startup probe allows :func:`gpu_fleet.components.sizing.startup_budget_seconds`
   (download, load, warm-up, with margin). Pulumi's wait for the Deployment (default 10
   minutes) and the Deployment's ``progressDeadlineSeconds`` (default 10 minutes, after
   which Pulumi reports the rollout failed) are both raised to
@@ -206,7 +206,7 @@ class _ModelDeploymentArgsRequired(TypedDict):
 class ModelDeploymentArgs(_ModelDeploymentArgsRequired, total=False):
     """Arguments of :class:`ModelDeployment`.
 
-    model: the model's validated config (``components.config.ModelConfig``).
+    model: the model's validated config (``gpu_fleet.components.config.ModelConfig``).
     pool: the fleet's GPU pool it runs on (``GpuPoolConfig``); its name is the node
         selector. Without it (a cluster of your own), the pods select ``node_selector``.
     shape: the pool's machine shape (``GpuShape``): GPU memory for sizing, vCPUs and
@@ -224,7 +224,7 @@ class ModelDeploymentArgs(_ModelDeploymentArgsRequired, total=False):
         ``minNodes`` is 0), so a cold start from zero replicas includes a new node;
         default True.
     gateway: the region's ``gateway`` section when it is enabled (a LiteLLM container
-        beside vLLM, :mod:`components.gateway`, with the cache as its response cache when
+        beside vLLM, :mod:`gpu_fleet.components.gateway`, with the cache as its response cache when
         ``cache_secret_name`` is given), or None (default): clients reach vLLM directly.
 
     Bring your own cluster (every one optional; the defaults are the fleet's own pools):
@@ -392,7 +392,7 @@ def container_resources(shape: GpuShape, gpus: int, host: Optional[HostShare] = 
                         with_gateway: bool = False) -> dict:
     """Requests equal to limits (Guaranteed QoS: last to be evicted or OOM-killed): the
     GPUs, and ``host`` or else the node's CPU and memory in proportion
-    (:func:`components.sizing.host_share`), less the gateway container's when the pod has one."""
+    (:func:`gpu_fleet.components.sizing.host_share`), less the gateway container's when the pod has one."""
     share = host or host_share(shape, gpus)
     cpu, memory = share.cpu_millis, share.memory_gib
     if with_gateway:
@@ -447,7 +447,7 @@ DEFAULT_PROVISIONING_SECONDS: int = GpuPoolConfig.model_fields["provisioning_sec
 
 def pool_placement(pool: GpuPoolConfig, cloud: str) -> Placement:
     """The fleet's own pools: the pool's label (and on a tiered GKE pool its ComputeClass,
-    :mod:`components.capacity_tiers`), the GPU taint, the shape's host share."""
+    :mod:`gpu_fleet.components.capacity_tiers`), the GPU taint, the shape's host share."""
     return Placement(node_selector=pool_node_selector(cloud, pool),
                      tolerations=(dict(GPU_TOLERATION), *compute_class_tolerations(cloud, pool)),
                      provisioning_seconds=pool.provisioning_seconds)
@@ -455,7 +455,7 @@ def pool_placement(pool: GpuPoolConfig, cloud: str) -> Placement:
 
 def gpu_host_share(gpu: GpuKind, gpus: int) -> HostShare:
     """CPU and memory for ``gpus`` GPUs of kind ``gpu`` on an unknown machine: per GPU the
-    smallest share (:func:`components.sizing.host_share`) of any catalog machine with that
+    smallest share (:func:`gpu_fleet.components.sizing.host_share`) of any catalog machine with that
     GPU, so the pods fit each of those machines."""
     shares = [host_share(shape, 1) for shapes in load_catalog().shapes.values()
               for shape in shapes.values() if shape.gpu == gpu]
@@ -554,7 +554,7 @@ def security_contexts(model: ModelConfig, cloud: str) -> tuple[dict, dict]:
         # fsGroupPolicy, so the RWX weight volume is not walked (aws-efs-csi-driver@v3.4.1
         # charts/aws-efs-csi-driver/templates/csidriver.yaml).
         # The user is the vLLM container's own, not the pod's: the gateway sidecar
-        # (components.gateway) runs as its image's user, which was not read.
+        # (gpu_fleet.components.gateway) runs as its image's user, which was not read.
         pod["fsGroup"] = pins.VLLM_GID
         container.update({"runAsNonRoot": True, "runAsUser": pins.VLLM_UID, "runAsGroup": pins.VLLM_GID})
     return pod, container
@@ -713,7 +713,7 @@ class ModelDeployment(pulumi.ComponentResource):
     Uses the ``kubernetes`` provider passed in ``opts``.
 
     Attributes: ``deployment_name`` (``vllm-<model>``), ``service_name`` (Output),
-    ``service_port`` (8000), ``model``, ``sizing`` (:class:`components.sizing.Sizing`) and
+    ``service_port`` (8000), ``model``, ``sizing`` (:class:`gpu_fleet.components.sizing.Sizing`) and
     ``summary``, a plain dict for the stack output ``models``: name, modelId, revision,
     pool, gpusPerReplica, minReplicas, maxReplicas, kvCacheTokens and
     maxConcurrentSequences (per replica), startupBudgetSeconds, service (its name) and,
@@ -808,7 +808,7 @@ class ModelDeployment(pulumi.ComponentResource):
         )
         autoscaling = model.autoscaling
         if autoscaling.engine == "keda":
-            # KEDA creates and owns the HPA (components.keda); the CRD comes with the KEDA
+            # KEDA creates and owns the HPA (gpu_fleet.components.keda); the CRD comes with the KEDA
             # release, which the region installs before the models.
             # The triggers' queries name the namespace, so the spec waits for it.
             so = pulumi.Output.from_input(namespace).apply(lambda ns: scaled_object(

@@ -3,7 +3,7 @@ fleet's PrometheusRule (``gpufleet:index:Monitoring``); or, for a cluster that a
 a Prometheus, only the fleet's pieces on top of it (``gpufleet:index:MetricsPipeline``).
 
 A thin component: every value, rule and manifest comes from the pure module
-:mod:`components.monitoring_rules`, which documents the metrics pipeline and is tested
+:mod:`gpu_fleet.components.monitoring_rules`, which documents the metrics pipeline and is tested
 with ``promtool``. This module only creates the Kubernetes resources in order.
 """
 
@@ -68,16 +68,16 @@ class MonitoringArgs(_MonitoringArgsRequired, total=False):
         20 waiting requests per replica for 2 m, GPUs above 95 % for 10 m, HPA at
         maxReplicas for 15 m, replicas unavailable for 15 m).
     kube_prometheus_stack_version: chart version; default
-        ``KUBE_PROMETHEUS_STACK_CHART_VERSION`` (:data:`components.pins.KUBE_PROMETHEUS_STACK`).
+        ``KUBE_PROMETHEUS_STACK_CHART_VERSION`` (:data:`gpu_fleet.components.pins.KUBE_PROMETHEUS_STACK`).
     prometheus_adapter_version: chart version; default
-        ``PROMETHEUS_ADAPTER_CHART_VERSION`` (:data:`components.pins.PROMETHEUS_ADAPTER`).
+        ``PROMETHEUS_ADAPTER_CHART_VERSION`` (:data:`gpu_fleet.components.pins.PROMETHEUS_ADAPTER`).
     prometheus_retention: how long Prometheus keeps data; default ``"15d"``.
     prometheus_storage_size: size of Prometheus' volume; default ``"50Gi"``.
     prometheus_storage_class: StorageClass of that volume; default None (the cluster's
         default StorageClass).
     autoscaling_engine: ``"hpa"`` (default): prometheus-adapter serves the External
         metrics the models' HPAs read. ``"keda"``: KEDA is installed instead (it serves
-        that API itself; see :mod:`components.keda`) and prometheus-adapter is not.
+        that API itself; see :mod:`gpu_fleet.components.keda`) and prometheus-adapter is not.
     lmcache_models: models running LMCache; the model dashboard gets its panels.
     """
 
@@ -100,7 +100,7 @@ class Monitoring(pulumi.ComponentResource):
     either the prometheus-adapter release or, with ``autoscaling_engine: keda``, the KEDA
     release in its own namespace (pinned chart versions); one vLLM PodMonitor per serving
     namespace; one PrometheusRule with the recording and alert rules; the dashboard
-    ConfigMaps (:mod:`components.dashboards`). The
+    ConfigMaps (:mod:`gpu_fleet.components.dashboards`). The
     PodMonitors and the PrometheusRule depend on the kube-prometheus-stack release, which
     installs their CRDs.
 
@@ -226,7 +226,7 @@ class MetricsPipelineArgs(_MetricsPipelineArgsRequired, total=False):
         kube-prometheus-stack one Monitoring installs.
     install_adapter: install prometheus-adapter with the fleet's External metrics rules;
         default True. False when the cluster already serves ``external.metrics.k8s.io``:
-        add :func:`components.monitoring_rules.adapter_rules` to that adapter instead.
+        add :func:`gpu_fleet.components.monitoring_rules.adapter_rules` to that adapter instead.
     adapter_node_selector: nodeSelector of the adapter's pods; default none.
     prometheus_adapter_version: chart version; default ``PROMETHEUS_ADAPTER_CHART_VERSION``.
     """

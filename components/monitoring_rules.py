@@ -1,6 +1,6 @@
 """The metrics pipeline behind the HPA's External metrics, and the fleet's alerts.
 
-Pure (no Pulumi import): :class:`components.monitoring.Monitoring` deploys what these
+Pure (no Pulumi import): :class:`gpu_fleet.components.monitoring.Monitoring` deploys what these
 functions return, and the tests run the rule groups through ``promtool``.
 
 What flows where
@@ -38,7 +38,7 @@ Pod -> Deployment mapping (one source of truth: the pod label ``gpu-fleet/model`
   silently mis-assigns any other pod whose name happens to start with ``vllm-``.
 
 In both cases the Deployment name is derived as ``vllm-<model>`` (the lead's naming
-convention), the same string :func:`components.hpa.hpa_spec` selects on.
+convention), the same string :func:`gpu_fleet.components.hpa.hpa_spec` selects on.
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ from .contract import (
 
 # --------------------------------------------------------------------------- constants
 
-#: Pinned Helm charts, with their upstream sources, in :mod:`components.pins`.
+#: Pinned Helm charts, with their upstream sources, in :mod:`gpu_fleet.components.pins`.
 KUBE_PROMETHEUS_STACK_CHART_VERSION = pins.KUBE_PROMETHEUS_STACK.version
 PROMETHEUS_ADAPTER_CHART_VERSION = pins.PROMETHEUS_ADAPTER.version
 PROMETHEUS_COMMUNITY_REPO = pins.PROMETHEUS_COMMUNITY_REPO
@@ -169,7 +169,7 @@ class AlertSettings:
 
     @classmethod
     def from_config(cls, cfg: Any) -> "AlertSettings":
-        """From ``components.config.AlertsConfig`` (minutes as integers)."""
+        """From ``gpu_fleet.components.config.AlertsConfig`` (minutes as integers)."""
         return cls(
             pending_requests_threshold=cfg.pending_requests_threshold,
             pending_requests_for=f"{cfg.pending_requests_for_minutes}m",
@@ -454,8 +454,8 @@ def kube_prometheus_stack_values(
     return {
         "fullnameOverride": KUBE_PROMETHEUS_STACK_RELEASE,
         "crds": {"enabled": True},
-        # Grafana off here; components.monitoring turns it on with
-        # components.dashboards.grafana_values (a generated admin password, never the
+        # Grafana off here; gpu_fleet.components.monitoring turns it on with
+        # gpu_fleet.components.dashboards.grafana_values (a generated admin password, never the
         # chart's well-known default).
         "grafana": {"enabled": False},
         # EKS and GKE run the control plane (and GKE Dataplane V2 has no kube-proxy; EKS's

@@ -146,7 +146,7 @@ LMCACHE_VLLM = Pin(
     unverified="tag, digest and the vLLM version it bundles were not found in any upstream source readable "
                "here; only used when a model sets lmcache.enabled (no reference stack does)",
 )
-#: The gateway beside each vLLM server (components.gateway). 1.107.0 is left out on purpose: PyPI no
+#: The gateway beside each vLLM server (gpu_fleet.components.gateway). 1.107.0 is left out on purpose: PyPI no
 #: longer offers it (it was reported compromised); 1.110.2 is the newest release on PyPI on VERIFIED_ON.
 LITELLM = Pin(
     "image", "ghcr.io/berriai/litellm", "main-v1.110.2",
@@ -160,7 +160,7 @@ LITELLM = Pin(
                "version inside it, and its digest: the registry is not readable here",
 )
 
-#: Placeholder pods of the warm GPU capacity (components.warm_capacity): a container that does nothing.
+#: Placeholder pods of the warm GPU capacity (gpu_fleet.components.warm_capacity): a container that does nothing.
 PAUSE = Pin(
     "image", "registry.k8s.io/pause", "3.10",
     # The registry's promotion manifest maps each promoted digest to its tags; the tag's

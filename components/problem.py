@@ -1,5 +1,5 @@
 """What a config check reports. Its own module so the pure checks that
-:mod:`components.config` runs (``cloud_limits``) sit below config, not beside it."""
+:mod:`gpu_fleet.components.config` runs (``cloud_limits``) sit below config, not beside it."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """The Pulumi program behind ``__main__.py``: read the stack's config, build its stack.
 
-A region stack gets a :class:`~components.region.Region`; the global stack gets a
-:class:`~components.global_routing.GlobalRouting` fed by ``StackReference``s to the
+A region stack gets a :class:`~gpu_fleet.components.region.Region`; the global stack gets a
+:class:`~gpu_fleet.components.global_routing.GlobalRouting` fed by ``StackReference``s to the
 region stacks. Invalid config stops the run before any resource, with one line per
 problem naming the stack file and field.
 """

@@ -34,7 +34,7 @@ from .monitoring import AlertSettings, ModelRef, Monitoring
 class RegionArgs(TypedDict):
     """Arguments of :class:`Region`.
 
-    config: the validated region config (``components.config.RegionConfig``).
+    config: the validated region config (``gpu_fleet.components.config.RegionConfig``).
     hugging_face_token: Hugging Face token for gated models (a Pulumi secret).
     api_key: the key clients present to the models (a Pulumi secret).
     """
@@ -82,7 +82,7 @@ class Region(pulumi.ComponentResource):
             {
                 "models": [ModelRef(name=m.name, namespace=cfg.namespace) for m in cfg.models],
                 "alerts": AlertSettings.from_config(cfg.alerts),
-                # One engine per stack (components.config checks it; components.keda says why).
+                # One engine per stack (gpu_fleet.components.config checks it; gpu_fleet.components.keda says why).
                 "autoscaling_engine": "keda" if uses_keda([m.autoscaling.engine for m in cfg.models]) else "hpa",
                 "lmcache_models": [m.name for m in cfg.models if m.lmcache.enabled],
             },

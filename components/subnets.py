@@ -1,5 +1,5 @@
 """The subnets of a new AWS VPC. Pure (no Pulumi import): the config checks a stack's
-``network.cidr`` with it and :mod:`components.aws_cluster` lays the VPC out with it."""
+``network.cidr`` with it and :mod:`gpu_fleet.components.aws_cluster` lays the VPC out with it."""
 
 from __future__ import annotations
 

@@ -28,7 +28,7 @@ from .model_deployment import SKIP_AWAIT_ANNOTATION
 #: Below every workload's priority (0), so any model pod preempts them.
 WARM_PRIORITY_CLASS = "gpu-fleet-warm-capacity"
 WARM_PRIORITY = -10
-#: A container that does nothing (components.pins.PAUSE).
+#: A container that does nothing (gpu_fleet.components.pins.PAUSE).
 PAUSE_IMAGE = pins.PAUSE.image
 #: The pause image's conventional unprivileged user (nobody).
 PLACEHOLDER_UID = 65535
@@ -42,7 +42,7 @@ def placeholder_labels(pool: GpuPoolConfig) -> dict:
 def placeholder_deployment_spec(cloud: str, pool: GpuPoolConfig) -> dict:
     """``minNodes`` pods that each hold one whole node of the pool until a model needs it.
 
-    They select and tolerate what the pool's model pods do (components.capacity_tiers), so
+    They select and tolerate what the pool's model pods do (gpu_fleet.components.capacity_tiers), so
     a warm node comes from the same NodePools (by weight) or ComputeClass priorities.
     """
     labels = placeholder_labels(pool)

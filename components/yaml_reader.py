@@ -1,6 +1,6 @@
 """Read a stack file as YAML the way Pulumi's parser accepts it: one read, libyaml, no surprises.
 
-Pure Python (no Pulumi import), below :mod:`components.config`. What it rejects, each with
+Pure Python (no Pulumi import), below :mod:`gpu_fleet.components.config`. What it rejects, each with
 the line where the construct starts:
 
 - bytes that are not text: gzip archives, binary files, text that is not UTF-8 (a Latin-1

@@ -13,48 +13,48 @@ from typing import TYPE_CHECKING, Any
 
 #: Public name -> the module defining it.
 _EXPORTS: dict[str, str] = {
-    "Region": "components.region",
-    "RegionArgs": "components.region",
-    "ModelDeployment": "components.model_deployment",
-    "ModelDeploymentArgs": "components.model_deployment",
-    "Monitoring": "components.monitoring",
-    "MonitoringArgs": "components.monitoring",
-    "MetricsPipeline": "components.monitoring",
-    "MetricsPipelineArgs": "components.monitoring",
-    "AwsCluster": "components.aws_cluster",
-    "AwsClusterArgs": "components.aws_cluster",
-    "GkeCluster": "components.gke_cluster",
-    "GkeClusterArgs": "components.gke_cluster",
-    "AwsCache": "components.cache",
-    "AwsCacheArgs": "components.cache",
-    "GcpCache": "components.cache",
-    "GcpCacheArgs": "components.cache",
-    "Entrypoint": "components.entrypoint",
-    "EntrypointArgs": "components.entrypoint",
-    "GlobalRouting": "components.global_routing",
-    "GlobalRoutingArgs": "components.global_routing",
-    "load_stack_file": "components.config",
-    "ModelConfig": "components.config",
-    "GpuPoolConfig": "components.config",
-    "RegionConfig": "components.config",
-    "GlobalConfig": "components.config",
-    "ModelRef": "components.monitoring_rules",
-    "AlertSettings": "components.monitoring_rules",
+    "Region": "gpu_fleet.components.region",
+    "RegionArgs": "gpu_fleet.components.region",
+    "ModelDeployment": "gpu_fleet.components.model_deployment",
+    "ModelDeploymentArgs": "gpu_fleet.components.model_deployment",
+    "Monitoring": "gpu_fleet.components.monitoring",
+    "MonitoringArgs": "gpu_fleet.components.monitoring",
+    "MetricsPipeline": "gpu_fleet.components.monitoring",
+    "MetricsPipelineArgs": "gpu_fleet.components.monitoring",
+    "AwsCluster": "gpu_fleet.components.aws_cluster",
+    "AwsClusterArgs": "gpu_fleet.components.aws_cluster",
+    "GkeCluster": "gpu_fleet.components.gke_cluster",
+    "GkeClusterArgs": "gpu_fleet.components.gke_cluster",
+    "AwsCache": "gpu_fleet.components.cache",
+    "AwsCacheArgs": "gpu_fleet.components.cache",
+    "GcpCache": "gpu_fleet.components.cache",
+    "GcpCacheArgs": "gpu_fleet.components.cache",
+    "Entrypoint": "gpu_fleet.components.entrypoint",
+    "EntrypointArgs": "gpu_fleet.components.entrypoint",
+    "GlobalRouting": "gpu_fleet.components.global_routing",
+    "GlobalRoutingArgs": "gpu_fleet.components.global_routing",
+    "load_stack_file": "gpu_fleet.components.config",
+    "ModelConfig": "gpu_fleet.components.config",
+    "GpuPoolConfig": "gpu_fleet.components.config",
+    "RegionConfig": "gpu_fleet.components.config",
+    "GlobalConfig": "gpu_fleet.components.config",
+    "ModelRef": "gpu_fleet.components.monitoring_rules",
+    "AlertSettings": "gpu_fleet.components.monitoring_rules",
 }
 
 __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ loads them
-    from components.aws_cluster import AwsCluster, AwsClusterArgs
-    from components.cache import AwsCache, AwsCacheArgs, GcpCache, GcpCacheArgs
-    from components.config import GlobalConfig, GpuPoolConfig, ModelConfig, RegionConfig, load_stack_file
-    from components.entrypoint import Entrypoint, EntrypointArgs
-    from components.gke_cluster import GkeCluster, GkeClusterArgs
-    from components.global_routing import GlobalRouting, GlobalRoutingArgs
-    from components.model_deployment import ModelDeployment, ModelDeploymentArgs
-    from components.monitoring import MetricsPipeline, MetricsPipelineArgs, Monitoring, MonitoringArgs
-    from components.monitoring_rules import AlertSettings, ModelRef
-    from components.region import Region, RegionArgs
+    from gpu_fleet.components.aws_cluster import AwsCluster, AwsClusterArgs
+    from gpu_fleet.components.cache import AwsCache, AwsCacheArgs, GcpCache, GcpCacheArgs
+    from gpu_fleet.components.config import GlobalConfig, GpuPoolConfig, ModelConfig, RegionConfig, load_stack_file
+    from gpu_fleet.components.entrypoint import Entrypoint, EntrypointArgs
+    from gpu_fleet.components.gke_cluster import GkeCluster, GkeClusterArgs
+    from gpu_fleet.components.global_routing import GlobalRouting, GlobalRoutingArgs
+    from gpu_fleet.components.model_deployment import ModelDeployment, ModelDeploymentArgs
+    from gpu_fleet.components.monitoring import MetricsPipeline, MetricsPipelineArgs, Monitoring, MonitoringArgs
+    from gpu_fleet.components.monitoring_rules import AlertSettings, ModelRef
+    from gpu_fleet.components.region import Region, RegionArgs
 
 
 def __getattr__(name: str) -> Any:

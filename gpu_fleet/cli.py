@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Optional, Sequence
 # Each command imports what it needs when it runs (Pulumi, the clouds' SDKs, the validators,
 # numba): ``gpu-fleet --help`` and ``--version`` import none of it.
 if TYPE_CHECKING:
-    from components.capacity import PoolCapacity
+    from gpu_fleet.components.capacity import PoolCapacity
 
     from . import engine, manifests, policy_check
     from .plan import StackPlan
@@ -52,7 +52,7 @@ INTERRUPT_GRACE_SECONDS = 10
 
 def _selected(args: argparse.Namespace, project: Path) -> tuple[list[Path], set[str]]:
     """Stack files to plan (regions a global stack needs first) and the names to show."""
-    from components.config import ConfigError, GlobalConfig, Problem, load_stack_file
+    from gpu_fleet.components.config import ConfigError, GlobalConfig, Problem, load_stack_file
 
     from .plan import stack_files
 
@@ -83,7 +83,7 @@ def _selected(args: argparse.Namespace, project: Path) -> tuple[list[Path], set[
 
 def _project(args: argparse.Namespace) -> Path:
     """The project to plan: the one holding the working directory, else the ``--config`` file's."""
-    from components.config import ConfigError, Problem
+    from gpu_fleet.components.config import ConfigError, Problem
 
     from .plan import project_dir
 
@@ -165,14 +165,14 @@ def _outputs(plan: StackPlan) -> dict[str, Any]:
 
 def _capacity(plan: StackPlan) -> Optional[list[PoolCapacity]]:
     """A region stack's GPU capacity and cost per pool (None for a global stack)."""
-    from components.capacity import region_capacity
-    from components.config import RegionConfig
+    from gpu_fleet.components.capacity import region_capacity
+    from gpu_fleet.components.config import RegionConfig
 
     return region_capacity(plan.config) if isinstance(plan.config, RegionConfig) else None
 
 
 def _print_capacity(pools: list[PoolCapacity]) -> None:
-    from components.capacity import cost_json
+    from gpu_fleet.components.capacity import cost_json
 
     print("\n  GPU capacity and cost (models at min / max replicas; on-demand list prices):")
     for p in pools:
@@ -224,7 +224,7 @@ def _print_table(plan: StackPlan, report: manifests.ManifestReport, out_dir: Pat
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from components.config import reading_once
+    from gpu_fleet.components.config import reading_once
 
     # Each stack file is read once per plan (ordering, planning, a global stack's regions).
     with reading_once():
@@ -232,7 +232,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def _plan(args: argparse.Namespace) -> int:
-    from components.config import ConfigError, load_stack_file
+    from gpu_fleet.components.config import ConfigError, load_stack_file
 
     started = time.perf_counter()
     if args.config and Path(args.config).exists():
@@ -244,7 +244,7 @@ def _plan(args: argparse.Namespace) -> int:
             print(e, file=sys.stderr)
             return EXIT_CONFIG
 
-    from components.capacity import capacity_json, cost_json, fleet_json
+    from gpu_fleet.components.capacity import capacity_json, cost_json, fleet_json
 
     from . import manifests, policy_check
     from .plan import plan_program, plan_stack

@@ -33,8 +33,8 @@ import yaml
 from kubernetes_validate import utils as kv_utils
 from referencing import Registry, Resource
 
-from components import pins
-from components.config import KUBERNETES_ANNOTATIONS_MAX_BYTES
+from gpu_fleet.components import pins
+from gpu_fleet.components.config import KUBERNETES_ANNOTATIONS_MAX_BYTES
 
 #: The Kubernetes version manifests are validated against (the clusters' pinned minor).
 KUBERNETES_VERSION = f"{pins.KUBERNETES.version}.0"
@@ -215,7 +215,7 @@ class ObjectTooLarge(Exception):
 
 def check_annotations(manifests: list[dict]) -> None:
     """ObjectTooLarge for the first object whose annotations exceed Kubernetes' limit
-    (:data:`components.config.KUBERNETES_ANNOTATIONS_MAX_BYTES`). The config check
+    (:data:`gpu_fleet.components.config.KUBERNETES_ANNOTATIONS_MAX_BYTES`). The config check
     catches the known cause (an AWS Ingress's ``allowedCidrs``) before planning; this one
     is the backstop for any object."""
     for manifest in sorted(manifests, key=_sort_key):

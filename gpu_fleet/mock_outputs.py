@@ -18,7 +18,7 @@ from typing import Any, Callable, Optional
 
 from pulumi.runtime import rpc
 
-from components import cloud_limits
+from gpu_fleet.components import cloud_limits
 
 ACCOUNT_ID = "123456789012"
 _CA = base64.b64encode(b"-----BEGIN CERTIFICATE-----\nOFFLINE-PLAN\n-----END CERTIFICATE-----\n").decode()

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Optional, Sequence
 
-from components.config import (
+from gpu_fleet.components.config import (
     ConfigError,
     FleetConfig,
     GlobalConfig,
@@ -25,9 +25,9 @@ from components.config import (
     load_stack_file,
     read_stack_file,
 )
-from components import yaml_reader
-from components.global_routing import stack_reference_name
-from components.program import STACKS_DIR_ENV
+from gpu_fleet.components import yaml_reader
+from gpu_fleet.components.global_routing import stack_reference_name
+from gpu_fleet.components.program import STACKS_DIR_ENV
 
 from . import engine
 from .readiness import STACK_FILE_SOURCE, SecretsReport, endpoint_notes, secrets_report, stack_environments

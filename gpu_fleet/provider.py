@@ -8,13 +8,13 @@ description) and their ``pulumi.Output`` attributes. Each class adapts the schem
 values to the Python component of the same name:
 
 - ``ModelDeployment``: one model on any Kubernetes cluster (the Kubernetes provider comes
-  from the caller's ``providers`` option), :class:`components.model_deployment.ModelDeployment`;
+  from the caller's ``providers`` option), :class:`gpu_fleet.components.model_deployment.ModelDeployment`;
 - ``MetricsPipeline``: the fleet's rules and prometheus-adapter on a Prometheus you run,
-  :class:`components.monitoring.MetricsPipeline`;
+  :class:`gpu_fleet.components.monitoring.MetricsPipeline`;
 - ``Region``: a whole region stack from the settings a stack file holds under
-  ``gpu-fleet:fleet``, :class:`components.region.Region`;
+  ``gpu-fleet:fleet``, :class:`gpu_fleet.components.region.Region`;
 - ``GlobalRouting``: the global entry point in front of deployed region stacks,
-  :class:`components.global_routing.GlobalRouting`.
+  :class:`gpu_fleet.components.global_routing.GlobalRouting`.
 
 Settings are validated as a stack file's are; a bad one fails the construct with the
 field named.
@@ -107,8 +107,8 @@ class ModelDeployment(pulumi.ComponentResource):
     """How long a replica may take to start on an empty weight cache."""
 
     def __init__(self, name: str, args: ModelDeploymentArgs, opts: Optional[pulumi.ResourceOptions] = None):
-        from components import model_deployment as md
-        from components.config import ModelConfig
+        from gpu_fleet.components import model_deployment as md
+        from gpu_fleet.components.config import ModelConfig
 
         super().__init__(f"{PACKAGE}:index:ModelDeployment", name, None, opts)
         model = _valid(ModelConfig, {
@@ -158,8 +158,8 @@ class Region(pulumi.ComponentResource):
     """The region's domain: each model answers at ``<model>.<domain>``."""
 
     def __init__(self, name: str, args: RegionArgs, opts: Optional[pulumi.ResourceOptions] = None):
-        from components import region
-        from components.config import RegionConfig
+        from gpu_fleet.components import region
+        from gpu_fleet.components.config import RegionConfig
 
         super().__init__(f"{PACKAGE}:index:Region", name, None, opts)
         cfg = _fleet(args["config"], RegionConfig, f"Region {name}")
@@ -189,8 +189,8 @@ class GlobalRouting(pulumi.ComponentResource):
     """``dns`` (Route 53) or ``anycast`` (Global Accelerator)."""
 
     def __init__(self, name: str, args: GlobalRoutingArgs, opts: Optional[pulumi.ResourceOptions] = None):
-        from components import global_routing
-        from components.config import GlobalConfig
+        from gpu_fleet.components import global_routing
+        from gpu_fleet.components.config import GlobalConfig
 
         super().__init__(f"{PACKAGE}:index:GlobalRouting", name, None, opts)
         stacks_dir = Path(args.get("stacks_dir") or "stacks")
@@ -237,8 +237,8 @@ class MetricsPipeline(pulumi.ComponentResource):
     """Entries kube-state-metrics' ``--metric-labels-allowlist`` needs for the rules' joins."""
 
     def __init__(self, name: str, args: MetricsPipelineArgs, opts: Optional[pulumi.ResourceOptions] = None):
-        from components import monitoring
-        from components.monitoring_rules import ModelRef
+        from gpu_fleet.components import monitoring
+        from gpu_fleet.components.monitoring_rules import ModelRef
 
         super().__init__(f"{PACKAGE}:index:MetricsPipeline", name, None, opts)
         built = monitoring.MetricsPipeline(name, {
@@ -271,8 +271,8 @@ def _valid(model: Any, raw: dict[str, Any], source: str) -> Any:
 
 
 def _fleet(raw: dict[str, Any], kind: type, source: str, stacks_dir: Optional[Path] = None) -> Any:
-    """A stack's settings validated as a stack file's are (``components.config.parse_fleet``)."""
-    from components.config import ConfigError, parse_fleet
+    """A stack's settings validated as a stack file's are (``gpu_fleet.components.config.parse_fleet``)."""
+    from gpu_fleet.components.config import ConfigError, parse_fleet
 
     try:
         cfg = parse_fleet(raw, source, stacks_dir or Path("."))

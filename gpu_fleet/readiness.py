@@ -1,6 +1,6 @@
 """What a real ``pulumi preview`` / ``up`` of a stack needs beyond its own config, checked offline.
 
-- **Secrets source**: each required secret (``components.config.SECRET_KEYS``) comes either
+- **Secrets source**: each required secret (``gpu_fleet.components.config.SECRET_KEYS``) comes either
   from a ``secure:`` value in the stack file (encrypted by the stack's secrets provider) or
   from the Pulumi ESC environments the stack file imports with its top-level
   ``environment:`` list, which expose stack config under ``values.pulumiConfig`` (Pulumi
@@ -22,7 +22,7 @@ from typing import Any, Optional
 
 import yaml
 
-from components.config import PROJECT, SECRET_KEYS, ConfigError, Problem, RegionConfig, StackFile
+from gpu_fleet.components.config import PROJECT, SECRET_KEYS, ConfigError, Problem, RegionConfig, StackFile
 
 #: The stack file's top-level key listing the ESC environments it imports.
 ENVIRONMENT_KEY = "environment"

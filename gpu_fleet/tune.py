@@ -33,9 +33,9 @@ from typing import Any, Optional
 
 import yaml
 
-from components.config import AutoscalingConfig, ModelConfig, pool_offering
-from components.contract import deployment_name
-from components.hpa import hpa_spec
+from gpu_fleet.components.config import AutoscalingConfig, ModelConfig, pool_offering
+from gpu_fleet.components.contract import deployment_name
+from gpu_fleet.components.hpa import hpa_spec
 
 from . import engine, policy_check
 from .exits import EXIT_OK

@@ -17,7 +17,7 @@ fi
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
-if ! .venv/bin/python -c "import components, gpu_fleet, pytest, kubernetes_validate" >/dev/null 2>&1 \
+if ! .venv/bin/python -c "import gpu_fleet.components, pytest, kubernetes_validate" >/dev/null 2>&1 \
    || [ pyproject.toml -nt .venv/.installed ]; then
   # setuptools/wheel too: tests build the project with --no-build-isolation (offline).
   .venv/bin/python -m pip install -q --upgrade pip 'setuptools>=75' wheel

@@ -14,7 +14,7 @@ from typing import Any, Callable, Optional
 import pulumi
 import pytest
 
-from components import cloud_limits
+from gpu_fleet.components import cloud_limits
 from gpu_fleet import engine
 from gpu_fleet.plan import StackPlan, plan_stack, stack_files
 

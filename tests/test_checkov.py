@@ -23,7 +23,7 @@ CHECKOV = Path(os.environ.get("GPU_FLEET_CHECKOV", REPO / ".venv-checkov" / "bin
 #: Deliberate exceptions for the vLLM Deployments, with why (re-examined against vLLM
 #: v0.33.0, the pinned image: components/pins.py). The vLLM container itself passes CKV_K8S_22
 #: (read-only root, caches on emptyDirs) and, on EKS, CKV_K8S_23 (UID 2000); the Deployments still
-#: fail them for the LiteLLM gateway sidecar (components.gateway), whose image user and writable
+#: fail them for the LiteLLM gateway sidecar (gpu_fleet.components.gateway), whose image user and writable
 #: paths were not read at its tag (pins.LITELLM), so it keeps its image's defaults.
 ACCEPTED = {
     "CKV_K8S_22": "the LiteLLM gateway sidecar's writable paths were not read at its tag",
@@ -45,7 +45,7 @@ ACCEPTED = {
     # vllm@v0.33.0 vllm/envs.py reads VLLM_API_KEY from the environment (the only other way,
     # --api-key, would put the key in the pod spec); from a Secret, by reference.
     "CKV_K8S_35": "vLLM takes VLLM_API_KEY and HF_TOKEN from the environment",
-    # The warm-capacity placeholders (components.warm_capacity) run pause: nothing to probe.
+    # The warm-capacity placeholders (gpu_fleet.components.warm_capacity) run pause: nothing to probe.
     "CKV_K8S_8": "the warm-capacity placeholders run pause, which serves nothing to probe",
     "CKV_K8S_9": "the warm-capacity placeholders run pause, which serves nothing to probe",
 }

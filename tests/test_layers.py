@@ -4,7 +4,7 @@ components/, gpu_fleet/ and the root ``__main__.py`` stack up as :data:`LAYERS` 
 contract, pure data and the checks config runs, config, pure planning, Pulumi components,
 the program, the CLI. A module may import its own layer or lower ones, never higher, and
 the import graph (imports inside functions count; ``if TYPE_CHECKING:`` blocks, which never
-run, do not) has no cycle. The modules below the components import no Pulumi package, the
+run, do not) has no cycle. The modules below the gpu_fleet.components import no Pulumi package, the
 contract only the standard library. The policy pack (policies/) is a separate program: it
 imports only its own modules, ``pulumi_policy`` and the standard library, and carries a
 byte-for-byte copy of the contract.
@@ -24,19 +24,19 @@ REPO = Path(__file__).resolve().parents[1]
 
 #: Layer of every module, lowest first. A new module gets a row here.
 LAYERS: list[tuple[str, list[str]]] = [
-    ("contract", ["components", "components.contract", "components.pins", "components.problem"]),
+    ("contract", ["gpu_fleet.components", "gpu_fleet.components.contract", "gpu_fleet.components.pins", "gpu_fleet.components.problem"]),
     # What config validates with.
-    ("data", ["components.yaml_reader", "components.gpu_catalog", "components.subnets", "components.model_catalog",
-              "components.latency_regions", "components.cache_sizing", "components.cache_settings",
-              "components.sizing", "components.cloud_limits", "components.capacity_tiers"]),
-    ("config", ["components.config"]),
-    ("planning", ["components.capacity", "components.gateway", "components.hpa", "components.keda", "components.failover",
-                  "components.monitoring_rules", "components.dashboards", "components.kubeconfig"]),
-    ("components", ["components.network", "components.aws_cluster", "components.gke_cluster",
-                    "components.karpenter", "components.cache", "components.entrypoint",
-                    "components.gpu_software", "components.model_deployment", "components.monitoring",
-                    "components.warm_capacity", "components.region", "components.global_routing"]),
-    ("program", ["components.program", "__main__"]),
+    ("data", ["gpu_fleet.components.yaml_reader", "gpu_fleet.components.gpu_catalog", "gpu_fleet.components.subnets", "gpu_fleet.components.model_catalog",
+              "gpu_fleet.components.latency_regions", "gpu_fleet.components.cache_sizing", "gpu_fleet.components.cache_settings",
+              "gpu_fleet.components.sizing", "gpu_fleet.components.cloud_limits", "gpu_fleet.components.capacity_tiers"]),
+    ("config", ["gpu_fleet.components.config"]),
+    ("planning", ["gpu_fleet.components.capacity", "gpu_fleet.components.gateway", "gpu_fleet.components.hpa", "gpu_fleet.components.keda", "gpu_fleet.components.failover",
+                  "gpu_fleet.components.monitoring_rules", "gpu_fleet.components.dashboards", "gpu_fleet.components.kubeconfig"]),
+    ("components", ["gpu_fleet.components.network", "gpu_fleet.components.aws_cluster", "gpu_fleet.components.gke_cluster",
+                    "gpu_fleet.components.karpenter", "gpu_fleet.components.cache", "gpu_fleet.components.entrypoint",
+                    "gpu_fleet.components.gpu_software", "gpu_fleet.components.model_deployment", "gpu_fleet.components.monitoring",
+                    "gpu_fleet.components.warm_capacity", "gpu_fleet.components.region", "gpu_fleet.components.global_routing"]),
+    ("program", ["gpu_fleet.components.program", "__main__"]),
     ("cli", ["gpu_fleet", "gpu_fleet.*"]),
 ]
 #: Layers whose modules import no Pulumi package.
@@ -48,6 +48,8 @@ def _module_name(path: Path) -> str:
     parts = list(path.relative_to(REPO).with_suffix("").parts)
     if parts[-1] == "__init__":
         parts.pop()
+    if parts[0] == "components":  # installed as gpu_fleet.components (pyproject.toml package-dir)
+        parts.insert(0, "gpu_fleet")
     return ".".join(parts)
 
 
@@ -130,11 +132,11 @@ GRAPH = _graph(MODULES)
 
 def test_the_graph_is_read():
     # Guards the checks below against an empty graph passing them.
-    assert "components.model_deployment" in GRAPH["components.region"]
-    assert "components.config" in GRAPH["components.hpa"]
-    assert "components.sizing" in GRAPH["components.config"]
+    assert "gpu_fleet.components.model_deployment" in GRAPH["gpu_fleet.components.region"]
+    assert "gpu_fleet.components.config" in GRAPH["gpu_fleet.components.hpa"]
+    assert "gpu_fleet.components.sizing" in GRAPH["gpu_fleet.components.config"]
     # A TYPE_CHECKING import is not an edge.
-    assert "components.config" not in GRAPH["components.sizing"]
+    assert "gpu_fleet.components.config" not in GRAPH["gpu_fleet.components.sizing"]
 
 
 def test_every_module_has_a_layer():
@@ -163,14 +165,14 @@ def test_the_cycle_finder_finds_one():
 
 def test_pure_layers_import_no_pulumi():
     pure = [n for n in MODULES if LAYERS[_layer_of(n)][0] in PURE]
-    assert "components.config" in pure
+    assert "gpu_fleet.components.config" in pure
     found = {n: sorted(i for i in _imports(n, MODULES[n]) if i.split(".")[0].startswith("pulumi")) for n in pure}
     assert {n: i for n, i in found.items() if i} == {}
 
 
 def test_validating_a_stack_file_loads_no_pulumi_module():
     # The layer checks above read direct imports; this one runs them, transitively.
-    code = ("import sys; from components.config import load_stack_file; "
+    code = ("import sys; from gpu_fleet.components.config import load_stack_file; "
             "load_stack_file('stacks/Pulumi.us-east.yaml'); load_stack_file('stacks/Pulumi.global.yaml'); "
             "print(sorted(m for m in sys.modules if m.split('.')[0].startswith('pulumi')))")
     run = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120,
@@ -179,7 +181,7 @@ def test_validating_a_stack_file_loads_no_pulumi_module():
 
 
 def test_the_contract_uses_the_standard_library_only():
-    imported = {i.split(".")[0] for i in _imports("components.contract", MODULES["components.contract"])}
+    imported = {i.split(".")[0] for i in _imports("gpu_fleet.components.contract", MODULES["gpu_fleet.components.contract"])}
     assert imported and imported <= set(sys.stdlib_module_names) | {"__future__"}
 
 

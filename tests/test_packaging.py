@@ -1,5 +1,6 @@
-"""``pip install .`` from another directory makes ``components`` importable by another program,
-and a plain install (no extras) gives a working ``gpu-fleet`` in a fresh virtualenv."""
+"""``pip install .`` from another directory makes ``gpu_fleet`` importable by another program,
+beside that program's own ``components`` package, and a plain install (no extras) gives a
+working ``gpu-fleet`` in a fresh virtualenv."""
 
 from __future__ import annotations
 
@@ -19,14 +20,15 @@ REPO = Path(__file__).resolve().parents[1]
 
 PROGRAM = '''
 import pulumi
-import components
-from components.config import load_stack_file
-from components.region import Region
+import components  # the program's own package: the most common Pulumi layout
+import gpu_fleet.components
+from gpu_fleet import Region, load_stack_file
 
 cfg = load_stack_file("Pulumi.edge.yaml")
 region = Region("edge", {"config": cfg, "hugging_face_token": pulumi.Output.secret("hf"),
                          "api_key": pulumi.Output.secret("key")})
-pulumi.export("components_file", components.__file__)
+pulumi.export("components_file", gpu_fleet.components.__file__)
+pulumi.export("own_components", components.OWN)
 pulumi.export("cluster", region.cluster.cluster_name)
 '''
 
@@ -35,7 +37,7 @@ import json, runpy
 from gpu_fleet import engine
 rec = engine.Recording(stack="edge")
 engine.install(rec, {})
-engine.run(lambda: runpy.run_path("program.py"), rec)
+engine.run(lambda: runpy.run_path("."), rec)  # as Pulumi runs a program folder
 print(json.dumps({"outputs": rec.stack_outputs,
                   "types": sorted({r.type for r in rec.resources})}))
 '''
@@ -52,7 +54,9 @@ def test_installed_components_run_in_a_program_outside_the_repo(tmp_path):
     work = tmp_path / "other-program"
     work.mkdir()
     shutil.copy(REPO / "stacks" / "Pulumi.us-east.yaml", work / "Pulumi.edge.yaml")
-    (work / "program.py").write_text(textwrap.dedent(PROGRAM))
+    (work / "__main__.py").write_text(textwrap.dedent(PROGRAM))
+    (work / "components").mkdir()
+    (work / "components" / "__init__.py").write_text('OWN = "mine"\n')
     proc = subprocess.run(
         [sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {str(site)!r}); exec({RUNNER!r})"],
         cwd=work, capture_output=True, text=True,
@@ -62,6 +66,7 @@ def test_installed_components_run_in_a_program_outside_the_repo(tmp_path):
 
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["outputs"]["components_file"].startswith(str(site))
+    assert result["outputs"]["own_components"] == "mine"
     assert result["outputs"]["cluster"]
     assert {"gpufleet:index:Region", "aws:eks/cluster:Cluster", "kubernetes:apps/v1:Deployment"} <= set(result["types"])
 
@@ -139,6 +144,6 @@ def test_plain_install_gives_a_working_cli(tmp_path):
     assert plotted.returncode != 0 and len(plotted.stderr.strip().splitlines()) == 1, plotted.stderr[-3000:]
     assert "matplotlib" in plotted.stderr
     # ... and the code that ran is the installed copy.
-    where = subprocess.run([str(python), "-c", "import gpu_fleet.manifests as m, components; print(m.__file__, "
-                            "components.__file__)"], cwd=work, capture_output=True, text=True)
+    where = subprocess.run([str(python), "-c", "import gpu_fleet.manifests as m, gpu_fleet.components; print(m.__file__, "
+                            "gpu_fleet.components.__file__)"], cwd=work, capture_output=True, text=True)
     assert where.stdout.split() and all(f.startswith(str(site)) for f in where.stdout.split()), where

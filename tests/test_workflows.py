@@ -363,7 +363,7 @@ def test_setup_action_installs_the_kubernetes_auth_tools_per_cloud():
     assert gcloud["if"] == "inputs.stack-cloud == 'gcp'"
     assert gcloud["with"]["install_components"] == "gke-gcloud-auth-plugin"
     # The plugin and the AWS CLI are what the exported kubeconfigs execute.
-    from components import aws_cluster, gke_cluster
+    from gpu_fleet.components import aws_cluster, gke_cluster
     assert gke_cluster.AUTH_PLUGIN == gcloud["with"]["install_components"]
     aws_cli = next(s for s in steps if "awscli" in str(s.get("run", "")))
     assert aws_cli["if"] == "inputs.stack-cloud == 'aws'"
@@ -673,8 +673,8 @@ def test_global_preview_runs_when_the_region_stacks_exist(tmp_path):
 
 @pytest.mark.parametrize("exit_code", [6, 1])  # 6: ExitStackNotFound; 1 + message: older CLIs
 def test_missing_region_stacks_skip_the_global_preview_with_a_notice(tmp_path, exit_code):
-    from components.config import load_stack_file
-    from components.global_routing import stack_reference_name
+    from gpu_fleet.components.config import load_stack_file
+    from gpu_fleet.components.global_routing import stack_reference_name
     cfg = load_stack_file(STACKS / "Pulumi.global.yaml")
     missing = stack_reference_name(cfg.organization, cfg.regions[-1])
     code, output, status, stdout = run_ready(tmp_path, f"{missing}={exit_code}")
@@ -684,8 +684,8 @@ def test_missing_region_stacks_skip_the_global_preview_with_a_notice(tmp_path, e
 
 
 def test_other_backend_errors_still_fail(tmp_path):
-    from components.config import load_stack_file
-    from components.global_routing import stack_reference_name
+    from gpu_fleet.components.config import load_stack_file
+    from gpu_fleet.components.global_routing import stack_reference_name
     cfg = load_stack_file(STACKS / "Pulumi.global.yaml")
     code, output, _, stdout = run_ready(tmp_path, f"{stack_reference_name(cfg.organization, cfg.regions[0])}=3")
     assert code == 1 and output == ""

@@ -18,8 +18,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from components.config import ConfigError, GlobalConfig, load_stack_file
-from components.global_routing import stack_reference_name
+from gpu_fleet.components.config import ConfigError, GlobalConfig, load_stack_file
+from gpu_fleet.components.global_routing import stack_reference_name
 
 #: ``pulumi`` exits 6 when a named stack does not exist (pulumi/pulumi@v3.259.0
 #: pkg/cmd/pulumi/cmd/exit_codes.go ExitStackNotFound); older CLIs exit 1 with

@@ -4,8 +4,8 @@
 [--format table|json] [--set key=value ...]``
 
 The HPA is the spec ``pulumi up`` deploys: the stack file is read with
-:func:`components.config.load_stack_file` and the model's HPA built with
-:func:`components.hpa.hpa_spec`; ``--set`` changes the config the same way a stack file
+:func:`gpu_fleet.components.config.load_stack_file` and the model's HPA built with
+:func:`gpu_fleet.components.hpa.hpa_spec`; ``--set`` changes the config the same way a stack file
 edit would, then the controller reads the resulting spec. Exit status: 0 ok, 2 config or
 usage error, 1 any other failure.
 """
@@ -23,7 +23,7 @@ from typing import Any, Callable, Optional
 
 from pydantic import ValidationError
 
-from components.config import (
+from gpu_fleet.components.config import (
     AutoscalingConfig,
     ConfigError,
     GpuPoolConfig,
@@ -32,11 +32,11 @@ from components.config import (
     load_stack_file,
     pool_offering,
 )
-from components.contract import deployment_name
-from components.gpu_catalog import GpuShape
-from components.hpa import hpa_spec
-from components.keda import POLLING_INTERVAL_SECONDS
-from components.sizing import cold_start, size_model
+from gpu_fleet.components.contract import deployment_name
+from gpu_fleet.components.gpu_catalog import GpuShape
+from gpu_fleet.components.hpa import hpa_spec
+from gpu_fleet.components.keda import POLLING_INTERVAL_SECONDS
+from gpu_fleet.components.sizing import cold_start, size_model
 
 from .. import plan
 from ..exits import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, one_line
@@ -75,7 +75,7 @@ SIM_KEYS: dict[str, tuple[type, str]] = {
     "warmNodes": (int, "warm spare GPU nodes; replicas that fit on them skip node provisioning "
                        "[the pool's minNodes minus the nodes its models fill at minReplicas, at least 0]"),
     "imagePullSeconds": (int, f"vLLM image pull [{serving.DEFAULT_IMAGE_PULL_SECONDS}]"),
-    "modelLoadSeconds": (int, "container start to serving [components.sizing's load_seconds_estimate]"),
+    "modelLoadSeconds": (int, "container start to serving [gpu_fleet.components.sizing's load_seconds_estimate]"),
     "startupSeconds": (int, "total start-up delay, instead of its three phases"),
     "baselineRps": (float, "baseline load of a built-in trace [baselineFraction x capacity at minReplicas]"),
     "baselineFraction": (float, "baseline as a fraction of what the stack's minReplicas serve at its utilisation target "
@@ -258,7 +258,7 @@ def scale_to_zero(model: ModelConfig, autoscaling: AutoscalingConfig, pool: GpuP
                   shape: GpuShape) -> Optional[ScaleToZero]:
     """KEDA's scale to zero of the model, None unless ``engine: keda`` with ``minReplicas: 0``.
     The replica leaving zero waits the cold start the plan prints (a node where the pool may
-    have none, ``components.model_deployment``'s rule)."""
+    have none, ``gpu_fleet.components.model_deployment``'s rule)."""
     if autoscaling.engine != "keda" or autoscaling.min_replicas != 0:
         return None
     zero = autoscaling.scale_to_zero

@@ -44,8 +44,8 @@ from dataclasses import dataclass, field, replace
 from decimal import ROUND_CEILING, Decimal
 from typing import Any, Literal, Optional, Sequence
 
-from components.contract import HPA_DEFAULT_SCALE_DOWN, HPA_DEFAULT_SCALE_UP
-from components.contract import parse_quantity as parse_kubernetes_quantity
+from gpu_fleet.components.contract import HPA_DEFAULT_SCALE_DOWN, HPA_DEFAULT_SCALE_UP
+from gpu_fleet.components.contract import parse_quantity as parse_kubernetes_quantity
 
 KUBERNETES_RELEASE = "v1.33"
 
@@ -223,7 +223,7 @@ def _rules_from_spec(raw: Optional[dict], where: str, configurable_tolerance: bo
 
 
 def settings_from_spec(spec: dict, *, configurable_tolerance: bool = HPA_CONFIGURABLE_TOLERANCE_DEFAULT) -> HpaSettings:
-    """Read an autoscaling/v2 ``spec`` dict (as :func:`components.hpa.hpa_spec` builds it).
+    """Read an autoscaling/v2 ``spec`` dict (as :func:`gpu_fleet.components.hpa.hpa_spec` builds it).
 
     Applies the API server's defaulting (``minReplicas`` 1, the ``behavior`` defaults).
     Raises SpecError for what the API server rejects or this port does not model.

@@ -21,7 +21,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from components.contract import GPU_UTILIZATION_METRIC, PENDING_REQUESTS_METRIC
+from gpu_fleet.components.contract import GPU_UTILIZATION_METRIC, PENDING_REQUESTS_METRIC
 
 from .controller import DEFAULT_DOWNSCALE_STABILIZATION_SECONDS, DEFAULT_SYNC_PERIOD_SECONDS, DEFAULT_TOLERANCE
 from . import kernels
@@ -53,7 +53,7 @@ class ScaleToZero:
         activation_gpu_utilization: the GPU trigger's activation (sum over the pods, percent).
         activation_pending_requests: the queue trigger's activation (requests).
         cold_start_seconds: the start-up of the replica that leaves zero
-            (:func:`components.sizing.cold_start`: a node when none is warm, image pull,
+            (:func:`gpu_fleet.components.sizing.cold_start`: a node when none is warm, image pull,
             start-up budget).
         polling_interval_seconds: ``pollingInterval``; KEDA polls on the HPA's sync seconds.
     """

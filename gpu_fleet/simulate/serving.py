@@ -5,7 +5,7 @@ Assumptions (each can be replaced with ``--set``):
 
 - **A replica** is one vLLM pod with ``tensorParallelSize`` GPUs. It runs at most
   ``concurrency`` sequences at once. Unless given, that is the KV-cache capacity of the
-  replica (``components.sizing.size_model(model, shape).kv_cache_tokens``) divided by an
+  replica (``gpu_fleet.components.sizing.size_model(model, shape).kv_cache_tokens``) divided by an
   average of **1,500 tokens (prompt + output) per request**, and no more than
   ``--max-num-seqs`` when the model's ``extraArgs`` set it.
 - **Throughput** of a full replica is ``concurrency / meanLatencySeconds`` requests per
@@ -42,9 +42,9 @@ import math
 from dataclasses import dataclass
 from typing import Optional
 
-from components.config import GpuPoolConfig, ModelConfig, RegionConfig
-from components.gpu_catalog import GpuShape
-from components.sizing import flag_name, size_model
+from gpu_fleet.components.config import GpuPoolConfig, ModelConfig, RegionConfig
+from gpu_fleet.components.gpu_catalog import GpuShape
+from gpu_fleet.components.sizing import flag_name, size_model
 
 from . import kernels
 

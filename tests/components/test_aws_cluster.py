@@ -15,12 +15,12 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from components import aws_cluster as eks
-from components import contract, gke_cluster, karpenter, pins
-from components.config import ConfigError, load_stack_file, parse_fleet
-from components.subnets import subnet_layout
-from components.gpu_catalog import load_catalog
-from components.contract import SYSTEM_NODE_SELECTOR
+from gpu_fleet.components import aws_cluster as eks
+from gpu_fleet.components import contract, gke_cluster, karpenter, pins
+from gpu_fleet.components.config import ConfigError, load_stack_file, parse_fleet
+from gpu_fleet.components.subnets import subnet_layout
+from gpu_fleet.components.gpu_catalog import load_catalog
+from gpu_fleet.components.contract import SYSTEM_NODE_SELECTOR
 from gpu_fleet import mock_outputs
 from gpu_fleet.engine import Recording, ResourceRecord, is_secret
 from gpu_fleet.manifests import validate
@@ -292,7 +292,7 @@ def test_private_access_cidrs_open_the_private_endpoint_to_in_vpc_runners(fleet,
 
 
 def test_private_access_cidrs_are_aws_only():
-    from components.config import parse_fleet as parse
+    from gpu_fleet.components.config import parse_fleet as parse
 
     raw = yaml.safe_load(EU_WEST.read_text())["config"]["gpu-fleet:fleet"]
     raw["cluster"]["privateAccessCidrs"] = ["10.0.0.0/24"]

@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components import model_deployment as md
-from components.config import ModelConfig
-from components.gpu_catalog import load_catalog
-from components.monitoring import MetricsPipeline
-from components.monitoring_rules import ModelRef
-from components.sizing import host_share
+from gpu_fleet.components import model_deployment as md
+from gpu_fleet.components.config import ModelConfig
+from gpu_fleet.components.gpu_catalog import load_catalog
+from gpu_fleet.components.monitoring import MetricsPipeline
+from gpu_fleet.components.monitoring_rules import ModelRef
+from gpu_fleet.components.sizing import host_share
 from gpu_fleet import cli
 
 REPO = Path(__file__).resolve().parents[2]

@@ -15,9 +15,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from components import cache_settings
-from components.cache import AwsCache, CacheConnection, GcpCache, connection_data, redis_url
-from components.cache_settings import (
+from gpu_fleet.components import cache_settings
+from gpu_fleet.components.cache import AwsCache, CacheConnection, GcpCache, connection_data, redis_url
+from gpu_fleet.components.cache_settings import (
     daily_window,
     memorystore_maintenance_policy,
     memorystore_persistence,
@@ -26,9 +26,9 @@ from components.cache_settings import (
     overlaps,
     weekly_window,
 )
-from components.contract import CACHE_CLIENT_LABELS
-from components.config import CacheConfig, RegionConfig, load_stack_file
-from components.network import AwsNetwork, GcpNetwork
+from gpu_fleet.components.contract import CACHE_CLIENT_LABELS
+from gpu_fleet.components.config import CacheConfig, RegionConfig, load_stack_file
+from gpu_fleet.components.network import AwsNetwork, GcpNetwork
 from gpu_fleet.engine import is_secret, reveal
 from gpu_fleet.manifests import validate
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from components import cache_sizing as cs
+from gpu_fleet.components import cache_sizing as cs
 
 GIB = cs.GIB
 # Llama-3.1-70B in bf16: 2 x 80 layers x 8 KV heads x 128 x 2 bytes = 320 KiB per token.

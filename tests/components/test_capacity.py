@@ -1,4 +1,4 @@
-"""GPU capacity and cost per pool (components.capacity), from the config and the catalog."""
+"""GPU capacity and cost per pool (gpu_fleet.components.capacity), from the config and the catalog."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from components import capacity
-from components.config import load_stack_file, parse_fleet
+from gpu_fleet.components import capacity
+from gpu_fleet.components.config import load_stack_file, parse_fleet
 
 REPO = Path(__file__).resolve().parents[2]
 US_EAST = REPO / "stacks" / "Pulumi.us-east.yaml"

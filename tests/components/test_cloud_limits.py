@@ -17,8 +17,8 @@ from typing import Any, Callable
 import pytest
 import yaml
 
-from components import cloud_limits, pins
-from components.config import ConfigError, parse_fleet
+from gpu_fleet.components import cloud_limits, pins
+from gpu_fleet.components.config import ConfigError, parse_fleet
 
 REPO = Path(__file__).resolve().parents[2]
 KEY = "gpu-fleet:fleet"

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components.config import ConfigError, GlobalConfig, RegionConfig, load_stack_file, parse_fleet
+from gpu_fleet.components.config import ConfigError, GlobalConfig, RegionConfig, load_stack_file, parse_fleet
 
 REPO = Path(__file__).resolve().parents[2]
 SOURCE = "stacks/Pulumi.eu-west.yaml"

@@ -10,7 +10,7 @@ from typing import Optional
 import pytest
 import yaml
 
-from components.config import ConfigError, RegionConfig, parse_fleet
+from gpu_fleet.components.config import ConfigError, RegionConfig, parse_fleet
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -12,7 +12,7 @@ from typing import Callable, Optional
 import pytest
 import yaml
 
-from components.config import (
+from gpu_fleet.components.config import (
     ConfigError,
     EntrypointConfig,
     GlobalConfig,
@@ -20,8 +20,8 @@ from components.config import (
     load_stack_file,
     parse_fleet,
 )
-from components.gpu_catalog import load_catalog
-from components.latency_regions import AWS_REGIONS, GCP_TO_AWS, latency_region
+from gpu_fleet.components.gpu_catalog import load_catalog
+from gpu_fleet.components.latency_regions import AWS_REGIONS, GCP_TO_AWS, latency_region
 
 REPO = Path(__file__).resolve().parents[2]
 SOURCE = "stacks/Pulumi.global.yaml"
@@ -154,7 +154,7 @@ def test_anycast_endpoint_group_holds_ten_albs(stacks):
 
 
 def test_anycast_accelerator_holds_42_endpoint_groups(stacks, monkeypatch):
-    import components.config as config
+    import gpu_fleet.components.config as config
 
     monkeypatch.setattr(config, "ACCELERATOR_ENDPOINT_GROUPS", 1)
     raw = _anycast_fleet(stacks, 2)

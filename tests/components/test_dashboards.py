@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components import dashboards
-from components.monitoring_rules import ModelRef, prometheus_rule_groups
+from gpu_fleet.components import dashboards
+from gpu_fleet.components.monitoring_rules import ModelRef, prometheus_rule_groups
 from gpu_fleet.manifests import promtool_errors
 from gpu_fleet.policy_check import load_pack
 

@@ -14,9 +14,9 @@ import pulumi_gcp as gcp
 import pulumi_kubernetes as k8s
 import pytest
 
-from components import entrypoint as ep
-from components.config import ModelConfig, RegionConfig, load_stack_file
-from components.network import AwsNetwork, GcpNetwork
+from gpu_fleet.components import entrypoint as ep
+from gpu_fleet.components.config import ModelConfig, RegionConfig, load_stack_file
+from gpu_fleet.components.network import AwsNetwork, GcpNetwork
 from gpu_fleet.engine import Recording
 from gpu_fleet.manifests import validate
 

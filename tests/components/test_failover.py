@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from components.failover import ACCELERATOR_REACTION_SECONDS, anycast_budget, dns_budget
+from gpu_fleet.components.failover import ACCELERATOR_REACTION_SECONDS, anycast_budget, dns_budget
 
 
 def test_dns_budget_is_detection_plus_propagation_plus_ttl():

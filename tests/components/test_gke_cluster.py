@@ -11,9 +11,9 @@ import pulumi_gcp as gcp
 import pytest
 import yaml
 
-from components import gke_cluster as gke
-from components.config import ConfigError, load_stack_file, parse_fleet
-from components.contract import SYSTEM_NODE_SELECTOR
+from gpu_fleet.components import gke_cluster as gke
+from gpu_fleet.components.config import ConfigError, load_stack_file, parse_fleet
+from gpu_fleet.components.contract import SYSTEM_NODE_SELECTOR
 from gpu_fleet import mock_outputs
 from gpu_fleet.engine import Recording, ResourceRecord, is_secret
 from gpu_fleet.manifests import validate
@@ -148,7 +148,7 @@ def test_h100_pool_runs_the_catalog_shape_with_gke_drivers(eu_west):
     # Whole-pool limits, not per zone: the config's 1..23 nodes mean 1..23 nodes.
     assert i["autoscaling"] == {"totalMinNodeCount": 1, "totalMaxNodeCount": 23, "locationPolicy": "ANY"}
     # Created empty (never 2 nodes for minNodes 1 over 2 zones, never waiting for GPU stock):
-    # the warm node comes from the placeholders (components.warm_capacity).
+    # the warm node comes from the placeholders (gpu_fleet.components.warm_capacity).
     assert i["initialNodeCount"] == 0
     assert i["upgradeSettings"] == {"maxSurge": 0, "maxUnavailable": 1}
     assert i["management"] == {"autoRepair": True, "autoUpgrade": True}
@@ -492,10 +492,10 @@ def test_spot_mixed_with_other_capacity_is_node_pools_ordered_by_a_compute_class
     assert {p.urn for p in pools} <= set(cc.depends_on)
 
     # Warm placeholders and model pods land on the class's node pools, and only through it.
-    from components import model_deployment as md
-    from components import warm_capacity as warm
-    from components.sizing import size_model
-    from components.config import pool_offering
+    from gpu_fleet.components import model_deployment as md
+    from gpu_fleet.components import warm_capacity as warm
+    from gpu_fleet.components.sizing import size_model
+    from gpu_fleet.components.config import pool_offering
 
     pool = cfg.gpu_pools[0]
     shape = pool_offering(cfg, pool).shape

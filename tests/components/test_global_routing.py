@@ -14,10 +14,10 @@ import pulumi_kubernetes as k8s
 import pytest
 import yaml
 
-from components.config import GlobalConfig, RegionConfig, load_stack_file
-from components.entrypoint import Entrypoint
-from components.global_routing import GlobalRouting, export_global, region_endpoint, region_endpoints
-from components.network import AwsNetwork, GcpNetwork
+from gpu_fleet.components.config import GlobalConfig, RegionConfig, load_stack_file
+from gpu_fleet.components.entrypoint import Entrypoint
+from gpu_fleet.components.global_routing import GlobalRouting, export_global, region_endpoint, region_endpoints
+from gpu_fleet.components.network import AwsNetwork, GcpNetwork
 from gpu_fleet import engine
 
 REPO = Path(__file__).resolve().parents[2]

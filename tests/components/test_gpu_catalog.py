@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from components.gpu_catalog import DATA_FILE, CatalogError, load_catalog, parse_catalog
+from gpu_fleet.components.gpu_catalog import DATA_FILE, CatalogError, load_catalog, parse_catalog
 
 # (cloud, machine type, gpu, gpus, GPU memory GB, accelerator)
 SHAPES = [
@@ -176,7 +176,7 @@ def test_gcp_prices_are_linear_in_gpu_count():
 
 
 def test_offered_zones_per_region_and_shape():
-    from components.gpu_catalog import offered_zones
+    from gpu_fleet.components.gpu_catalog import offered_zones
 
     assert offered_zones("aws", "us-east-1", "p4de.24xlarge") == ("use1-az4", "use1-az6")
     assert offered_zones("gcp", "europe-west4", "a3-highgpu-8g") == ("europe-west4-b", "europe-west4-c")

@@ -7,8 +7,8 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pytest
 
-from components import gpu_software as gs
-from components.monitoring_rules import gpu_operator_dcgm_values
+from gpu_fleet.components import gpu_software as gs
+from gpu_fleet.components.monitoring_rules import gpu_operator_dcgm_values
 from gpu_fleet.engine import Recording
 from gpu_fleet.manifests import KUBERNETES_VERSION
 

@@ -17,7 +17,7 @@ from typing import Any, Iterator, Optional
 import pytest
 import yaml
 
-from components import pins
+from gpu_fleet.components import pins
 
 from .test_pins import HELM_RELEASE, STACKS, chart_ref
 

@@ -16,8 +16,8 @@ import jsonschema
 import pytest
 import yaml
 
-from components import karpenter, warm_capacity
-from components.config import load_stack_file, parse_fleet
+from gpu_fleet.components import karpenter, warm_capacity
+from gpu_fleet.components.config import load_stack_file, parse_fleet
 
 REPO = Path(__file__).resolve().parents[2]
 REFERENCE = Path(os.environ.get("GPU_FLEET_REFERENCE_DIR", REPO.parent / "shared" / "reference"))

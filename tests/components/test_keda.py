@@ -13,12 +13,12 @@ import jsonschema
 import pytest
 import yaml
 
-from components import keda, sizing
-from components.config import AutoscalingConfig, ConfigError, parse_fleet
-from components.gpu_catalog import load_catalog
-from components.hpa import hpa_spec
-from components.contract import ENVIRONMENT_LABEL
-from components.monitoring_rules import PROMETHEUS_URL
+from gpu_fleet.components import keda, sizing
+from gpu_fleet.components.config import AutoscalingConfig, ConfigError, parse_fleet
+from gpu_fleet.components.gpu_catalog import load_catalog
+from gpu_fleet.components.hpa import hpa_spec
+from gpu_fleet.components.contract import ENVIRONMENT_LABEL
+from gpu_fleet.components.monitoring_rules import PROMETHEUS_URL
 from gpu_fleet import cli
 
 REPO = Path(__file__).resolve().parents[2]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from components.config import ModelConfig
-from components.model_catalog import CATALOG, PREQUANTIZED, UnknownModelError, architecture_of, lookup
+from gpu_fleet.components.config import ModelConfig
+from gpu_fleet.components.model_catalog import CATALOG, PREQUANTIZED, UnknownModelError, architecture_of, lookup
 
 REQUIRED = {
     "meta-llama/Llama-3.1-8B-Instruct",

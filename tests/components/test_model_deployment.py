@@ -12,11 +12,11 @@ import pulumi_kubernetes as k8s
 import pytest
 import yaml
 
-from components import model_deployment as md
-from components import sizing
-from components.config import parse_fleet, pool_offering
-from components.contract import MODEL_LABEL, VLLM_POD_LABELS
-from components.monitoring_rules import ModelRef
+from gpu_fleet.components import model_deployment as md
+from gpu_fleet.components import sizing
+from gpu_fleet.components.config import parse_fleet, pool_offering
+from gpu_fleet.components.contract import MODEL_LABEL, VLLM_POD_LABELS
+from gpu_fleet.components.monitoring_rules import ModelRef
 from gpu_fleet import manifests
 from gpu_fleet.engine import Recording, is_secret, reveal
 

@@ -13,8 +13,8 @@ import pulumi
 import pytest
 from pulumi.runtime.mocks import MockMonitor
 
-from components.monitoring import AlertSettings, ModelRef, Monitoring
-from components.monitoring_rules import (
+from gpu_fleet.components.monitoring import AlertSettings, ModelRef, Monitoring
+from gpu_fleet.components.monitoring_rules import (
     KUBE_PROMETHEUS_STACK_CHART_VERSION,
     PROMETHEUS_ADAPTER_CHART_VERSION,
     PROMETHEUS_COMMUNITY_REPO,
@@ -194,7 +194,7 @@ def test_chart_versions_and_storage_can_be_overridden(monitor):
 @pulumi.runtime.test
 def test_keda_engine_installs_keda_instead_of_prometheus_adapter(monitor):
     """One External metrics API per cluster (kedacore/keda#470): KEDA or the adapter, never both."""
-    from components.keda import KEDA_CHART_VERSION, KEDA_REPO, keda_values
+    from gpu_fleet.components.keda import KEDA_CHART_VERSION, KEDA_REPO, keda_values
 
     component = Monitoring("mon", {"models": MODELS, "autoscaling_engine": "keda"})
     assert component.prometheus_adapter is None and component.autoscaler is component.keda

@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components import contract
-from components.config import AlertsConfig
-from components.monitoring_rules import (
+from gpu_fleet.components import contract
+from gpu_fleet.components.config import AlertsConfig
+from gpu_fleet.components.monitoring_rules import (
     ALERT_GPU_SATURATED,
     ALERT_HPA_AT_MAX,
     ALERT_QUEUE,

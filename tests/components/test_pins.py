@@ -11,8 +11,8 @@ from pathlib import Path
 import pulumi
 import pytest
 
-from components import pins
-from components.config import RegionConfig
+from gpu_fleet.components import pins
+from gpu_fleet.components.config import RegionConfig
 from gpu_fleet.plan import StackPlan, plan_stack, stack_files
 
 REPO = Path(__file__).resolve().parents[2]

@@ -10,8 +10,8 @@ import pulumi
 import pytest
 import yaml
 
-from components import cache_sizing
-from components.config import load_stack_file
+from gpu_fleet.components import cache_sizing
+from gpu_fleet.components.config import load_stack_file
 from gpu_fleet import engine
 from gpu_fleet.plan import PLACEHOLDER_SECRET, plan_stack
 
@@ -88,7 +88,7 @@ def test_region_outputs(region):
     # Memorystore serves TLS on 6378; ElastiCache keeps 6379 with TLS on.
     assert out["cacheEndpoint"] and out["cachePort"] == {"aws": 6379, "gcp": 6378}[cloud]
     assert out["healthPath"] == "/health" and out["domain"] == cfg.entrypoint.domain
-    # By default the gateway reads and writes the cache (components.gateway); LMCache is off
+    # By default the gateway reads and writes the cache (gpu_fleet.components.gateway); LMCache is off
     # in the reference stacks (benchmarks/cache_bench.py: a Redis read of a chunk's KV is
     # slower than recomputing it). The plan says what the cache holds and warns of nothing.
     assert out["cache"]["role"] == "gateway-response-cache" and out["cache"]["models"] == []

@@ -10,10 +10,10 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from components import sizing
-from components.config import ConfigError, ModelConfig, load_stack_file, parse_fleet, pool_offering
-from components.gpu_catalog import load_catalog
-from components.model_catalog import CATALOG
+from gpu_fleet.components import sizing
+from gpu_fleet.components.config import ConfigError, ModelConfig, load_stack_file, parse_fleet, pool_offering
+from gpu_fleet.components.gpu_catalog import load_catalog
+from gpu_fleet.components.model_catalog import CATALOG
 
 REPO = Path(__file__).resolve().parents[2]
 US_EAST = REPO / "stacks" / "Pulumi.us-east.yaml"

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from components import config as config_module
-from components import yaml_reader
-from components.config import ConfigError, load_stack_file, read_stack_file, reading_once
+from gpu_fleet.components import config as config_module
+from gpu_fleet.components import yaml_reader
+from gpu_fleet.components.config import ConfigError, load_stack_file, read_stack_file, reading_once
 
 REPO = Path(__file__).resolve().parents[2]
 US_EAST = (REPO / "stacks" / "Pulumi.us-east.yaml").read_text()
@@ -226,7 +226,7 @@ def test_c_loader_is_used():
 def test_program_refuses_secrets_pulumi_holds_in_plaintext(fleet, secret_keys, fails):
     import pulumi
 
-    from components import program
+    from gpu_fleet.components import program
 
     config = {"gpu-fleet:apiKey": "k", "gpu-fleet:huggingFaceToken": "t"}
     outcome: list[str] = []
@@ -270,7 +270,7 @@ def test_integers_up_to_two_to_the_53_are_read_in_any_notation():
 def test_validating_the_reference_stacks_imports_no_pulumi():
     # gpu-fleet plan reports a stack file's mistakes before the provider SDKs are imported
     # (most of a second); benchmarks/stack_file_bench.py times it.
-    code = ("import sys; from components.config import load_stack_file\n"
+    code = ("import sys; from gpu_fleet.components.config import load_stack_file\n"
             "for s in ('us-east', 'eu-west', 'global'): load_stack_file(f'stacks/Pulumi.{s}.yaml')\n"
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('pulumi', 'pulumi_aws', 'pulumi_gcp', "
             "'pulumi_kubernetes', 'numba')))")

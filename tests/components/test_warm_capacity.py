@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from components import warm_capacity as warm
-from components.config import load_stack_file
+from gpu_fleet.components import warm_capacity as warm
+from gpu_fleet.components.config import load_stack_file
 
 
 @pytest.mark.parametrize("stack,pools", [("us-east", {"h100": 8, "a100": 8}), ("eu-west", {"h100": 8})])

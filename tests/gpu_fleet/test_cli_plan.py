@@ -243,7 +243,7 @@ def test_allowed_cidrs_past_the_annotation_limit_are_a_config_error(fleet, tmp_p
 
 
 def test_the_annotation_budget_of_allowed_cidrs_and_certificate_is_exact():
-    from components.config import (INGRESS_OTHER_ANNOTATIONS_BYTES, KUBERNETES_ANNOTATIONS_MAX_BYTES, EntrypointConfig,
+    from gpu_fleet.components.config import (INGRESS_OTHER_ANNOTATIONS_BYTES, KUBERNETES_ANNOTATIONS_MAX_BYTES, EntrypointConfig,
                                    ingress_annotation_problems)
 
     entry = EntrypointConfig.model_validate({**_region_config()["entrypoint"], "allowedCidrs": _cidrs(10_000)})
@@ -256,8 +256,8 @@ def test_the_annotation_budget_of_allowed_cidrs_and_certificate_is_exact():
 
 
 def test_the_ingress_annotations_besides_ranges_and_certificate_fit_the_room_kept_for_them():
-    from components.config import INGRESS_OTHER_ANNOTATIONS_BYTES, EntrypointConfig
-    from components.entrypoint import ALB_NAME_MAX, alb_annotations
+    from gpu_fleet.components.config import INGRESS_OTHER_ANNOTATIONS_BYTES, EntrypointConfig
+    from gpu_fleet.components.entrypoint import ALB_NAME_MAX, alb_annotations
 
     entry = EntrypointConfig.model_validate(_region_config()["entrypoint"])
     # The longest load balancer name, six zones' subnets, the health checkers' prefix list.
@@ -313,7 +313,7 @@ runpy.run_module("gpu_fleet.cli", run_name="__main__")
 
 
 @pytest.mark.parametrize("module, argv", [
-    ("components.config", ["plan", "us-east"]),                     # the CLI's own imports, before main()
+    ("gpu_fleet.components.config", ["plan", "us-east"]),                     # the CLI's own imports, before main()
     ("gpu_fleet.simulate.cli", ["simulate", "us-east", "--help"]),  # simulate's options, while parsing
     ("gpu_fleet.engine", ["plan", "us-east"]),                      # the planning machinery, after validation
 ])

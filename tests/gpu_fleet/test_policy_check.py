@@ -12,9 +12,9 @@ import pulumi_kubernetes as k8s
 import pytest
 from pulumi_policy import EnforcementLevel
 
-from components.config import AutoscalingConfig
-from components.hpa import hpa_spec
-from components.monitoring import ModelRef, Monitoring
+from gpu_fleet.components.config import AutoscalingConfig
+from gpu_fleet.components.hpa import hpa_spec
+from gpu_fleet.components.monitoring import ModelRef, Monitoring
 from gpu_fleet.policy_check import Violation, evaluate, load_policies
 
 REPO = Path(__file__).resolve().parents[2]
@@ -112,7 +112,7 @@ def test_stack_policies_see_every_resource_and_report_on_the_offending_one(fleet
 
 
 class _Routing(pulumi.ComponentResource):
-    """Stands in for components.global_routing.GlobalRouting: the props the policy reads."""
+    """Stands in for gpu_fleet.components.global_routing.GlobalRouting: the props the policy reads."""
 
     def __init__(self, name: str, budget: int, target: int = 30):
         props = {"routingMode": "dns", "failoverBudgetSeconds": budget, "failoverTargetSeconds": target,

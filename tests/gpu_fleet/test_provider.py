@@ -15,7 +15,7 @@ from pulumi.provider.experimental.analyzer import Analyzer
 from pulumi.provider.experimental.component import ComponentProvider
 from pulumi.provider.experimental.schema import generate_schema
 
-from components.config import VLLM_IMAGE
+from gpu_fleet.components.config import VLLM_IMAGE
 from gpu_fleet import manifests, policy_check
 from gpu_fleet.provider import COMPONENTS, PACKAGE
 
@@ -137,7 +137,7 @@ def test_region_constructs_from_a_stack_files_settings(fleet):
 
 
 def test_global_routing_constructs_in_front_of_the_planned_region_stacks(reference_plan):
-    from components.global_routing import stack_reference_name
+    from gpu_fleet.components.global_routing import stack_reference_name
     from gpu_fleet import engine
 
     raw = yaml.safe_load((REPO / "stacks" / "Pulumi.global.yaml").read_text())["config"]["gpu-fleet:fleet"]

@@ -15,9 +15,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from components.config import AutoscalingConfig
-from components.contract import GPU_UTILIZATION_METRIC, PENDING_REQUESTS_METRIC
-from components.hpa import hpa_spec
+from gpu_fleet.components.config import AutoscalingConfig
+from gpu_fleet.components.contract import GPU_UTILIZATION_METRIC, PENDING_REQUESTS_METRIC
+from gpu_fleet.components.hpa import hpa_spec
 from gpu_fleet.simulate.controller import (
     ExternalMetric,
     HorizontalController,

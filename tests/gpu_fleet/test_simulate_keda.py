@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from components.config import load_stack_file, pool_offering
-from components.hpa import hpa_spec
+from gpu_fleet.components.config import load_stack_file, pool_offering
+from gpu_fleet.components.hpa import hpa_spec
 from gpu_fleet import cli
 from gpu_fleet.simulate import traces
 from gpu_fleet.simulate.cli import hpa_settings, scale_to_zero

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from components.config import load_stack_file, pool_offering
-from components.hpa import hpa_spec
+from gpu_fleet.components.config import load_stack_file, pool_offering
+from gpu_fleet.components.hpa import hpa_spec
 from gpu_fleet.simulate import traces
 from gpu_fleet.simulate.controller import settings_from_spec
 from gpu_fleet.simulate.report import summarize

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from components.config import AutoscalingConfig, load_stack_file, pool_offering
-from components.hpa import hpa_spec
-from components.sizing import size_model
+from gpu_fleet.components.config import AutoscalingConfig, load_stack_file, pool_offering
+from gpu_fleet.components.hpa import hpa_spec
+from gpu_fleet.components.sizing import size_model
 from gpu_fleet.simulate import traces
 from gpu_fleet.simulate.controller import settings_from_spec
 from gpu_fleet.simulate.kernels import tally

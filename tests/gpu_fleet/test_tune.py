@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from components.config import AUTOSCALING_PRESETS, AutoscalingConfig, load_stack_file, pool_offering
-from components.hpa import hpa_spec
+from gpu_fleet.components.config import AUTOSCALING_PRESETS, AutoscalingConfig, load_stack_file, pool_offering
+from gpu_fleet.components.hpa import hpa_spec
 from gpu_fleet import tune
 from gpu_fleet.cli import main
 from gpu_fleet.policy_check import load_policies

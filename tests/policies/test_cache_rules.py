@@ -9,10 +9,10 @@ import pytest
 from pulumi_policy import PolicyCustomTimeouts, PolicyResourceOptions, ResourceValidationArgs
 from pulumi_policy.proxy import unknown_checking_proxy
 
-from components import gateway as gw
-from components import model_deployment as md
-from components.config import parse_fleet, pool_offering
-from components.sizing import size_model
+from gpu_fleet.components import gateway as gw
+from gpu_fleet.components import model_deployment as md
+from gpu_fleet.components.config import parse_fleet, pool_offering
+from gpu_fleet.components.sizing import size_model
 from gpu_fleet.policy_check import load_pack
 
 import yaml

@@ -36,11 +36,11 @@ from pulumi_policy import (
 from pulumi_policy.policy import _NotApplicableError
 from pulumi_policy.proxy import unknown_checking_proxy
 
-from components import contract
-from components import hpa as hpa_module
-from components.config import AutoscalingConfig
-from components.model_deployment import PROBE_SCRIPT
-from components.monitoring_rules import AlertSettings, ModelRef, prometheus_rule
+from gpu_fleet.components import contract
+from gpu_fleet.components import hpa as hpa_module
+from gpu_fleet.components.config import AutoscalingConfig
+from gpu_fleet.components.model_deployment import PROBE_SCRIPT
+from gpu_fleet.components.monitoring_rules import AlertSettings, ModelRef, prometheus_rule
 from gpu_fleet.policy_check import load_pack
 
 REPO = Path(__file__).resolve().parents[2]

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from components.config import AutoscalingConfig, ScalingRules
-from components.keda import scaled_object
-from components.contract import ENVIRONMENT_LABEL
-from components.monitoring_rules import PROMETHEUS_URL
+from gpu_fleet.components.config import AutoscalingConfig, ScalingRules
+from gpu_fleet.components.keda import scaled_object
+from gpu_fleet.components.contract import ENVIRONMENT_LABEL
+from gpu_fleet.components.monitoring_rules import PROMETHEUS_URL
 
 # The pack's harness (real ResourceValidationArgs behind pulumi_policy's proxy).
 _spec = importlib.util.spec_from_file_location("policy_harness", Path(__file__).with_name("test_rules.py"))
