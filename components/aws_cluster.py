@@ -45,6 +45,7 @@ from .karpenter import Karpenter
 from .kubeconfig import exec_kubeconfig
 from .contract import POOL_LABEL, SYSTEM_POOL
 from .network import AwsNetwork
+from .problem import Problem, ProblemError
 from .subnets import subnet_layout
 
 DEFAULT_SYSTEM_INSTANCE_TYPE = "m7i.2xlarge"
@@ -121,8 +122,8 @@ def eks_zones(names: list[str], zone_ids: list[str], count: int) -> list[str]:
     """The first ``count`` zones (by name) that can hold an EKS control plane."""
     usable = [n for n, z in zip(names, zone_ids) if z not in EKS_UNSUPPORTED_ZONE_IDS]
     if len(usable) < count:
-        raise ValueError(f"network.zoneCount is {count} but the region has only {len(usable)} zones EKS supports: "
-                         f"{', '.join(usable)}")
+        raise ProblemError(Problem("network.zoneCount", f"is {count} but the region has only {len(usable)} zones EKS "
+                                   f"supports: {', '.join(usable)}"))
     return usable[:count]
 
 

@@ -12,3 +12,13 @@ class Problem:
 
     path: str
     message: str
+
+
+class ProblemError(ValueError):
+    """A config problem only the deployment can see (what a cloud data source returns):
+    raised by the program, reported by ``gpu-fleet plan`` like a config error (exit 2,
+    ``file: field: message``) and by ``pulumi up`` as this message."""
+
+    def __init__(self, problem: Problem):
+        super().__init__(f"{problem.path}: {problem.message}")
+        self.problem = problem

@@ -233,6 +233,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 def _plan(args: argparse.Namespace) -> int:
     from gpu_fleet.components.config import ConfigError, load_stack_file
+    from gpu_fleet.components.problem import ProblemError
 
     started = time.perf_counter()
     if args.config and Path(args.config).exists():
@@ -293,6 +294,9 @@ def _plan(args: argparse.Namespace) -> int:
             plan = plan_program(project, args.stack) if args.program else plan_stack(path, program, plans, deployer)
         except ConfigError as e:
             print(e, file=sys.stderr)
+            return EXIT_CONFIG
+        except ProblemError as e:  # a config problem the program found in cloud data
+            print(ConfigError(str(path), [e.problem]), file=sys.stderr)
             return EXIT_CONFIG
         except Exception as e:  # noqa: BLE001 - the CLI reports any failure in one line
             if _interrupted.is_set():

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from gpu_fleet.components import aws_cluster as eks
 from gpu_fleet.components import contract, gke_cluster, karpenter, pins
+from gpu_fleet.components.problem import ProblemError
 from gpu_fleet.components.config import ConfigError, load_stack_file, parse_fleet
 from gpu_fleet.components.subnets import subnet_layout
 from gpu_fleet.components.gpu_catalog import load_catalog
@@ -219,7 +220,7 @@ def test_too_few_eks_zones_is_an_error(fleet):
         raw["network"]["zoneCount"] = 6
 
     # us-east-1 has six zones in the mock, one of which EKS cannot use.
-    with pytest.raises(Exception, match="zoneCount is 6 but the region has only 5 zones EKS supports"):
+    with pytest.raises(Exception, match="zoneCount: is 6 but the region has only 5 zones EKS supports"):
         _run(fleet, _cfg(six))
 
 
@@ -759,8 +760,9 @@ def test_eks_zones_skip_unsupported_zone_ids():
     names = ["us-east-1a", "us-east-1b", "us-east-1c", "us-east-1d"]
     ids = ["use1-az4", "use1-az6", "use1-az3", "use1-az1"]
     assert eks.eks_zones(names, ids, 3) == ["us-east-1a", "us-east-1b", "us-east-1d"]
-    with pytest.raises(ValueError, match="zoneCount is 4"):
+    with pytest.raises(ProblemError, match="zoneCount: is 4") as raised:
         eks.eks_zones(names, ids, 4)
+    assert raised.value.problem.path == "network.zoneCount"
 
 
 def test_launch_template_spec_for_system_nodes_has_no_gpu_extras():

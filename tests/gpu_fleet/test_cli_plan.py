@@ -242,6 +242,23 @@ def test_allowed_cidrs_past_the_annotation_limit_are_a_config_error(fleet, tmp_p
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("raising", [
+    # The program found it in cloud data (us-east-1 has six zones in the mock; EKS cannot use use1-az3).
+    "from gpu_fleet.components.aws_cluster import eks_zones\n"
+    "eks_zones(['a', 'b', 'c'], ['use1-az1', 'use1-az3', 'use1-az4'], 3)\n",
+    "from gpu_fleet.components.problem import Problem, ProblemError\n"
+    "raise ProblemError(Problem('gpuPools[0].zones', 'us-east-1z is not offered'))\n",
+])
+def test_a_problem_the_program_finds_is_a_config_error(fleet, tmp_path, monkeypatch, capsys, raising):
+    project = _project(tmp_path, raising, _region_config())
+    monkeypatch.chdir(project)
+    assert cli.main(["plan", "demo", "--out", str(tmp_path / "out")]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"{project / 'stacks' / 'Pulumi.demo.yaml'}: ")
+    assert ": network.zoneCount: is 3 but the region has only 2 zones EKS supports: a, c" in line or \
+        line.endswith(": gpuPools[0].zones: us-east-1z is not offered"), line
+
+
 def test_the_annotation_budget_of_allowed_cidrs_and_certificate_is_exact():
     from gpu_fleet.components.config import (INGRESS_OTHER_ANNOTATIONS_BYTES, KUBERNETES_ANNOTATIONS_MAX_BYTES, EntrypointConfig,
                                    ingress_annotation_problems)
