@@ -54,14 +54,6 @@ class StackPlan:
         return [*self.recording.warnings, *self.secrets.warnings(self.path.name), *self.endpoint_notes]
 
 
-def project_dir(start: Path) -> Path:
-    """The folder holding ``Pulumi.yaml`` at or above ``start``."""
-    for d in (start, *start.parents):
-        if (d / "Pulumi.yaml").exists():
-            return d
-    raise FileNotFoundError(f"no Pulumi.yaml at or above {start}")
-
-
 @contextmanager
 def _stacks_dir(path: Path) -> Iterator[None]:
     old = os.environ.get(STACKS_DIR_ENV)
@@ -112,19 +104,6 @@ def plan_stack(path: Path, program: Path, region_plans: Optional[dict[str, Stack
         os.chdir(cwd)
     notes = endpoint_notes(cfg, list(deployer_cidrs)) if isinstance(cfg, RegionConfig) else []
     return StackPlan(sf.stack, path, cfg, recording, secrets, notes)
-
-
-def stack_files(stacks_dir: Path) -> list[Path]:
-    """Every stack file in ``stacks_dir``, region stacks before global ones."""
-    files = sorted(stacks_dir.glob("Pulumi.*.yaml"))
-
-    def is_global(p: Path) -> bool:
-        try:
-            return isinstance(load_stack_file(p), GlobalConfig)
-        except ConfigError:
-            return False
-
-    return sorted(files, key=is_global)
 
 
 

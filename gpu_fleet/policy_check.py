@@ -61,7 +61,7 @@ from pulumi_policy.policy import _NotApplicableError
 from pulumi_policy.proxy import unknown_checking_proxy
 
 from . import engine
-from .plan import project_dir
+from .project import project_dir
 
 #: The policy rules, relative to the project folder (not part of the installed package).
 RULES = Path("policies") / "rules.py"

@@ -39,7 +39,7 @@ from gpu_fleet.components.hpa import hpa_spec
 
 from . import engine, policy_check
 from .exits import EXIT_OK
-from .plan import project_dir
+from .project import project_dir
 from .simulate import serving, traces
 from .simulate.cli import UsageError, _model, _resolve_stack, autoscaling_with, deployed_baseline_rps, exit_status
 from .simulate.controller import settings_from_spec

@@ -16,7 +16,8 @@ import pytest
 
 from gpu_fleet.components import cloud_limits
 from gpu_fleet import engine
-from gpu_fleet.plan import StackPlan, plan_stack, stack_files
+from gpu_fleet.plan import StackPlan, plan_stack
+from gpu_fleet.project import stack_files
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -38,7 +38,7 @@ from gpu_fleet.components.hpa import hpa_spec
 from gpu_fleet.components.keda import POLLING_INTERVAL_SECONDS
 from gpu_fleet.components.sizing import cold_start, size_model
 
-from .. import plan
+from ..project import project_dir, stack_files
 from ..exits import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, one_line
 from . import report, serving, traces
 from .controller import (
@@ -204,7 +204,7 @@ def _resolve_stack(name: Optional[str], config: Optional[Path] = None) -> tuple[
             raise UsageError(f"{config}: a global stack has no models; simulate a region stack")
         return config.name[len("Pulumi."):-len(".yaml")] if config.name.startswith("Pulumi.") else config.stem, cfg, config
     try:
-        project = plan.project_dir(Path.cwd())
+        project = project_dir(Path.cwd())
     except FileNotFoundError as e:
         raise UsageError(str(e)) from None
     stacks_dir = project / "stacks"
@@ -217,7 +217,7 @@ def _resolve_stack(name: Optional[str], config: Optional[Path] = None) -> tuple[
         if not isinstance(cfg, RegionConfig):
             raise UsageError(f"{path}: a global stack has no models; simulate a region stack")
         return name, cfg, path
-    for path in plan.stack_files(stacks_dir):
+    for path in stack_files(stacks_dir):
         cfg = load_stack_file(path)
         if isinstance(cfg, RegionConfig):
             return path.name[len("Pulumi."):-len(".yaml")], cfg, path

@@ -13,7 +13,8 @@ import pytest
 
 from gpu_fleet.components import pins
 from gpu_fleet.components.config import RegionConfig
-from gpu_fleet.plan import StackPlan, plan_stack, stack_files
+from gpu_fleet.plan import StackPlan, plan_stack
+from gpu_fleet.project import stack_files
 
 REPO = Path(__file__).resolve().parents[2]
 STACKS = sorted(p.stem.removeprefix("Pulumi.") for p in stack_files(REPO / "stacks"))
