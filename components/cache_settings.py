@@ -101,6 +101,30 @@ def memorystore_replication(replicas: int) -> dict:
     return {"tier": "STANDARD_HA", "replica_count": replicas, "read_replicas_mode": "READ_REPLICAS_ENABLED"}
 
 
+def cache_hourly_usd(cloud: str, location: str, cache: CacheConfig, prices: dict) -> Optional[float]:
+    """On-demand US$ per hour of a region's cache from the catalog's ``cachePrices``, or
+    None when the catalog has no price for it (unknown node type or region, or an entry
+    left null because its price is unverified): never a guess.
+
+    ElastiCache bills every node by the hour: primary and each replica. Memorystore bills
+    provisioned GB by the hour; a Standard instance with read replicas enabled (ours, see
+    :func:`memorystore_replication`) is billed per node, so GB x nodes x the per-node rate
+    (the pricing page says node count counts; the exact rule is unverified).
+    """
+    if not cache.enabled:
+        return 0.0
+    nodes = 1 + cache.replicas
+    if cloud == "aws":
+        node = prices.get("aws", {}).get(location, {}).get(cache.engine, {}).get(cache.node_type or DEFAULT_NODE_TYPE)
+        return None if node is None else round(node * nodes, 4)
+    tier = prices.get("gcp", {}).get(location, {}).get(memorystore_replication(cache.replicas)["tier"], {})
+    if cache.replicas == 0:
+        rate = tier.get("usdPerGbHour")
+        return None if rate is None else round(rate * memory_size_gb(cache), 4)
+    rate = tier.get("usdPerGbHourPerNode")
+    return None if rate is None else round(rate * memory_size_gb(cache) * nodes, 4)
+
+
 def memorystore_persistence(cache: CacheConfig) -> dict:
     """RDB snapshots unless the config turns snapshots off (``snapshotRetentionDays: 0``)."""
     if cache.snapshot_retention_days == 0:

@@ -18,6 +18,7 @@ may carry the whole pool and nothing limits them together; such a pool runs more
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Optional
 
 from .capacity_tiers import tiers
 from .config import GpuPoolConfig, RegionConfig, pool_offering
@@ -211,8 +212,9 @@ def capacity_json(pools: list[PoolCapacity]) -> dict:
     }
 
 
-def cost_json(pools: list[PoolCapacity]) -> dict:
-    """The plan's ``cost`` object of a stack: US$ per hour at the models' min and max replicas."""
+def cost_json(pools: list[PoolCapacity], cache_hourly_usd: Optional[float] = None) -> dict:
+    """The plan's ``cost`` object of a stack: US$ per hour at the models' min and max replicas,
+    and the regional cache's US$ per hour on its own (None when the catalog has no price)."""
     return {
         "currency": "USD",
         "priceBasis": PRICE_BASIS,
@@ -224,6 +226,7 @@ def cost_json(pools: list[PoolCapacity]) -> dict:
              "maxHourlyUsd": p.max_hourly_usd, "capacity": list(p.capacity), "note": p.price_note}
             for p in pools
         ],
+        "cacheHourlyUsd": cache_hourly_usd,
     }
 
 
@@ -235,5 +238,5 @@ def fleet_json(stacks: dict[str, list[PoolCapacity]]) -> dict:
     return {
         "stacks": sorted(stacks),
         "capacity": {k: v for k, v in cap.items() if k != "pools"},
-        "cost": {k: v for k, v in cost.items() if k != "pools"},
+        "cost": {k: v for k, v in cost.items() if k not in ("pools", "cacheHourlyUsd")},
     }

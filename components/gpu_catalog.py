@@ -203,3 +203,10 @@ def load_catalog() -> Catalog:
 def offered_zones(cloud: Cloud, region: str, machine_type: str) -> tuple[str, ...]:
     """Zones of ``region`` offering ``machine_type`` in the shipped catalog (empty: not recorded)."""
     return load_catalog().offered_zones(cloud, region, machine_type)
+
+
+@lru_cache(maxsize=1)
+def cache_prices() -> dict:
+    """The catalog's ``cachePrices`` section: regional cache prices, read by
+    :func:`gpu_fleet.components.cache_settings.cache_hourly_usd`."""
+    return json.loads(DATA_FILE.read_text())["cachePrices"]

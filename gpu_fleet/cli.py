@@ -171,7 +171,16 @@ def _capacity(plan: StackPlan) -> Optional[list[PoolCapacity]]:
     return region_capacity(plan.config) if isinstance(plan.config, RegionConfig) else None
 
 
-def _print_capacity(pools: list[PoolCapacity]) -> None:
+def _cache_cost(plan: StackPlan) -> Optional[float]:
+    """A region stack's cache US$ per hour at the catalog's price (None: no price there)."""
+    from gpu_fleet.components.cache_settings import cache_hourly_usd
+    from gpu_fleet.components.gpu_catalog import cache_prices
+
+    cfg = plan.config
+    return cache_hourly_usd(cfg.cloud, cfg.location, cfg.cache, cache_prices())
+
+
+def _print_capacity(pools: list[PoolCapacity], cache_usd: Optional[float]) -> None:
     from gpu_fleet.components.capacity import cost_json
 
     print("\n  GPU capacity and cost (models at min / max replicas; on-demand list prices):")
@@ -183,6 +192,8 @@ def _print_capacity(pools: list[PoolCapacity]) -> None:
               + ("" if p.capacity[0] == "on-demand" else f" ({p.price_note})"))
     cost = cost_json(pools)
     print(f"    stack: {cost['minHourlyUsd']:,.2f} / {cost['maxHourlyUsd']:,.2f} USD/h")
+    print("    regional cache: " + ("no price in the catalog (unverified)" if cache_usd is None
+                                     else f"{cache_usd:,.4f} USD/h (on-demand list price)"))
 
 
 def _print_table(plan: StackPlan, report: manifests.ManifestReport, out_dir: Path,
@@ -207,7 +218,7 @@ def _print_table(plan: StackPlan, report: manifests.ManifestReport, out_dir: Pat
     print(f"\n  secrets: {plan.secrets.summary()}")
     pools = _capacity(plan)
     if pools is not None:
-        _print_capacity(pools)
+        _print_capacity(pools, _cache_cost(plan))
     for w in plan.warnings:
         print(f"\n  warning: {w}")
     print(f"\n  kubernetes objects: {len(report.written)} written to {out_dir}, "
@@ -331,7 +342,7 @@ def _plan(args: argparse.Namespace) -> int:
             "stacks": [
                 {
                     "stack": plan.stack,
-                    **({"capacity": capacity_json(capacities[plan.stack]), "cost": cost_json(capacities[plan.stack])}
+                    **({"capacity": capacity_json(capacities[plan.stack]), "cost": cost_json(capacities[plan.stack], _cache_cost(plan))}
                        if capacities[plan.stack] is not None else {}),
                     "resources": [_resource_json(plan.recording, r) for r in _resources(plan.recording)],
                     "outputs": _outputs(plan),

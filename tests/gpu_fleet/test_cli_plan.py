@@ -45,6 +45,9 @@ def test_reference_stacks_plan_cleanly(fleet, tmp_path, monkeypatch, capsys):
     assert "INVALID" not in out
     assert "GPU capacity and cost" in out
     assert "USD/h at the models' min / max replicas" in out
+    # The cache's cost on its own line: priced in us-east, unverified (no price) in eu-west.
+    assert "    regional cache: 0.3504 USD/h (on-demand list price)" in out
+    assert "    regional cache: no price in the catalog (unverified)" in out
 
 
 def test_json_lists_every_resource(fleet, tmp_path, monkeypatch, capsys):
@@ -64,6 +67,7 @@ def test_json_lists_every_resource(fleet, tmp_path, monkeypatch, capsys):
     assert stack["cost"]["minHourlyUsd"] == round(3 * 55.04 + 2 * 27.45, 2)
     assert stack["cost"]["maxHourlyUsd"] == round(20 * 55.04 + 4 * 27.45, 2)
     assert [p["name"] for p in stack["cost"]["pools"]] == ["h100", "a100"]
+    assert stack["cost"]["cacheHourlyUsd"] == round(2 * 0.1752, 4)  # primary and replica, cache.r7g.large
     assert stack["capacity"]["maxGpus"] == 160 + 32
     assert stack["capacity"]["pools"][0]["modelGpusAtMaxReplicas"] == 160
     assert doc["fleet"]["cost"] == {k: stack["cost"][k] for k in ("currency", "priceBasis", "minHourlyUsd",
