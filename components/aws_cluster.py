@@ -40,7 +40,7 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from . import pins
-from .config import RegionConfig
+from .config import RegionConfig, check_region
 from .karpenter import Karpenter
 from .kubeconfig import exec_kubeconfig
 from .contract import POOL_LABEL, SYSTEM_POOL
@@ -260,8 +260,8 @@ class AwsCluster(pulumi.ComponentResource):
     ingress_class: str
 
     def __init__(self, name: str, args: AwsClusterArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        cfg = check_region(args["config"], f"AwsCluster {name!r}")  # once per config object
         super().__init__("gpufleet:index:AwsCluster", name, None, opts)
-        cfg = args["config"]
         self.kubernetes_version = cfg.cluster.kubernetes_version
         here = pulumi.ResourceOptions(parent=self)
         invoke = pulumi.InvokeOptions(parent=self)

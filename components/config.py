@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Callable, Iterator, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 from . import cache_settings, cache_sizing, cloud_limits, pins, sizing, yaml_reader
@@ -461,6 +461,9 @@ class AlertsConfig(_Model):
 
 class RegionConfig(_Model):
     """A region stack: one cluster with GPU pools, models, a cache and an entry point."""
+
+    #: Set once :func:`check_region` passed (a stack file's config, or one built in code).
+    _checked: bool = PrivateAttr(default=False)
 
     kind: Literal["region"]
     #: ``non-production`` allows models to scale to zero (KEDA, ``minReplicas: 0``); the
@@ -1059,11 +1062,22 @@ def parse_fleet(raw: Any, source: str, stacks_dir: Optional[Path] = None) -> Fle
     except ValidationError as e:
         raise ConfigError(source, _problems(e, model)) from None
     if isinstance(cfg, RegionConfig):
-        problems = [p for check in REGION_CHECKS for p in check(cfg)]
-    else:
-        problems = _check_global(cfg, stacks_dir or Path(source).parent)
+        return check_region(cfg, source)
+    problems = _check_global(cfg, stacks_dir or Path(source).parent)
     if problems:
         raise ConfigError(source, problems)
+    return cfg
+
+
+def check_region(cfg: RegionConfig, source: str) -> RegionConfig:
+    """The semantic checks a stack file's region config gets, for any ``RegionConfig``
+    (one built in code too: the components call this); ``source`` names it in messages.
+    Runs once per config object. Raises ConfigError."""
+    if not cfg._checked:
+        problems = [p for check in REGION_CHECKS for p in check(cfg)]
+        if problems:
+            raise ConfigError(source, problems)
+        cfg._checked = True
     return cfg
 
 

@@ -28,7 +28,7 @@ import pulumi_kubernetes as k8s
 
 from . import pins
 from .capacity_tiers import COMPUTE_CLASS_KEY, Tier, compute_class_name, is_tiered, tiers, uses_compute_class
-from .config import GpuPoolConfig, RegionConfig, pool_offering
+from .config import GpuPoolConfig, RegionConfig, check_region, pool_offering
 from .kubeconfig import exec_kubeconfig
 from .contract import FLEET_LABELS, GPU_LABEL, GPU_TAINT, POOL_LABEL, SYSTEM_POOL
 from .network import GcpNetwork
@@ -319,8 +319,8 @@ class GkeCluster(pulumi.ComponentResource):
     weight_cache_storage_class: str
 
     def __init__(self, name: str, args: GkeClusterArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        cfg = check_region(args["config"], f"GkeCluster {name!r}")  # once per config object
         super().__init__("gpufleet:index:GkeCluster", name, None, opts)
-        cfg = args["config"]
         # Opt-in: enabled before anything else; left enabled on destroy, because other
         # workloads of the project may use them and disabling is not this program's to do.
         self.apis = [

@@ -20,7 +20,7 @@ from .cache import AwsCache, CacheConnection, GcpCache, sizing_plan
 from .cache_sizing import ModelKv
 from .capacity import region_capacity, shortfalls
 from .cloud_limits import kubernetes_support_notice
-from .config import RegionConfig, pool_offering
+from .config import RegionConfig, check_region, pool_offering
 from .entrypoint import Entrypoint, service_annotations
 from .gpu_software import GpuSoftware
 from .keda import uses_keda
@@ -48,8 +48,9 @@ class Region(pulumi.ComponentResource):
     """Everything one region stack deploys (``gpufleet:index:Region``)."""
 
     def __init__(self, name: str, args: RegionArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        # A config built in code gets the checks a stack file gets (once per object).
+        cfg = check_region(args["config"], f"Region {name!r}")
         super().__init__("gpufleet:index:Region", name, None, opts)
-        cfg = args["config"]
         self.config = cfg
         here = pulumi.ResourceOptions(parent=self)
 

@@ -309,3 +309,33 @@ def test_with_enable_apis_the_cache_and_entrypoint_wait_for_the_project_services
     for component in ("gpufleet:index:GcpCache", "gpufleet:index:Entrypoint"):
         (comp,) = rec.of_type(component)
         assert apis <= set(comp.depends_on), component
+
+
+def _in_code(edit) -> "RegionConfig":
+    """The us-east config as a program would build it in code (only the fields the file sets)."""
+    from gpu_fleet.components.config import RegionConfig
+
+    raw = load_stack_file(REPO / "stacks" / "Pulumi.us-east.yaml").model_dump(by_alias=True, exclude_unset=True)
+    edit(raw)
+    return RegionConfig.model_validate(raw)
+
+
+def test_a_region_config_built_in_code_gets_the_stack_files_checks(fleet):
+    from gpu_fleet.components.config import ConfigError
+    from gpu_fleet.components.region import Region
+
+    bad = _in_code(lambda raw: raw["gpuPools"][0].update(gpusPerNode=3))
+    args = {"config": bad, "hugging_face_token": pulumi.Output.secret("hf"), "api_key": pulumi.Output.secret("k")}
+    with pytest.raises(ConfigError) as raised:
+        fleet.run(lambda: Region("edge", args))
+    assert str(raised.value) == ("Region 'edge': gpuPools[0].gpusPerNode: h100 with 3 GPUs per node is not offered "
+                                 "in aws us-east-1; valid GPUs per node: 8 (p5.48xlarge)")
+
+
+def test_a_valid_config_built_in_code_is_checked_once(fleet):
+    from gpu_fleet.components.config import check_region
+
+    good = _in_code(lambda raw: None)
+    assert not good._checked
+    assert check_region(good, "code") is good and good._checked
+    assert load_stack_file(REPO / "stacks" / "Pulumi.us-east.yaml")._checked  # a stack file's is checked already
