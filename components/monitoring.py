@@ -141,20 +141,11 @@ class Monitoring(pulumi.ComponentResource):
         )
         stack_values["grafana"] = grafana_values(SYSTEM_NODE_SELECTOR)
 
-        self.kube_prometheus_stack = k8s.helm.v3.Release(
-            f"{name}-kube-prometheus-stack",
-            name=KUBE_PROMETHEUS_STACK_RELEASE,
-            chart="kube-prometheus-stack",
-            version=args.get("kube_prometheus_stack_version") or KUBE_PROMETHEUS_STACK_CHART_VERSION,
-            repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=PROMETHEUS_COMMUNITY_REPO),
-            namespace=namespace,
-            values=stack_values,
-            atomic=True,
-            cleanup_on_fail=True,
-            timeout=KUBE_PROMETHEUS_STACK_TIMEOUT_SECONDS,
-            max_history=10,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.grafana_secret]),
-        )
+        self.kube_prometheus_stack = _chart_release(
+            f"{name}-kube-prometheus-stack", KUBE_PROMETHEUS_STACK_RELEASE, "kube-prometheus-stack",
+            args.get("kube_prometheus_stack_version") or KUBE_PROMETHEUS_STACK_CHART_VERSION, PROMETHEUS_COMMUNITY_REPO,
+            namespace, stack_values, KUBE_PROMETHEUS_STACK_TIMEOUT_SECONDS,
+            pulumi.ResourceOptions(parent=self, depends_on=[self.grafana_secret]))
 
         # Exactly one of the two serves external.metrics.k8s.io (kedacore/keda#470).
         self.engine = args.get("autoscaling_engine") or "hpa"
@@ -168,20 +159,8 @@ class Monitoring(pulumi.ComponentResource):
         else:
             keda_ns = k8s.core.v1.Namespace(
                 f"{name}-keda-ns", metadata={"name": KEDA_NAMESPACE, "labels": {**FLEET_LABELS}}, opts=child)
-            self.keda = k8s.helm.v3.Release(
-                f"{name}-keda",
-                name=KEDA_RELEASE,
-                chart="keda",
-                version=KEDA_CHART_VERSION,
-                repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=KEDA_REPO),
-                namespace=keda_ns.metadata["name"],
-                values=keda_values(),
-                atomic=True,
-                cleanup_on_fail=True,
-                timeout=KEDA_TIMEOUT_SECONDS,
-                max_history=10,
-                opts=child,
-            )
+            self.keda = _chart_release(f"{name}-keda", KEDA_RELEASE, "keda", KEDA_CHART_VERSION, KEDA_REPO,
+                                       keda_ns.metadata["name"], keda_values(), KEDA_TIMEOUT_SECONDS, child)
         #: What the models' autoscaling objects need first (the External metrics API, and
         #: with KEDA the ScaledObject CRD).
         self.autoscaler = self.keda or self.prometheus_adapter
@@ -285,22 +264,32 @@ def _monitors_and_rules(name: str, models: list[ModelRef], alerts: AlertSettings
     return monitors, rule
 
 
-def _adapter_release(name: str, namespace: pulumi.Input[str], version: Optional[pulumi.Input[str]], values: dict,
-                     opts: pulumi.ResourceOptions) -> k8s.helm.v3.Release:
+def _chart_release(resource_name: str, release: str, chart: str, version: pulumi.Input[str], repo: str,
+                   namespace: pulumi.Input[str], values: dict, timeout_seconds: int,
+                   opts: pulumi.ResourceOptions) -> k8s.helm.v3.Release:
+    """A metrics-pipeline chart: atomic (a failed install or upgrade is rolled back and cleaned
+    up), with a bounded release history."""
     return k8s.helm.v3.Release(
-        f"{name}-prometheus-adapter",
-        name=PROMETHEUS_ADAPTER_RELEASE,
-        chart="prometheus-adapter",
-        version=version or PROMETHEUS_ADAPTER_CHART_VERSION,
-        repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=PROMETHEUS_COMMUNITY_REPO),
+        resource_name,
+        name=release,
+        chart=chart,
+        version=version,
+        repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=repo),
         namespace=namespace,
         values=values,
         atomic=True,
         cleanup_on_fail=True,
-        timeout=PROMETHEUS_ADAPTER_TIMEOUT_SECONDS,
+        timeout=timeout_seconds,
         max_history=10,
         opts=opts,
     )
+
+
+def _adapter_release(name: str, namespace: pulumi.Input[str], version: Optional[pulumi.Input[str]], values: dict,
+                     opts: pulumi.ResourceOptions) -> k8s.helm.v3.Release:
+    return _chart_release(f"{name}-prometheus-adapter", PROMETHEUS_ADAPTER_RELEASE, "prometheus-adapter",
+                          version or PROMETHEUS_ADAPTER_CHART_VERSION, PROMETHEUS_COMMUNITY_REPO, namespace, values,
+                          PROMETHEUS_ADAPTER_TIMEOUT_SECONDS, opts)
 
 
 def _custom_resource(resource_name: str, manifest: dict, opts: pulumi.ResourceOptions) -> k8s.apiextensions.CustomResource:

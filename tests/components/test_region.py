@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from gpu_fleet.components import cache_sizing
-from gpu_fleet.components.config import load_stack_file
+from gpu_fleet.components.config import ConfigError, RegionConfig, check_region, load_stack_file
 from gpu_fleet import engine
 from gpu_fleet.plan import PLACEHOLDER_SECRET, plan_stack
 
@@ -311,17 +311,14 @@ def test_with_enable_apis_the_cache_and_entrypoint_wait_for_the_project_services
         assert apis <= set(comp.depends_on), component
 
 
-def _in_code(edit) -> "RegionConfig":
+def _in_code(edit) -> RegionConfig:
     """The us-east config as a program would build it in code (only the fields the file sets)."""
-    from gpu_fleet.components.config import RegionConfig
-
     raw = load_stack_file(REPO / "stacks" / "Pulumi.us-east.yaml").model_dump(by_alias=True, exclude_unset=True)
     edit(raw)
     return RegionConfig.model_validate(raw)
 
 
 def test_a_region_config_built_in_code_gets_the_stack_files_checks(fleet):
-    from gpu_fleet.components.config import ConfigError
     from gpu_fleet.components.region import Region
 
     bad = _in_code(lambda raw: raw["gpuPools"][0].update(gpusPerNode=3))
@@ -333,8 +330,6 @@ def test_a_region_config_built_in_code_gets_the_stack_files_checks(fleet):
 
 
 def test_a_valid_config_built_in_code_is_checked_once(fleet):
-    from gpu_fleet.components.config import check_region
-
     good = _in_code(lambda raw: None)
     assert not good._checked
     assert check_region(good, "code") is good and good._checked

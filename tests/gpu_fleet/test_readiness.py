@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gpu_fleet.components.config import ConfigError, load_stack_file, parse_fleet, read_stack_file
+from gpu_fleet.components.config import ConfigError, parse_fleet, read_stack_file
 from gpu_fleet import cli, readiness
 
 REPO = Path(__file__).resolve().parents[2]
